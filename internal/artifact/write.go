@@ -1,0 +1,447 @@
+// Package artifact writes and reads mageflow release artifacts: one tar
+// stream compressed with zstd, whose first entry is release.json.
+//
+// The writer streams straight from the build directory into the compressor
+// (no temporary copy of the tree: a Magento build is ~60,000 files and
+// copying it would double the disk I/O of packaging) and hashes the
+// compressed bytes as they are produced, so the sha256 recorded in the
+// release meta is known the moment the last byte is written.
+//
+// The output is deterministic: the same tree, manifest and options always
+// produce the same bytes, whatever the on-disk mtimes, owners or directory
+// read order. That is what lets a rebuild of the same commit be recognised
+// as a no-op by the store (same sha256) instead of a conflicting artifact.
+package artifact
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// ManifestName is the name of the first entry of every artifact. Readers
+// (ReadManifest) rely on it being first so they can show a release's meta
+// after decompressing a few kilobytes instead of the whole artifact.
+const ManifestName = "release.json"
+
+// DefaultLevel is the zstd level used when Options.Level is zero.
+//
+// SpeedDefault (zstd level 3 equivalent) was chosen with the bench-package
+// command on a generated Magento-sized tree: SpeedFastest is only slightly
+// faster, because with two cores reading 60,000 files and hashing
+// already takes a large share of the time, while its output is measurably
+// larger; SpeedBetterCompression costs about twice the CPU for a few percent
+// of size. SpeedDefault keeps us far above gzip's throughput while producing
+// output smaller than `tar -czf`. See the report in bench-package for the
+// figures.
+const DefaultLevel = zstd.SpeedDefault
+
+// Options control Write.
+type Options struct {
+	// Exclude lists paths, relative to the source root with forward
+	// slashes, that must not be packaged: typically the shared paths a
+	// deploy symlinks into every release (pub/media, var, app/etc/env.php).
+	// Each pattern is matched with path.Match against the whole relative
+	// path ("pub/media", "var/*.log"); a match excludes the path and
+	// everything under it. Leading and trailing slashes are ignored.
+	// Any directory named .git is always excluded.
+	Exclude []string
+	// ModTime is written as the mtime of every entry, normally the commit
+	// time, so the output does not depend on when files were checked out
+	// or generated. It is truncated to whole seconds. Zero means the Unix
+	// epoch.
+	ModTime time.Time
+	// Level is the zstd level; zero means DefaultLevel.
+	Level zstd.EncoderLevel
+	// Concurrency is the number of blocks compressed in parallel; zero
+	// means GOMAXPROCS capped at DefaultMaxConcurrency. Values below 2 are
+	// raised to 2: the zstd encoder lays out its parallel jobs identically
+	// for any concurrency ≥ 2 but differently for 1, so clamping keeps the
+	// sha256 of an artifact the same on a 1-CPU and a 32-CPU worker.
+	Concurrency int
+	// Progress, if set, is called from the writing goroutine at most every
+	// ProgressInterval and once at the end with the number of files and
+	// uncompressed bytes packaged so far. It must be quick: it runs inline.
+	Progress func(files int, bytes int64)
+}
+
+// DefaultMaxConcurrency caps the default Options.Concurrency. Each
+// parallel job holds tens of MiB of input and output, so on a many-core
+// worker an uncapped default would cost gigabytes of RAM for little gain:
+// beyond a few cores the walk and file reads, not compression, set the pace.
+const DefaultMaxConcurrency = 4
+
+// ProgressInterval is the minimum time between two Progress calls.
+const ProgressInterval = 250 * time.Millisecond
+
+// Result describes a written artifact.
+type Result struct {
+	// SHA256 is the lowercase hex sha256 of the compressed stream.
+	SHA256 string
+	// Size is the size in bytes of the compressed stream.
+	Size int64
+	// Files counts the regular files packaged, release.json included.
+	Files int
+	// UncompressedBytes is the total size of the packaged file contents.
+	UncompressedBytes int64
+}
+
+// Write packages srcDir into w as tar+zstd with manifest as the first entry
+// named release.json. It returns the sha256 and size of what it wrote to w.
+// w receives the compressed stream only; Write does not close it.
+//
+// Regular files, directories and symbolic links are packaged (symlinks as
+// links, never followed); hard links are stored as independent copies.
+// Sockets, devices and named pipes are an error: they have no place in a
+// release and would be rejected by Extract anyway.
+func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt Options) (Result, error) {
+	var res Result
+	excl, err := compileExcludes(opt.Exclude)
+	if err != nil {
+		return res, err
+	}
+	root, err := filepath.Abs(srcDir)
+	if err != nil {
+		return res, fmt.Errorf("artifact: resolve source dir %q: %w", srcDir, err)
+	}
+	if fi, err := os.Stat(root); err != nil {
+		return res, fmt.Errorf("artifact: source dir: %w", err)
+	} else if !fi.IsDir() {
+		return res, fmt.Errorf("artifact: source %s is not a directory", root)
+	}
+	if _, err := os.Lstat(filepath.Join(root, ManifestName)); err == nil && !excl.match(ManifestName) {
+		return res, fmt.Errorf("artifact: %s already contains %s, which would clash with the manifest entry; remove it from the build output or add it to the excluded paths", root, ManifestName)
+	}
+
+	level := opt.Level
+	if level == 0 {
+		level = DefaultLevel
+	}
+	sum := sha256.New()
+	cw := &countWriter{}
+	enc, err := zstd.NewWriter(io.MultiWriter(w, sum, cw),
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(concurrency(opt.Concurrency)),
+		// Full-block parallelism: without it a stream encoder only
+		// overlaps one block of compression with the caller's reads,
+		// which leaves the second core idle. Job boundaries are fixed
+		// input offsets, so the output stays deterministic.
+		zstd.WithConcurrentBlocks(true),
+		// The frame checksum lets `zstd -t` and our own decoder detect
+		// corruption even without the sidecar sha256.
+		zstd.WithEncoderCRC(true),
+	)
+	if err != nil {
+		return res, fmt.Errorf("artifact: create zstd encoder: %w", err)
+	}
+	p := &packer{
+		ctx:      ctx,
+		root:     root,
+		excl:     excl,
+		tw:       tar.NewWriter(enc),
+		mtime:    normalizeTime(opt.ModTime),
+		progress: opt.Progress,
+		buf:      copyBufPool.Get().(*[]byte),
+	}
+	defer copyBufPool.Put(p.buf)
+
+	err = p.run(manifest)
+	if err == nil {
+		err = p.tw.Close()
+	}
+	if err != nil {
+		// Close releases the encoder goroutines; its error is secondary.
+		_ = enc.Close()
+		return res, err
+	}
+	if err := enc.Close(); err != nil {
+		return res, fmt.Errorf("artifact: finish zstd stream: %w", err)
+	}
+	if p.progress != nil {
+		p.progress(p.files, p.bytes)
+	}
+	return Result{
+		SHA256:            hex.EncodeToString(sum.Sum(nil)),
+		Size:              cw.n,
+		Files:             p.files,
+		UncompressedBytes: p.bytes,
+	}, nil
+}
+
+// WriteFile is Write into a new file at dst. It writes to a temporary file
+// in the same directory, fsyncs it and renames it into place, so dst either
+// does not exist or holds a complete artifact even if the worker dies
+// mid-way. An existing dst is replaced.
+func WriteFile(ctx context.Context, dst, srcDir string, manifest []byte, opt Options) (Result, error) {
+	dir := filepath.Dir(dst)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return Result{}, fmt.Errorf("artifact: create temporary file next to %s: %w", dst, err)
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	res, err := Write(ctx, f, srcDir, manifest, opt)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return Result{}, fmt.Errorf("artifact: chmod %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return Result{}, fmt.Errorf("artifact: fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return Result{}, fmt.Errorf("artifact: close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return Result{}, fmt.Errorf("artifact: move artifact into place: %w", err)
+	}
+	committed = true
+	syncDir(dir)
+	return res, nil
+}
+
+// syncDir makes a rename durable. Failure is ignored: some filesystems do
+// not support fsync on directories and the artifact itself is already
+// synced.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// copyBufPool holds the buffers used to copy file contents into the tar
+// stream. 256 KiB amortises syscalls on large files without making a
+// noticeable memory difference.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+type packer struct {
+	ctx      context.Context
+	root     string
+	excl     excludes
+	tw       *tar.Writer
+	mtime    time.Time
+	progress func(int, int64)
+	lastProg time.Time
+	buf      *[]byte
+
+	files int
+	bytes int64
+}
+
+func (p *packer) run(manifest []byte) error {
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     ManifestName,
+		Mode:     0o644,
+		Size:     int64(len(manifest)),
+		ModTime:  p.mtime,
+	}
+	if err := p.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("artifact: write manifest header: %w", err)
+	}
+	if _, err := p.tw.Write(manifest); err != nil {
+		return fmt.Errorf("artifact: write manifest: %w", err)
+	}
+	p.files++
+	p.bytes += int64(len(manifest))
+
+	// WalkDir visits entries in lexical order within each directory,
+	// which is what makes the output independent of readdir order.
+	return filepath.WalkDir(p.root, func(full string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("artifact: read source tree: %w", err)
+		}
+		if err := p.ctx.Err(); err != nil {
+			return err
+		}
+		if full == p.root {
+			return nil
+		}
+		rel, err := filepath.Rel(p.root, full)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.Name() == ".git" || p.excl.match(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return p.add(full, rel, d)
+	})
+}
+
+func (p *packer) add(full, rel string, d fs.DirEntry) error {
+	fi, err := d.Info()
+	if err != nil {
+		return fmt.Errorf("artifact: stat %s: %w", full, err)
+	}
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    tarMode(fi.Mode()),
+		ModTime: p.mtime,
+	}
+	switch mode := fi.Mode(); {
+	case mode.IsRegular():
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = fi.Size()
+	case mode.IsDir():
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name += "/"
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("artifact: read symlink %s: %w", full, err)
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+		hdr.Mode = 0o777
+	default:
+		return fmt.Errorf("artifact: %s is a %s, which cannot be part of a release; delete it in the build or add %q to the excluded paths", full, mode.Type(), rel)
+	}
+	if err := p.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("artifact: write header for %s: %w", rel, err)
+	}
+	if hdr.Typeflag == tar.TypeReg {
+		if err := p.copyFile(full, hdr.Size); err != nil {
+			return err
+		}
+		p.files++
+		p.bytes += hdr.Size
+		p.report()
+	}
+	return nil
+}
+
+func (p *packer) copyFile(full string, size int64) error {
+	f, err := os.Open(full)
+	if err != nil {
+		return fmt.Errorf("artifact: open %s: %w", full, err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(p.tw, &ctxReader{ctx: p.ctx, r: io.LimitReader(f, size)}, *p.buf)
+	if err != nil {
+		if ctxErr := p.ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("artifact: copy %s: %w", full, err)
+	}
+	if n != size {
+		return fmt.Errorf("artifact: %s shrank from %d to %d bytes while being packaged; make sure nothing writes to the build directory during packaging and retry", full, size, n)
+	}
+	return nil
+}
+
+func (p *packer) report() {
+	if p.progress == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(p.lastProg) >= ProgressInterval {
+		p.lastProg = now
+		p.progress(p.files, p.bytes)
+	}
+}
+
+// tarMode keeps the permission bits plus setuid, setgid and sticky, in
+// the numeric form tar uses. File type bits are carried by Typeflag.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+func concurrency(n int) int {
+	if n == 0 {
+		n = min(runtime.GOMAXPROCS(0), DefaultMaxConcurrency)
+	}
+	return max(n, 2)
+}
+
+func normalizeTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return t.Truncate(time.Second).UTC()
+}
+
+// excludes is a compiled Options.Exclude.
+type excludes []string
+
+func compileExcludes(patterns []string) (excludes, error) {
+	out := make(excludes, 0, len(patterns))
+	for _, p := range patterns {
+		clean := strings.Trim(strings.TrimSpace(p), "/")
+		if clean == "" {
+			continue
+		}
+		clean = path.Clean(clean)
+		if _, err := path.Match(clean, ""); err != nil {
+			return nil, fmt.Errorf("artifact: exclude pattern %q is not valid (see Go path.Match syntax): %w", p, err)
+		}
+		out = append(out, clean)
+	}
+	return out, nil
+}
+
+// match reports whether rel (slash-separated, relative to the root) is
+// excluded. Ancestors need no check: the walk never descends into an
+// excluded directory.
+func (e excludes) match(rel string) bool {
+	for _, pat := range e {
+		if ok, _ := path.Match(pat, rel); ok {
+			return true
+		}
+	}
+	return false
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	return len(b), nil
+}
+
+// ctxReader stops a long copy (a multi-gigabyte file) promptly when the
+// activity is cancelled, not only between files.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}

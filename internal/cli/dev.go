@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/mageflow/mageflow/internal/codec"
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/demo"
+	"github.com/mageflow/mageflow/internal/devserver"
+	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/secrets"
+	"github.com/mageflow/mageflow/internal/tclient"
+	"github.com/mageflow/mageflow/internal/workerapp"
+)
+
+// DemoApp is the app name the shipped mageflow.yaml gives the demo store.
+const DemoApp = "demo"
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := newFlags("dev", stderr)
+	cli := e.fs.String("temporal-cli", "./bin/temporal", "path to the temporal CLI (v1.5.1)")
+	ip := e.fs.String("ip", "127.0.0.1", "address the dev server, UI and HTTP server bind to")
+	port := e.fs.Int("temporal-port", 7233, "Temporal frontend port")
+	uiPort := e.fs.Int("ui-port", 8233, "Temporal Web UI port")
+	listen := e.fs.String("listen", "", "mageflow HTTP server address (default server.listen, 127.0.0.1:8080)")
+	db := e.fs.String("db", "./var/temporal.db", "SQLite file of the dev server (kept between runs)")
+	runDemo := e.fs.Bool("demo", true, "push a demo commit through the webhook and print the release")
+	demoSource := e.fs.String("demo-source", "./test/fixtures/magento2-app", "the demo app's source tree")
+	exitAfter := e.fs.Bool("exit-after-demo", false, "stop after the demo instead of running until Ctrl-C")
+	if err := e.parse(args); err != nil {
+		return err
+	}
+	cfg, err := e.config(true)
+	if err != nil {
+		return err
+	}
+	logger := e.logger(stderr)
+	cfg.Temporal.Address = net.JoinHostPort(*ip, strconv.Itoa(*port))
+	cfg.Temporal.UIURL = "http://" + net.JoinHostPort(*ip, strconv.Itoa(*uiPort))
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+		cfg.Server.PublicURL = "http://" + *listen
+	}
+	// The dev stack talks to its own server only.
+	for _, k := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"} {
+		os.Unsetenv(k)
+	}
+
+	// Start-up checks first, each saying what to do.
+	if err := devserver.CheckPort("mageflow HTTP server", cfg.Server.Listen, "--listen"); err != nil {
+		return err
+	}
+	if err := devserver.CheckPort("worker metrics", cfg.Worker.MetricsListen, "worker.metrics_listen in the config"); err != nil {
+		return err
+	}
+	if err := checkBuilders(ctx, cfg); err != nil {
+		return err
+	}
+	if !cfg.Codec.Disabled {
+		if _, err := os.Stat(cfg.Codec.KeyFile); errors.Is(err, os.ErrNotExist) {
+			if err := codec.GenerateKeyFile(cfg.Codec.KeyFile); err != nil {
+				return fmt.Errorf("create payload key %s: %w", cfg.Codec.KeyFile, err)
+			}
+			fmt.Fprintf(stdout, "created payload encryption key %s\n", cfg.Codec.KeyFile)
+		}
+	}
+	if err := seedWebhookSecrets(cfg); err != nil {
+		return err
+	}
+
+	absDB, _ := filepath.Abs(*db)
+	fmt.Fprintf(stdout, "starting Temporal dev server on %s (UI %s, history in %s)\n", cfg.Temporal.Address, cfg.Temporal.UIURL, absDB)
+	srv, err := devserver.Start(ctx, devserver.Options{
+		CLI: *cli, IP: *ip, Port: *port, UIPort: *uiPort, DBFile: absDB, Namespace: cfg.Temporal.Namespace,
+		CodecEndpoint: strings.TrimRight(cfg.Server.PublicURL, "/") + "/codec", Log: stderr,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
+
+	dc, cdc, err := tclient.DataConverter(cfg)
+	if err != nil {
+		return err
+	}
+	copts, err := tclient.Options(cfg, e.quietLogger(stderr), dc, nil)
+	if err != nil {
+		return err
+	}
+	c, err := tclient.Dial(ctx, copts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ready := make(chan string, 1)
+	go func() { errc <- wrap("http server", Serve(ctx, cfg, c, cdc, logger, ready)) }()
+	select {
+	case <-ready:
+	case err := <-errc:
+		return err
+	}
+	fmt.Fprintf(stdout, "\nmageflow is running:\n  Temporal Web UI   %s\n  dashboard         %s/\n  webhooks          %s/hooks/{github,gitlab,bitbucket}\n  worker metrics    http://%s/metrics\n\n",
+		cfg.Temporal.UIURL, cfg.Server.PublicURL, cfg.Server.PublicURL, cfg.Worker.MetricsListen)
+
+	if *runDemo {
+		if err := runDemoBuild(ctx, cfg, c, *demoSource, stdout); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	if *exitAfter {
+		return nil
+	}
+	fmt.Fprintln(stdout, "press Ctrl-C to stop")
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stdout, "\nstopping …")
+		return nil
+	case err := <-errc:
+		return err
+	case err := <-srv.Done():
+		return fmt.Errorf("temporal dev server exited: %v", err)
+	}
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%s stopped", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// seedWebhookSecrets creates missing file: webhook secrets of apps whose repo
+// lives under ./var (the demo), so the first run needs no manual step.
+func seedWebhookSecrets(cfg *config.Config) error {
+	area := secrets.Area{Dir: cfg.Secrets.Dir}
+	for _, name := range cfg.AppNames() {
+		a := cfg.Apps[name]
+		if a.Webhook == nil || !strings.HasPrefix(a.Webhook.Secret, "file:") {
+			continue
+		}
+		if _, err := area.Read(a.Webhook.Secret); err == nil {
+			continue
+		}
+		if name != DemoApp {
+			continue
+		}
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		if err := area.Write(strings.TrimPrefix(a.Webhook.Secret, "file:"), []byte(hex.EncodeToString(b))); err != nil {
+			return fmt.Errorf("create demo webhook secret: %w", err)
+		}
+	}
+	return nil
+}
+
+func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, source string, stdout io.Writer) error {
+	app, err := cfg.App(DemoApp)
+	if err != nil {
+		return fmt.Errorf("%w (the shipped mageflow.yaml declares it; run from the repository root or pass --demo=false)", err)
+	}
+	if app.Webhook == nil {
+		return errors.New("the demo app needs a webhook: section")
+	}
+	branch := "main"
+	for _, env := range []string{"production", "staging"} {
+		if e := app.Environments[env]; e != nil {
+			branch = e.Branch
+			break
+		}
+	}
+	repo := demo.Repo{Dir: filepath.Dir(app.Repo), Source: source, Branch: branch}
+	if filepath.Base(app.Repo) != "shop.git" {
+		return fmt.Errorf("the demo app's repo must be <dir>/shop.git, got %s", app.Repo)
+	}
+	msg := fmt.Sprintf("Demo change at %s\n\nPushed by `mageflow dev` to show a push becoming a release.", time.Now().UTC().Format(time.RFC3339))
+	sha, err := repo.Push(ctx, msg)
+	if err != nil {
+		return err
+	}
+	secret, err := secrets.Area{Dir: cfg.Secrets.Dir}.Read(app.Webhook.Secret)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: pushed %s to %s (%s); delivering the signed GitHub webhook …\n", sha[:7], repo.Bare(), branch)
+	id, err := demo.Delivery{
+		URL: strings.TrimRight(cfg.Server.PublicURL, "/") + "/hooks/github", Secret: string(secret),
+		RepoURL: "file://" + repo.Bare(), FullName: "mageflow/demo-shop", Branch: branch, After: sha, Message: msg,
+	}.Send(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: webhook accepted, building %s\n  follow it: %s\n", id, WorkflowURL(cfg, id, ""))
+	var m release.Meta
+	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &m); err != nil {
+		return fmt.Errorf("build %s: %w (open %s for the failing step)", id, err, WorkflowURL(cfg, id, ""))
+	}
+	fmt.Fprintln(stdout)
+	PrintRelease(stdout, &m, WorkflowURL(cfg, id, ""))
+	fmt.Fprintf(stdout, "\n  list releases: ./bin/mageflow releases --app %s\n", DemoApp)
+	return nil
+}
+
+// checkBuilders verifies the Docker engine and builder image up front when an
+// app builds with docker.
+func checkBuilders(ctx context.Context, cfg *config.Config) error {
+	for _, name := range cfg.AppNames() {
+		a := cfg.Apps[name]
+		if a.Build.Builder != "docker" {
+			continue
+		}
+		r, err := workerappRunner(a)
+		if err != nil {
+			return fmt.Errorf("app %s builds with docker: %w", name, err)
+		}
+		if err := r(ctx); err != nil {
+			return fmt.Errorf("app %s builds with docker: %w", name, err)
+		}
+	}
+	return nil
+}
+
+var _ = time.Second

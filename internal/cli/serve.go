@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/mageflow/mageflow/internal/builds"
+	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/codec"
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/secrets"
+	"github.com/mageflow/mageflow/internal/server"
+	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/tclient"
+	"github.com/mageflow/mageflow/internal/webhook"
+	"github.com/mageflow/mageflow/internal/workerapp"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := newFlags("serve", stderr)
+	listen := e.fs.String("listen", "", "address to listen on (default server.listen, 127.0.0.1:8080)")
+	if err := e.parse(args); err != nil {
+		return err
+	}
+	cfg, err := e.config(true)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	logger := e.logger(stderr)
+	dc, cdc, err := tclient.DataConverter(cfg)
+	if err != nil {
+		return err
+	}
+	opts, err := tclient.Options(cfg, logger, dc, nil)
+	if err != nil {
+		return err
+	}
+	c, err := tclient.Dial(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return Serve(ctx, cfg, c, cdc, logger, nil)
+}
+
+// Serve runs the HTTP server until ctx ends. ready, if not nil, receives the
+// bound address once the server accepts connections.
+func Serve(ctx context.Context, cfg *config.Config, c client.Client, cdc *codec.Codec, logger *slog.Logger, ready chan<- string) error {
+	st, err := workerapp.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	h, err := NewHandler(cfg, c, cdc, st, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another mageflow serve running? choose another with --listen or server.listen)", cfg.Server.Listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	logger.Info("mageflow server listening", "url", "http://"+ln.Addr().String(), "dashboard", cfg.Server.PublicURL+"/")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// NewHandler wires the server package to Temporal, the store and the config.
+func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.Store, logger *slog.Logger) (http.Handler, error) {
+	area := secrets.Area{Dir: cfg.Secrets.Dir}
+	var apps []server.App
+	for _, name := range cfg.AppNames() {
+		a := cfg.Apps[name]
+		sa := server.App{Name: name, RepoURL: a.Repo, Branches: a.BranchEnvironments()}
+		if a.Webhook != nil {
+			ref := a.Webhook.Secret
+			sa.Provider = webhook.Provider(a.Webhook.Provider)
+			sa.Secret = func() ([]byte, error) { return area.Read(ref) }
+		}
+		apps = append(apps, sa)
+	}
+	var codecHandler http.Handler
+	if cdc != nil {
+		codecHandler = codec.Handler(cdc, []string{cfg.Temporal.UIURL})
+	}
+	starter := &builds.Starter{Client: c, Config: cfg}
+	return server.New(server.Options{
+		Apps:      apps,
+		Builds:    buildsAdapter{starter},
+		Releases:  releasesAdapter{st},
+		Codec:     codecHandler,
+		Logger:    logger,
+		MaxBody:   cfg.Server.MaxBody,
+		UIBaseURL: cfg.Temporal.UIURL,
+		Namespace: cfg.Temporal.Namespace,
+		Ready: func(ctx context.Context) error {
+			_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+			if err != nil {
+				return fmt.Errorf("temporal unreachable: %w", err)
+			}
+			return nil
+		},
+	}), nil
+}
+
+type buildsAdapter struct{ s *builds.Starter }
+
+func (b buildsAdapter) StartBuild(ctx context.Context, req server.BuildRequest) (string, error) {
+	run, err := b.s.Start(ctx, builds.Request{
+		App: req.App, Ref: req.Ref, Commit: req.Commit, Branch: req.Branch, Trigger: req.Trigger, DeliveryID: req.DeliveryID,
+	})
+	if err != nil {
+		return "", err
+	}
+	return run.GetID(), nil
+}
+
+type releasesAdapter struct{ st store.Store }
+
+func (r releasesAdapter) List(ctx context.Context, app string) ([]release.Meta, error) {
+	return catalog.List(ctx, r.st, app)
+}

@@ -1,0 +1,324 @@
+// Package config loads and validates mageflow.yaml, the one file an operator
+// writes. Loading is strict on purpose: a typo in a deploy tool's config
+// silently falls back to a default and bites in production, so an unknown key
+// or an invalid value is an error naming the file, the line and a fix.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultFile is used when neither --config nor MAGEFLOW_CONFIG names a file.
+const DefaultFile = "mageflow.yaml"
+
+// EnvFile names the environment variable that points at the config file.
+const EnvFile = "MAGEFLOW_CONFIG"
+
+// Config is the whole of mageflow.yaml after defaults are applied and
+// relative paths are made absolute (relative to the file's directory).
+type Config struct {
+	Temporal  Temporal        `yaml:"temporal"`
+	Artifacts Artifacts       `yaml:"artifacts"`
+	Secrets   Secrets         `yaml:"secrets"`
+	Codec     Codec           `yaml:"codec"`
+	Server    Server          `yaml:"server"`
+	Worker    Worker          `yaml:"worker"`
+	Git       Git             `yaml:"git"`
+	Apps      map[string]*App `yaml:"apps"`
+
+	// File is the path the config was read from ("" when built from defaults).
+	File string `yaml:"-"`
+}
+
+// Temporal holds the defaults for the Temporal client. The standard
+// TEMPORAL_* environment variables (envconfig) take precedence over them.
+type Temporal struct {
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	TaskQueue string `yaml:"task_queue"`
+	// UIURL is where operators open the Web UI; used for links only.
+	UIURL string `yaml:"ui_url"`
+}
+
+// Artifacts says where release artifacts live: a local folder by default, S3
+// when s3 is set.
+type Artifacts struct {
+	Dir string `yaml:"dir"`
+	S3  *S3    `yaml:"s3"`
+}
+
+// S3 configures an S3 (or S3-compatible) artifact store. Credentials come
+// from the default AWS chain (env, shared config, instance role).
+type S3 struct {
+	Bucket    string `yaml:"bucket"`
+	Prefix    string `yaml:"prefix"`
+	Region    string `yaml:"region"`
+	Endpoint  string `yaml:"endpoint"`
+	PathStyle bool   `yaml:"path_style"`
+}
+
+// Secrets is the secure config area: secret references of the form
+// "file:NAME" resolve to files in Dir.
+type Secrets struct {
+	Dir string `yaml:"dir"`
+}
+
+// Codec configures payload encryption. KeyFile wins over KeyEnv.
+type Codec struct {
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+	KeyID   string `yaml:"key_id"`
+	// Disabled turns encryption off; only for debugging a dev server.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Server configures `mageflow serve`.
+type Server struct {
+	Listen string `yaml:"listen"`
+	// PublicURL is how browsers reach this server (codec endpoint for the UI).
+	PublicURL string `yaml:"public_url"`
+	// MaxBody bounds webhook bodies, in bytes.
+	MaxBody int64 `yaml:"max_body"`
+}
+
+// Worker configures mageflow-worker.
+type Worker struct {
+	MetricsListen string `yaml:"metrics_listen"`
+	WorkDir       string `yaml:"work_dir"`
+	// MaxConcurrentBuilds bounds builds running at once on one worker.
+	MaxConcurrentBuilds int `yaml:"max_concurrent_builds"`
+}
+
+// Git configures the mirror cache.
+type Git struct {
+	CacheDir string `yaml:"cache_dir"`
+	// SSHKey is a secret reference to a private key for ssh:// repositories.
+	SSHKey string `yaml:"ssh_key"`
+	// Token is a secret reference to an HTTPS token (basic auth password).
+	Token string `yaml:"token"`
+}
+
+// App is one store mageflow builds and deploys.
+type App struct {
+	Repo         string                  `yaml:"repo"`
+	Type         string                  `yaml:"type"`
+	Build        Build                   `yaml:"build"`
+	Webhook      *Webhook                `yaml:"webhook"`
+	Environments map[string]*Environment `yaml:"environments"`
+	// Shared lists extra paths kept out of the artifact (they live in the
+	// host's shared folder), on top of the recipe's defaults.
+	Shared []string `yaml:"shared"`
+
+	Name string `yaml:"-"`
+}
+
+// Build configures how an app is built.
+type Build struct {
+	Builder  string            `yaml:"builder"`
+	Image    string            `yaml:"image"`
+	Env      map[string]string `yaml:"env"`
+	Locales  []string          `yaml:"locales"`
+	Themes   []string          `yaml:"themes"`
+	Jobs     int               `yaml:"jobs"`
+	Magepack bool              `yaml:"magepack"`
+	Script   string            `yaml:"script"`
+	Stores   []Store           `yaml:"stores"`
+	Steps    []Step            `yaml:"steps"`
+	Timeout  Duration          `yaml:"timeout"`
+}
+
+// Store is one PWA Studio store view built into its own folder.
+type Store struct {
+	Code     string `yaml:"code"`
+	Website  string `yaml:"website"`
+	Currency string `yaml:"currency"`
+}
+
+// Step is one step of a custom recipe.
+type Step struct {
+	Name string `yaml:"name"`
+	Run  string `yaml:"run"`
+	Dir  string `yaml:"dir"`
+}
+
+// Webhook configures push webhooks for an app.
+type Webhook struct {
+	Provider string `yaml:"provider"`
+	Secret   string `yaml:"secret"`
+}
+
+// Environment is a deploy target fed by one branch.
+type Environment struct {
+	Branch     string `yaml:"branch"`
+	AutoDeploy bool   `yaml:"auto_deploy"`
+	Approval   string `yaml:"approval"`
+}
+
+// Duration is a time.Duration written as "90s", "20m", "1h".
+type Duration struct{ time.Duration }
+
+// Known values, used in validation and in hints.
+var (
+	AppTypes  = []string{"magento2", "magento1", "pwastudio", "nodejs", "angular", "custom"}
+	Builders  = []string{"docker", "local"}
+	Providers = []string{"github", "gitlab", "bitbucket"}
+	Approvals = []string{"", "none", "required"}
+)
+
+// Path returns the config file to read: flag value, then $MAGEFLOW_CONFIG,
+// then ./mageflow.yaml.
+func Path(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := os.Getenv(EnvFile); v != "" {
+		return v
+	}
+	return DefaultFile
+}
+
+// Default returns the configuration used when no file exists: everything
+// local under ./var, no apps.
+func Default() *Config {
+	c := &Config{Apps: map[string]*App{}}
+	c.applyDefaults(".")
+	return c
+}
+
+func (c *Config) applyDefaults(base string) {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Temporal.Address, "127.0.0.1:7233")
+	def(&c.Temporal.Namespace, "default")
+	def(&c.Temporal.TaskQueue, "mageflow")
+	def(&c.Temporal.UIURL, "http://127.0.0.1:8233")
+	if c.Artifacts.S3 == nil {
+		def(&c.Artifacts.Dir, "./var/artifacts")
+	}
+	def(&c.Secrets.Dir, "./var/secrets")
+	def(&c.Codec.KeyFile, "./var/codec.key")
+	def(&c.Codec.KeyID, "mageflow-1")
+	def(&c.Server.Listen, "127.0.0.1:8080")
+	if c.Server.PublicURL == "" {
+		c.Server.PublicURL = "http://" + c.Server.Listen
+	}
+	if c.Server.MaxBody == 0 {
+		c.Server.MaxBody = 5 << 20
+	}
+	def(&c.Worker.MetricsListen, "127.0.0.1:9464")
+	def(&c.Worker.WorkDir, "./var/work")
+	if c.Worker.MaxConcurrentBuilds == 0 {
+		c.Worker.MaxConcurrentBuilds = 2
+	}
+	def(&c.Git.CacheDir, "./var/git")
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Clean(filepath.Join(base, *p))
+		}
+		if a, err := filepath.Abs(*p); err == nil && *p != "" {
+			*p = a
+		}
+	}
+	abs(&c.Artifacts.Dir)
+	abs(&c.Secrets.Dir)
+	abs(&c.Worker.WorkDir)
+	abs(&c.Git.CacheDir)
+	if c.Codec.KeyFile != "" {
+		abs(&c.Codec.KeyFile)
+	}
+	if c.Apps == nil {
+		c.Apps = map[string]*App{}
+	}
+	for name, a := range c.Apps {
+		if a == nil {
+			continue
+		}
+		a.Name = name
+		def(&a.Build.Builder, "docker")
+		if a.Build.Jobs == 0 {
+			a.Build.Jobs = 4
+		}
+		if a.Build.Timeout.Duration == 0 {
+			a.Build.Timeout.Duration = 2 * time.Hour
+		}
+		if a.Webhook != nil {
+			def(&a.Webhook.Provider, "github")
+		}
+		// A local repository path is relative to the config file too.
+		if isLocalPath(a.Repo) && !filepath.IsAbs(a.Repo) {
+			a.Repo = filepath.Clean(filepath.Join(base, a.Repo))
+		}
+	}
+}
+
+func isLocalPath(repo string) bool {
+	return repo != "" && !strings.Contains(repo, "://") && !scpLike.MatchString(repo)
+}
+
+var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:`)
+
+// App returns the named app or an error listing the configured ones.
+func (c *Config) App(name string) (*App, error) {
+	if a, ok := c.Apps[name]; ok && a != nil {
+		return a, nil
+	}
+	names := c.AppNames()
+	where := c.File
+	if where == "" {
+		where = "the configuration"
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("app %q is not configured: %s declares no apps; add it under apps:", name, where)
+	}
+	return nil, fmt.Errorf("app %q is not configured in %s; configured apps: %s", name, where, strings.Join(names, ", "))
+}
+
+// AppNames returns the configured app names, sorted (deterministic output
+// and iteration).
+func (c *Config) AppNames() []string {
+	names := make([]string, 0, len(c.Apps))
+	for n := range c.Apps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// EnvironmentForBranch returns the environment a branch feeds, if any, taking
+// environments in name order so the answer is stable.
+func (a *App) EnvironmentForBranch(branch string) (string, bool) {
+	names := make([]string, 0, len(a.Environments))
+	for n := range a.Environments {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if e := a.Environments[n]; e != nil && e.Branch == branch {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// BranchEnvironments maps each configured branch to its environment.
+func (a *App) BranchEnvironments() map[string]string {
+	m := map[string]string{}
+	for n, e := range a.Environments {
+		if e == nil || e.Branch == "" {
+			continue
+		}
+		if prev, ok := m[e.Branch]; !ok || n < prev {
+			m[e.Branch] = n
+		}
+	}
+	return m
+}

@@ -1,0 +1,141 @@
+// Package workerapp runs the mageflow control worker: it registers every
+// workflow and central activity on the control task queue and serves
+// Prometheus metrics (the SDK's and mageflow's own). bin/mageflow-worker and
+// `mageflow dev` both run it.
+package workerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"github.com/uber-go/tally/v4"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/gitmeta"
+	"github.com/mageflow/mageflow/internal/metrics"
+	"github.com/mageflow/mageflow/internal/secrets"
+	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/tclient"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+// Options configures Run.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Client, when set, is used instead of dialing (the dev command shares
+	// one client between worker and server).
+	Client client.Client
+	// MetricsListen overrides config worker.metrics_listen; "-" disables.
+	MetricsListen string
+}
+
+// OpenStore opens the artifact store the config names.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	if s3 := cfg.Artifacts.S3; s3 != nil {
+		return store.NewS3(ctx, store.S3Config{Bucket: s3.Bucket, Prefix: s3.Prefix, Region: s3.Region, Endpoint: s3.Endpoint, PathStyle: s3.PathStyle})
+	}
+	return store.NewLocal(cfg.Artifacts.Dir)
+}
+
+// Register puts every workflow and activity on w. Tests use it too, so the
+// worker under test is the worker that ships.
+func Register(w worker.Registry, acts *activities.BuildActivities) {
+	w.RegisterWorkflowWithOptions(workflows.BuildRelease, workflow.RegisterOptions{Name: "BuildRelease"})
+	w.RegisterWorkflowWithOptions(workflows.ResolveRef, workflow.RegisterOptions{Name: "ResolveRef"})
+	w.RegisterActivity(acts)
+}
+
+// NewBuildActivities wires the build activities from config.
+func NewBuildActivities(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) (*activities.BuildActivities, error) {
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	var m *metrics.Build
+	if reg != nil {
+		m = metrics.NewBuild(reg)
+	}
+	return &activities.BuildActivities{
+		Config: cfg, Git: gitmeta.NewCache(cfg.Git.CacheDir), Store: st,
+		Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, Metrics: m, NewRunner: activities.DefaultRunner,
+	}, nil
+}
+
+// Run runs the worker until ctx is cancelled.
+func Run(ctx context.Context, opt Options) error {
+	cfg, logger := opt.Config, opt.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	c := opt.Client
+	if c == nil {
+		dc, _, err := tclient.DataConverter(cfg)
+		if err != nil {
+			return err
+		}
+		scope, closer := tally.NewRootScope(tally.ScopeOptions{
+			CachedReporter:  tallyprom.NewReporter(tallyprom.Options{Registerer: reg}),
+			Separator:       tallyprom.DefaultSeparator,
+			SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+		}, time.Second)
+		defer closer.Close()
+		copts, err := tclient.Options(cfg, logger, dc, sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)))
+		if err != nil {
+			return err
+		}
+		if c, err = tclient.Dial(ctx, copts); err != nil {
+			return err
+		}
+		defer c.Close()
+	}
+
+	acts, err := NewBuildActivities(ctx, cfg, reg)
+	if err != nil {
+		return err
+	}
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds,
+	})
+	Register(w, acts)
+
+	listen := cfg.Worker.MetricsListen
+	if opt.MetricsListen != "" {
+		listen = opt.MetricsListen
+	}
+	if listen != "-" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("metrics endpoint %s: %w (another worker running? set worker.metrics_listen or --metrics-listen)", listen, err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics server stopped", "error", err)
+			}
+		}()
+		defer srv.Close()
+		logger.Info("worker metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	logger.Info("worker polling", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
+	stop := make(chan any)
+	go func() { <-ctx.Done(); close(stop) }()
+	return w.Run(stop)
+}

@@ -1,0 +1,49 @@
+// Command mageflow-worker runs the control worker: every mageflow workflow
+// and the central activities (git, builds, artifact store). Later issues run
+// the same binary as a host agent with --agent --host NAME.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/workerapp"
+)
+
+func main() {
+	fs := flag.NewFlagSet("mageflow-worker", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (default ./mageflow.yaml, or $MAGEFLOW_CONFIG)")
+	metrics := fs.String("metrics-listen", "", "Prometheus /metrics address (default worker.metrics_listen; - disables)")
+	level := fs.String("log-level", "info", "debug, info, warn, error")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "mageflow-worker: --log-level %q: use debug, info, warn or error\n", *level)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	p := config.Path(*cfgPath)
+	cfg, err := config.Load(p, *cfgPath == "" && os.Getenv(config.EnvFile) == "")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mageflow-worker: %v\n", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics}); err != nil {
+		fmt.Fprintf(os.Stderr, "mageflow-worker: %v\n", err)
+		os.Exit(1)
+	}
+}

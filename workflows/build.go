@@ -1,0 +1,234 @@
+package workflows
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/searchattr"
+)
+
+// BuildInput starts BuildRelease. Commit must be a full sha: the workflow id
+// is derived from it, which is what makes one build per commit.
+type BuildInput struct {
+	App    string
+	Commit string
+	// Branch is the branch the push was to (webhook) or the ref resolved by
+	// the CLI; "" lets the activity find a branch pointing at the commit.
+	Branch string
+	// Environment the branch feeds, if any (for search and auto-deploy).
+	Environment string
+	// Trigger says who asked: "webhook:github", "cli", "schedule", ...
+	Trigger    string
+	DeliveryID string
+	// BuildTimeout bounds the build activity (from the app's build.timeout).
+	BuildTimeout time.Duration
+}
+
+// BuildProgress is what the "progress" query returns.
+type BuildProgress struct {
+	Phase     string
+	ReleaseID string
+	Started   time.Time
+}
+
+// Activity method names come from nil struct pointers: the worker registers
+// the real ones.
+var buildActs *activities.BuildActivities
+
+var shaRe = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// BuildRelease turns one commit into one immutable, fully described release
+// artifact: resolve and describe the commit, reuse a release already stored
+// for it, else build it in a clean container, package and store it, and
+// publish its meta last so `mageflow releases` never lists a half-stored
+// release.
+func BuildRelease(ctx workflow.Context, in BuildInput) (*release.Meta, error) {
+	r := &buildRun{in: in, progress: BuildProgress{Phase: "starting", Started: workflow.Now(ctx)}}
+	r.logger = log.With(workflow.GetLogger(ctx), "app", in.App, "commit", in.Commit)
+	if err := workflow.SetQueryHandler(ctx, "progress", func() (BuildProgress, error) { return r.progress, nil }); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type buildRun struct {
+	in       BuildInput
+	logger   log.Logger
+	progress BuildProgress
+}
+
+func (r *buildRun) phase(ctx workflow.Context, phase, details string) {
+	r.progress.Phase = phase
+	_ = workflow.SetCurrentDetails(ctx, details)
+}
+
+func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
+	in := r.in
+	in.Commit = strings.ToLower(in.Commit)
+	if in.App == "" || !shaRe.MatchString(in.Commit) {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("BuildRelease needs an app and a full 40-character commit sha, got app=%q commit=%q; start builds with `mageflow build --app A --ref REF`, which resolves the ref first", in.App, in.Commit),
+			activities.ErrInvalidInput, nil)
+	}
+	sas := []temporal.SearchAttributeUpdate{searchattr.App.ValueSet(in.App), searchattr.CommitID.ValueSet(in.Commit)}
+	if in.Environment != "" {
+		sas = append(sas, searchattr.Environment.ValueSet(in.Environment))
+	}
+	if in.Branch != "" {
+		sas = append(sas, searchattr.Branch.ValueSet(in.Branch))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, sas...); err != nil {
+		return nil, err
+	}
+
+	// 1. Describe the commit (fetches the mirror; retried on network errors).
+	r.phase(ctx, "resolve", fmt.Sprintf("**Resolving** `%s` of **%s** in the git mirror", short(in.Commit), in.App))
+	resolveCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 6,
+			NonRetryableErrorTypes: []string{activities.ErrRefNotFound, activities.ErrConfig, activities.ErrInvalidInput},
+		},
+	})
+	var cm activities.CommitMeta
+	if err := workflow.ExecuteActivity(resolveCtx, buildActs.ResolveCommit, activities.ResolveInput{App: in.App, Ref: in.Commit, Branch: in.Branch}).Get(ctx, &cm); err != nil {
+		r.phase(ctx, "failed", "**Failed** resolving the commit: "+err.Error())
+		return nil, err
+	}
+	releaseID := release.NewID(cm.BuildNumber, cm.ShortCommit)
+	r.progress.ReleaseID = releaseID
+	sas = []temporal.SearchAttributeUpdate{searchattr.BuildNumber.ValueSet(int64(cm.BuildNumber)), searchattr.ReleaseID.ValueSet(releaseID)}
+	if in.Branch == "" && cm.Branch != "" {
+		sas = append(sas, searchattr.Branch.ValueSet(cm.Branch))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, sas...); err != nil {
+		return nil, err
+	}
+	r.logger.Info("commit resolved", "release", releaseID, "buildNumber", cm.BuildNumber)
+
+	shortCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{activities.ErrInvalidInput, activities.ErrConfig},
+		},
+	})
+
+	// 2. A release stored earlier for this commit (before Temporal's
+	// retention dropped its workflow) is the answer: builds are immutable.
+	var existing *release.Meta
+	if err := workflow.ExecuteActivity(shortCtx, buildActs.FindRelease, activities.FindReleaseInput{App: in.App, ReleaseID: releaseID}).Get(ctx, &existing); err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		r.phase(ctx, "done", fmt.Sprintf("**Release %s** was already built and stored: %s", releaseID, existing.Artifact.URI))
+		return existing, nil
+	}
+
+	// 3. Build, package and upload: one activity, because the checkout and
+	// the packaged file live on the worker that ran it. It heartbeats its
+	// step and resumes from its last finished phase on retry.
+	r.phase(ctx, "build", fmt.Sprintf("**Building** release `%s` (build #%d, %s): step progress is on the pending BuildArtifact activity", releaseID, cm.BuildNumber, firstLine(cm.Message)))
+	timeout := in.BuildTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Hour
+	}
+	buildCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute, MaximumAttempts: 3,
+			NonRetryableErrorTypes: []string{activities.ErrBuildStepFailed, activities.ErrConfig, activities.ErrInvalidInput, activities.ErrRefNotFound},
+		},
+	})
+	info := workflow.GetInfo(ctx)
+	var built activities.BuildArtifactResult
+	if err := workflow.ExecuteActivity(buildCtx, buildActs.BuildArtifact, activities.BuildArtifactInput{
+		App: in.App, ReleaseID: releaseID, Commit: cm, WorkflowID: info.WorkflowExecution.ID,
+	}).Get(ctx, &built); err != nil {
+		r.phase(ctx, "failed", "**Build failed**: "+err.Error())
+		return nil, err
+	}
+
+	// 4. Publish the meta last: from now on the release is listed.
+	meta := &release.Meta{
+		ID: releaseID, App: in.App, Commit: cm.Commit, ShortCommit: cm.ShortCommit, Branch: firstNonEmpty(in.Branch, cm.Branch),
+		BuildNumber: cm.BuildNumber, Message: cm.Message, Author: cm.Author, AuthorEmail: cm.AuthorEmail, CommittedAt: cm.CommittedAt,
+		Artifact: built.Artifact, WorkflowID: info.WorkflowExecution.ID, Recipe: built.Recipe, Builder: built.Builder,
+		BuilderImage: built.BuilderImage, ComposerLockHash: cm.ComposerLockHash, PackageLockHash: cm.PackageLockHash,
+		Steps: built.Steps, BuiltAt: workflow.Now(ctx).UTC(),
+	}
+	r.phase(ctx, "publish", fmt.Sprintf("**Publishing** release `%s`", releaseID))
+	if err := workflow.ExecuteActivity(shortCtx, buildActs.PublishRelease, meta).Get(ctx, nil); err != nil {
+		return nil, err
+	}
+	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", releaseID, meta.Artifact.URI, humanBytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
+	r.logger.Info("release published", "release", releaseID, "artifact", meta.Artifact.URI)
+	return meta, nil
+}
+
+// ResolveRef resolves a branch, tag or short sha to a commit for the CLI,
+// which then starts BuildRelease under the commit's workflow id. It runs as
+// a workflow so the CLI needs no git access of its own.
+func ResolveRef(ctx workflow.Context, in activities.ResolveInput) (*activities.CommitMeta, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumAttempts: 4,
+			NonRetryableErrorTypes: []string{activities.ErrRefNotFound, activities.ErrConfig, activities.ErrInvalidInput},
+		},
+	})
+	if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.App.ValueSet(in.App)); err != nil {
+		return nil, err
+	}
+	var cm activities.CommitMeta
+	if err := workflow.ExecuteActivity(ctx, buildActs.ResolveCommit, in).Get(ctx, &cm); err != nil {
+		return nil, err
+	}
+	return &cm, nil
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 72 {
+		s = s[:69] + "..."
+	}
+	return s
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
