@@ -5,6 +5,8 @@
 // indentation and blank lines; JS keeps one newline wherever the source had
 // one, so automatic semicolon insertion behaves exactly as before. A file the
 // tokenizer cannot follow (unterminated string/comment) is copied unchanged.
+// It is fed to php on stdin, where the STDERR constant does not exist, hence
+// php://stderr below.
 declare(strict_types=1);
 
 function mf_is_word(string $c): bool
@@ -275,7 +277,7 @@ function mf_tree(string $src, string $dst, array &$stats): void
             $min = mf_js($data);
         }
         if (($ext === 'css' || $ext === 'js') && $min === null) {
-            fwrite(STDERR, "minify: kept $src/$rel unchanged (could not tokenize it safely)\n");
+            file_put_contents('php://stderr', "minify: kept $src/$rel unchanged (could not tokenize it safely)\n");
         }
         if ($min !== null && strlen($min) < strlen($data)) {
             $stats['in'] += strlen($data);
@@ -292,7 +294,7 @@ function mf_tree(string $src, string $dst, array &$stats): void
 if (PHP_SAPI === 'cli' && !defined('MAGEFLOW_MINIFY_LIBRARY')) {
     $args = array_slice($argv, 1);
     if ($args === [] || count($args) % 2 !== 0) {
-        fwrite(STDERR, "usage: php minify.php SRC DST [SRC DST]...\n");
+        file_put_contents('php://stderr', "usage: php minify.php SRC DST [SRC DST]...\n");
         exit(2);
     }
     for ($k = 0; $k < count($args); $k += 2) {

@@ -93,7 +93,7 @@ func Parse(path string, data []byte) (*Config, error) {
 			}
 			return nil, errs
 		}
-		return nil, &Error{File: path, Msg: err.Error()}
+		return nil, &Error{File: path, Line: yamlLine(err.Error()), Msg: strings.TrimPrefix(stripYAMLPrefix(err.Error()), ": ")}
 	}
 	c.File = path
 	base := filepath.Dir(path)
@@ -118,7 +118,8 @@ func yamlLine(msg string) int {
 
 func stripYAMLPrefix(msg string) string {
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	return lineRe.ReplaceAllString(strings.TrimPrefix(msg, "unmarshal errors:\n  "), "")
+	msg = lineRe.ReplaceAllString(strings.TrimPrefix(msg, "unmarshal errors:\n  "), "")
+	return strings.TrimPrefix(strings.TrimSpace(msg), ": ")
 }
 
 // checkKeys walks the YAML tree against the struct type and reports every key
@@ -327,7 +328,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			}
 		}
 		if a.Type == "custom" && len(b.Steps) == 0 {
-			add(p+".build", fmt.Sprintf("%s is type custom but has no build.steps", p), "list steps with name: and run:")
+			add(p+".type", fmt.Sprintf("%s is type custom but has no build.steps", p), "list steps with name: and run:")
 		}
 		if a.Type != "custom" && len(b.Steps) > 0 {
 			add(p+".build.steps", fmt.Sprintf("%s.build.steps is only used by type custom", p), "remove it or set type: custom")

@@ -165,6 +165,9 @@ func (r *Repo) UpdateGraph(ctx context.Context) (int, error) {
 
 // newCommits decodes the commits reachable from tips that g lacks.
 func (r *Repo) newCommits(ctx context.Context, g *graph, tips []plumbing.Hash) ([]newCommit, error) {
+	if g == nil {
+		return r.allCommits(ctx)
+	}
 	seen := map[plumbing.Hash]bool{}
 	var stack []plumbing.Hash
 	for _, t := range tips {
@@ -191,6 +194,30 @@ func (r *Repo) newCommits(ctx context.Context, g *graph, tips []plumbing.Hash) (
 				stack = append(stack, p)
 			}
 		}
+	}
+	return out, nil
+}
+
+// allCommits decodes every commit object of the repository. For a first
+// graph this beats walking from the tips: reading packfiles in order avoids
+// one index lookup and seek per commit. Unreachable commits it may include
+// are harmless in a commit-graph.
+func (r *Repo) allCommits(ctx context.Context) ([]newCommit, error) {
+	iter, err := r.git.CommitObjects()
+	if err != nil {
+		return nil, err
+	}
+	defer iter.Close()
+	var out []newCommit
+	err = iter.ForEach(func(c *object.Commit) error {
+		if len(out)&0x3ff == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		out = append(out, decodeForGraph(c))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read commits for the commit-graph: %w", err)
 	}
 	return out, nil
 }

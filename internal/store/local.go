@@ -63,7 +63,7 @@ func (l *Local) Put(ctx context.Context, key, localPath, sum string, opt PutOpti
 	// Cheap pre-check so a retry does not copy a large file for nothing.
 	if !opt.Overwrite {
 		if have, err := l.existingSHA(key); err == nil {
-			return uri, have == sum, l.sameOrConflict(key, uri, have, sum)
+			return uri, have == sum, l.sameOrConflict(key, uri, have, sum, true)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", false, err
 		}
@@ -82,7 +82,7 @@ func (l *Local) Put(ctx context.Context, key, localPath, sum string, opt PutOpti
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
 		return "", false, fmt.Errorf("store: %s has sha256 %s but the caller declared %s; the file changed after it was written, rebuild it", localPath, got, sum)
 	}
-	existed, err := l.publish(key, uri, tmp, sum, opt.Overwrite, func() (string, error) { return l.existingSHA(key) })
+	existed, err := l.publish(key, uri, tmp, sum, opt.Overwrite, true, func() (string, error) { return l.existingSHA(key) })
 	if err != nil || existed {
 		return uri, existed, err
 	}
@@ -114,14 +114,15 @@ func (l *Local) PutBytes(ctx context.Context, key string, data []byte, opt PutOp
 		return "", err
 	}
 	defer os.Remove(tmp)
-	_, err = l.publish(key, uri, tmp, sum, opt.Overwrite, existing)
+	_, err = l.publish(key, uri, tmp, sum, opt.Overwrite, false, existing)
 	return uri, err
 }
 
 // publish moves the finished temporary file tmp to key. Without overwrite
 // it links, and on "exists" compares digests: same content is a no-op
-// (existed=true), different is ErrConflict.
-func (l *Local) publish(key, uri, tmp, sum string, overwrite bool, existing func() (string, error)) (bool, error) {
+// (existed=true), different is ErrConflict. sidecar tells whether key
+// is an artifact with a .sha256 sidecar to repair if missing.
+func (l *Local) publish(key, uri, tmp, sum string, overwrite, sidecar bool, existing func() (string, error)) (bool, error) {
 	dst := l.path(key)
 	if overwrite {
 		if err := os.Rename(tmp, dst); err != nil {
@@ -142,18 +143,22 @@ func (l *Local) publish(key, uri, tmp, sum string, overwrite bool, existing func
 	if herr != nil {
 		return false, fmt.Errorf("store: read existing %s: %w", uri, herr)
 	}
-	return have == sum, l.sameOrConflict(key, uri, have, sum)
+	return have == sum, l.sameOrConflict(key, uri, have, sum, sidecar)
 }
 
-func (l *Local) sameOrConflict(key, uri, have, want string) error {
-	if have == want {
-		// Repair a sidecar lost to a crash between publish and sidecar write.
+func (l *Local) sameOrConflict(key, uri, have, want string, sidecar bool) error {
+	if have != want {
+		return conflict(uri, have, want)
+	}
+	if sidecar {
+		// Repair a sidecar lost to a crash between publish and sidecar
+		// write (or not yet written by a concurrent Put of the same key:
+		// the content is identical, and the write is atomic).
 		if _, err := os.Stat(l.path(key) + SHA256Suffix); errors.Is(err, fs.ErrNotExist) {
 			return l.writeAtomic(l.path(key)+SHA256Suffix, sidecarContent(key, have))
 		}
-		return nil
 	}
-	return conflict(uri, have, want)
+	return nil
 }
 
 // existingSHA returns the digest of the artifact at key: from its sidecar

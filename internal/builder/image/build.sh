@@ -27,9 +27,9 @@ LABEL_KEY="org.mageflow.builder.script-sha256"
 # Magento 2.4 requires bcmath ctype curl dom gd hash iconv intl mbstring
 # openssl pdo_mysql simplexml soap sodium xsl zip; ctype/iconv/sodium/hash/
 # openssl are built into Debian's php-cli. git/unzip let composer fetch
-# sources and dists; nodejs/npm build Hyvä/PWA/ScandiPWA themes.
+# sources and dists; nodejs/npm/yarnpkg build Hyvä/PWA/ScandiPWA themes.
 PACKAGES="php-cli php-bcmath php-curl php-gd php-intl php-mbstring php-mysql \
-php-soap php-xml php-zip composer git unzip nodejs npm ca-certificates"
+php-soap php-xml php-zip composer git unzip nodejs npm yarnpkg ca-certificates"
 
 script_dir=$(cd "$(dirname "$0")" && pwd)
 sum=$(sha256sum "$script_dir/build.sh" | cut -d' ' -f1)
@@ -101,6 +101,8 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache
 	"$root"/var/log/* "$root"/tmp/* "$root"/root/.npm "$root"/root/.cache
 # /cache is where the runner mounts its named cache volume; Docker copies these
 # world-writable dirs into a fresh volume, so a non-root build user can write.
+# Debian names yarn "yarnpkg"; recipes call it yarn.
+ln -sf /usr/bin/yarnpkg "$root/usr/local/bin/yarn"
 mkdir -p "$root/cache/composer" "$root/cache/npm" "$root/build"
 chmod 1777 "$root/cache" "$root/cache/composer" "$root/cache/npm" "$root/build"
 

@@ -1,0 +1,101 @@
+# mageflow — the two commands on a fresh Debian machine:
+#   make run    the embedded default: Temporal dev server + worker + HTTP server + demo build
+#   make test   everything the suite needs, then the whole suite (unit, integration, lint)
+# Everything installed goes to ./bin (Go tools) or comes from Debian packages.
+
+SHELL        := /bin/bash
+GO           ?= go
+BIN          := $(CURDIR)/bin
+VAR          := $(CURDIR)/var
+TEMPORAL_VERSION      := v1.5.1
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+BUILDER_IMAGE         ?= mageflow/builder:bookworm
+# Debian packages the tests and the demo use: git (reference for build numbers),
+# zstd/tar/gzip (artifact checks and the packaging baseline), debootstrap (builder
+# image), php-cli + composer (the local builder), docker-compose (compose file check),
+# time (peak memory in benchmarks).
+DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+GOFLAGS_TEST ?= -race -count=1
+export TEMPORAL_CLI := $(BIN)/temporal
+
+.PHONY: run test build deps builder-image lint unit bench fuzz clean help compose-config image
+
+help:
+	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
+	@echo "make test         install what the tests need and run the whole suite"
+	@echo "make bench        run the benchmarks and print their figures"
+	@echo "make build        build bin/mageflow and bin/mageflow-worker"
+	@echo "make builder-image build $(BUILDER_IMAGE) from Debian packages"
+
+run: deps $(BIN)/temporal builder-image build
+	$(BIN)/mageflow dev --temporal-cli $(BIN)/temporal
+
+build: $(BIN)/mageflow $(BIN)/mageflow-worker
+
+$(BIN)/mageflow: FORCE
+	$(GO) build -o $@ ./starter
+$(BIN)/mageflow-worker: FORCE
+	$(GO) build -o $@ ./worker
+FORCE:
+
+# Debian packages, installed only when one is missing.
+deps: $(VAR)/.deps-$(shell echo $(DEB_PACKAGES) | md5sum | cut -c1-8)
+$(VAR)/.deps-%:
+	@mkdir -p $(VAR)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
+	    || { echo "could not install $$missing: run as root or with sudo on a Debian machine"; exit 1; }; \
+	fi
+	@docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable: install docker.io and start it (systemctl start docker), or set build.builder: local"; exit 1; }
+	@touch $@
+
+# The Temporal CLI with the dev server and Web UI built in. Newer CLIs cannot be
+# installed with go install (their go.mod has a replace directive).
+$(BIN)/temporal:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+$(BIN)/workflowcheck:
+	GOBIN=$(BIN) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
+# The builder image, from Debian packages (no registry can be pulled from).
+# Idempotent: the script skips the build when the image matches its recipe.
+builder-image: deps
+	internal/builder/image/build.sh $(BUILDER_IMAGE)
+
+lint: $(BIN)/staticcheck $(BIN)/workflowcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed on:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+	$(BIN)/workflowcheck -show-pos ./workflows/...
+
+test: deps $(BIN)/temporal builder-image lint
+	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
+
+compose-config:
+	docker-compose -f docker-compose.yml config -q
+
+bench: deps
+	$(GO) run ./internal/gitmeta/cmd/bench-buildnumber
+	$(GO) run ./internal/artifact/cmd/bench-package
+	$(GO) run ./internal/server/cmd/bench-webhook
+
+fuzz:
+	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzParseGitHub -fuzztime 30s
+	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzVerify -fuzztime 30s
+
+clean:
+	rm -rf $(BIN) $(VAR)/work
+
+# The mageflow image (FROM scratch + static binaries), used by docker-compose.yml.
+image:
+	@mkdir -p $(VAR)/image
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAR)/image/mageflow ./starter
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAR)/image/mageflow-worker ./worker
+	cp /etc/ssl/certs/ca-certificates.crt $(VAR)/image/
+	docker build -q -t mageflow/mageflow:dev -f docs/compose/Dockerfile .

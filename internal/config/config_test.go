@@ -1,0 +1,131 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mageflow/mageflow/internal/config"
+)
+
+// The example from the product card must load as written.
+const example = `temporal: {address: 127.0.0.1:7233, namespace: default}
+artifacts: {dir: ./var/artifacts}          # or s3: {bucket, prefix, region, endpoint}
+secrets: {dir: ./var/secrets}              # the secure config area
+apps:
+  shop:
+    repo: file:///srv/git/shop.git         # any URL go-git can fetch: path, https, ssh
+    type: magento2                          # magento2 | magento1 | pwastudio | nodejs | angular | custom
+    build:
+      builder: docker                       # docker | local
+      env: {COMPOSER_MIRROR_PATH_REPOS: "1"}
+      locales: [en_US, de_DE]
+      themes: [Magento/luma]
+    webhook: {provider: github, secret: file:shop-webhook}   # file: (in the secrets dir) or env:NAME
+    environments:
+      staging: {branch: develop}
+      production: {branch: main}
+`
+
+func parse(t *testing.T, yml string) (*config.Config, error) {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mageflow.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(yml), 0o644))
+	return config.Load(p, false)
+}
+
+func TestExampleLoads(t *testing.T) {
+	c, err := parse(t, example)
+	require.NoError(t, err)
+	shop, err := c.App("shop")
+	require.NoError(t, err)
+	require.Equal(t, "magento2", shop.Type)
+	require.Equal(t, []string{"en_US", "de_DE"}, shop.Build.Locales)
+	require.Equal(t, "1", shop.Build.Env["COMPOSER_MIRROR_PATH_REPOS"])
+	env, ok := shop.EnvironmentForBranch("main")
+	require.True(t, ok)
+	require.Equal(t, "production", env)
+	require.Equal(t, map[string]string{"develop": "staging", "main": "production"}, shop.BranchEnvironments())
+	// Relative paths resolve against the file's directory.
+	require.True(t, filepath.IsAbs(c.Artifacts.Dir))
+	require.Equal(t, filepath.Join(filepath.Dir(c.File), "var", "artifacts"), c.Artifacts.Dir)
+	require.Equal(t, "mageflow", c.Temporal.TaskQueue)
+	require.Equal(t, 5<<20, int(c.Server.MaxBody))
+}
+
+func TestShippedConfigLoads(t *testing.T) {
+	c, err := config.Load("../../mageflow.yaml", false)
+	require.NoError(t, err)
+	_, err = c.App("demo")
+	require.NoError(t, err)
+}
+
+func TestErrorsNameFileLineAndHint(t *testing.T) {
+	cases := []struct {
+		name, yml string
+		line      int
+		want      []string
+	}{
+		{"unknown top key", "temporal: {address: a:1}\nartifact: {dir: x}\n", 2, []string{`unknown key "artifact"`, `did you mean "artifacts"?`}},
+		{"unknown nested key", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    build:\n      buidler: docker\n", 6, []string{`unknown key "buidler" in apps.shop.build`, `"builder"`}},
+		{"bad type", "apps:\n  shop:\n    repo: /r\n    type: wordpress\n", 4, []string{`type "wordpress" is not a known app type`, "magento2"}},
+		{"bad builder", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    build: {builder: podman}\n", 5, []string{`builder "podman"`, "docker or local"}},
+		{"inline secret", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    webhook: {provider: github, secret: hunter2hunter2}\n", 5, []string{"secret reference", "file:NAME"}},
+		{"wrong yaml type", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    build: {jobs: many}\n", 5, []string{"many"}},
+		{"bad duration", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    build: {timeout: soon}\n", 5, []string{"not a duration"}},
+		{"missing repo", "apps:\n  shop:\n    type: magento2\n", 2, []string{"apps.shop.repo is required"}},
+		{"branch twice", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      a: {branch: main}\n      b: {branch: main}\n", 7, []string{`branch "main" feeds both a and b`}},
+		{"bad locale", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    build: {locales: [english]}\n", 5, []string{`"english" is not a locale`}},
+		{"custom without steps", "apps:\n  shop:\n    repo: /r\n    type: custom\n", 4, []string{"has no build.steps"}},
+		{"s3 without bucket", "artifacts:\n  s3: {region: eu-west-1}\n", 2, []string{"bucket is required"}},
+		{"not yaml", "apps: [\n", 0, []string{"not valid YAML"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.yml)
+			require.Error(t, err)
+			msg := err.Error()
+			require.Contains(t, msg, "mageflow.yaml")
+			if tc.line > 0 {
+				require.Contains(t, msg, "mageflow.yaml:"+itoa(tc.line)+":", msg)
+			}
+			for _, w := range tc.want {
+				require.Contains(t, msg, w)
+			}
+			require.NotContains(t, msg, "hunter2hunter2", "errors must not echo a secret")
+		})
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	_, err := parse(t, "tempral: {}\nserver: {lisen: x}\n")
+	var es config.Errors
+	require.True(t, errors.As(err, &es))
+	require.Len(t, es, 2)
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), false)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "--config")
+	c, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), true)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7233", c.Temporal.Address)
+	_, err = c.App("shop")
+	require.ErrorContains(t, err, "declares no apps")
+}
+
+func TestPathPrecedence(t *testing.T) {
+	t.Setenv(config.EnvFile, "/etc/mageflow.yaml")
+	require.Equal(t, "x.yaml", config.Path("x.yaml"))
+	require.Equal(t, "/etc/mageflow.yaml", config.Path(""))
+	t.Setenv(config.EnvFile, "")
+	require.Equal(t, config.DefaultFile, config.Path(""))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
