@@ -68,18 +68,18 @@ func (a *BuildActivities) auth() (*gitmeta.AuthOptions, error) {
 	}
 	opt := &gitmeta.AuthOptions{}
 	if g.SSHKey != "" {
-		key, err := a.Secrets.Read(g.SSHKey)
-		if err != nil {
+		// Read checks the key exists and is private; go-git loads it by path.
+		if _, err := a.Secrets.Read(g.SSHKey); err != nil {
 			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrConfig, err)
 		}
-		opt.SSHKey = key
+		opt.SSHKeyPath = filepath.Join(a.Secrets.Dir, strings.TrimPrefix(g.SSHKey, "file:"))
 	}
 	if g.Token != "" {
 		tok, err := a.Secrets.Read(g.Token)
 		if err != nil {
 			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrConfig, err)
 		}
-		opt.Token = string(tok)
+		opt.HTTPToken = string(tok)
 	}
 	return opt, nil
 }
@@ -135,7 +135,7 @@ func (a *BuildActivities) ResolveCommit(ctx context.Context, in ResolveInput) (*
 	}
 	c, err := repo.Resolve(ctx, in.Ref)
 	if err != nil {
-		if errors.Is(err, gitmeta.ErrNotFound) {
+		if errors.Is(err, gitmeta.ErrUnknownRef) || errors.Is(err, gitmeta.ErrAmbiguousRef) {
 			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", in.App, err), ErrRefNotFound, err)
 		}
 		return nil, err

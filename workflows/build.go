@@ -67,7 +67,7 @@ type buildRun struct {
 
 func (r *buildRun) phase(ctx workflow.Context, phase, details string) {
 	r.progress.Phase = phase
-	_ = workflow.SetCurrentDetails(ctx, details)
+	workflow.SetCurrentDetails(ctx, details)
 }
 
 func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {

@@ -1,6 +1,7 @@
 package workflows_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -62,8 +63,14 @@ func (s *buildSuite) TestSuccessPublishesMetaAndSearchAttributes() {
 	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.MatchedBy(func(in activities.BuildArtifactInput) bool {
 		return in.ReleaseID == "42-3f9a2c1" && in.Commit.Commit == sha && in.WorkflowID != ""
 	})).Return(built(), nil).Once()
+	got := map[string]any{}
+	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		for k, v := range args.Get(0).(temporal.SearchAttributes).GetUntypedValues() {
+			got[k.GetName()] = v
+		}
+	}).Return(nil)
 	var published *release.Meta
-	s.env.OnActivity(s.a.PublishRelease, mock.Anything, mock.Anything).Return(func(_ any, m *release.Meta) error {
+	s.env.OnActivity(s.a.PublishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, m *release.Meta) error {
 		published = m
 		return nil
 	}).Once()
@@ -81,23 +88,19 @@ func (s *buildSuite) TestSuccessPublishesMetaAndSearchAttributes() {
 	s.Require().NotNil(published)
 	s.Equal(m.ID, published.ID)
 
-	sa := s.env.GetTypedSearchAttributes()
-	bn, ok := sa.GetInt64(searchattr.BuildNumber)
-	s.True(ok)
-	s.EqualValues(42, bn)
-	rid, _ := sa.GetKeyword(searchattr.ReleaseID)
-	s.Equal("42-3f9a2c1", rid)
-	env, _ := sa.GetKeyword(searchattr.Environment)
-	s.Equal("production", env)
-	app, _ := sa.GetKeyword(searchattr.App)
-	s.Equal("shop", app)
+	s.EqualValues(42, got[searchattr.BuildNumber.GetName()])
+	s.Equal("42-3f9a2c1", got[searchattr.ReleaseID.GetName()])
+	s.Equal("production", got[searchattr.Environment.GetName()])
+	s.Equal("shop", got[searchattr.App.GetName()])
+	s.Equal(sha, got[searchattr.CommitID.GetName()])
+	s.Equal("main", got[searchattr.Branch.GetName()])
 }
 
 func (s *buildSuite) TestFailingStepFailsWithoutPublishing() {
 	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(commitMeta(), nil)
 	s.env.OnActivity(s.a.FindRelease, mock.Anything, mock.Anything).Return(nil, nil)
 	attempts := 0
-	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ any, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
+	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
 		attempts++
 		return nil, temporal.NewNonRetryableApplicationError(`step "setup:di:compile" failed with exit code 255`, activities.ErrBuildStepFailed, nil)
 	})
@@ -115,7 +118,7 @@ func (s *buildSuite) TestTransientBuildErrorIsRetried() {
 	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(commitMeta(), nil)
 	s.env.OnActivity(s.a.FindRelease, mock.Anything, mock.Anything).Return(nil, nil)
 	attempts := 0
-	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ any, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
+	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
 		attempts++
 		if attempts < 3 {
 			return nil, errors.New("store: connection reset")
@@ -132,7 +135,7 @@ func (s *buildSuite) TestRetriesAreBounded() {
 	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(commitMeta(), nil)
 	s.env.OnActivity(s.a.FindRelease, mock.Anything, mock.Anything).Return(nil, nil)
 	attempts := 0
-	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ any, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
+	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.BuildArtifactInput) (*activities.BuildArtifactResult, error) {
 		attempts++
 		return nil, errors.New("docker engine went away")
 	})
@@ -154,7 +157,7 @@ func (s *buildSuite) TestStoredReleaseIsReturnedWithoutRebuilding() {
 
 func (s *buildSuite) TestUnknownCommitFailsFast() {
 	attempts := 0
-	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(func(_ any, _ activities.ResolveInput) (*activities.CommitMeta, error) {
+	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.ResolveInput) (*activities.CommitMeta, error) {
 		attempts++
 		return nil, temporal.NewNonRetryableApplicationError("commit not found", activities.ErrRefNotFound, nil)
 	})

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -84,7 +85,7 @@ func NewDocker(opts DockerOptions) (*Docker, error) {
 	img, err := cli.ImageInspect(ctx, opts.Image)
 	if err != nil {
 		_ = cli.Close()
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("builder image %s not found: run `make builder-image` (internal/builder/image/build.sh) or set build.image to an image available on this host", opts.Image)
 		}
 		return nil, fmt.Errorf("inspect builder image %s: %w", opts.Image, err)
@@ -196,7 +197,7 @@ func (d *Docker) Run(ctx context.Context, checkoutDir string, step Step, log io.
 func (d *Docker) stop(ctx context.Context, id string) error {
 	rctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()
-	if err := d.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	if err := d.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return errors.Join(fmt.Errorf("step stopped: %w", ctx.Err()), fmt.Errorf("remove build container %s: %w", id[:12], err))
 	}
 	return fmt.Errorf("step stopped: %w", ctx.Err())

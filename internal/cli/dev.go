@@ -16,6 +16,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/mageflow/mageflow/internal/builder"
 	"github.com/mageflow/mageflow/internal/codec"
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/demo"
@@ -66,14 +67,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := devserver.CheckPort("worker metrics", cfg.Worker.MetricsListen, "worker.metrics_listen in the config"); err != nil {
 		return err
 	}
-	if err := checkBuilders(ctx, cfg); err != nil {
+	if err := checkBuilders(cfg); err != nil {
 		return err
 	}
 	if !cfg.Codec.Disabled {
-		if _, err := os.Stat(cfg.Codec.KeyFile); errors.Is(err, os.ErrNotExist) {
-			if err := codec.GenerateKeyFile(cfg.Codec.KeyFile); err != nil {
-				return fmt.Errorf("create payload key %s: %w", cfg.Codec.KeyFile, err)
-			}
+		created, err := codec.GenerateKeyFile(cfg.Codec.KeyFile)
+		if err != nil {
+			return fmt.Errorf("create payload key %s: %w", cfg.Codec.KeyFile, err)
+		}
+		if created {
 			fmt.Fprintf(stdout, "created payload encryption key %s\n", cfg.Codec.KeyFile)
 		}
 	}
@@ -222,21 +224,17 @@ func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, sour
 
 // checkBuilders verifies the Docker engine and builder image up front when an
 // app builds with docker.
-func checkBuilders(ctx context.Context, cfg *config.Config) error {
+func checkBuilders(cfg *config.Config) error {
 	for _, name := range cfg.AppNames() {
 		a := cfg.Apps[name]
 		if a.Build.Builder != "docker" {
 			continue
 		}
-		r, err := workerappRunner(a)
+		d, err := builder.NewDocker(builder.DockerOptions{Image: a.Build.Image})
 		if err != nil {
 			return fmt.Errorf("app %s builds with docker: %w", name, err)
 		}
-		if err := r(ctx); err != nil {
-			return fmt.Errorf("app %s builds with docker: %w", name, err)
-		}
+		d.Close()
 	}
 	return nil
 }
-
-var _ = time.Second

@@ -69,11 +69,12 @@ type Secrets struct {
 	Dir string `yaml:"dir"`
 }
 
-// Codec configures payload encryption. KeyFile wins over KeyEnv.
+// Codec configures payload encryption. KeyEnv, when that variable is set,
+// wins over KeyFile. Both may hold several keys (one per line): the first
+// encrypts, all decrypt, which is how keys are rotated.
 type Codec struct {
 	KeyFile string `yaml:"key_file"`
 	KeyEnv  string `yaml:"key_env"`
-	KeyID   string `yaml:"key_id"`
 	// Disabled turns encryption off; only for debugging a dev server.
 	Disabled bool `yaml:"disabled"`
 }
@@ -206,7 +207,7 @@ func (c *Config) applyDefaults(base string) {
 	}
 	def(&c.Secrets.Dir, "./var/secrets")
 	def(&c.Codec.KeyFile, "./var/codec.key")
-	def(&c.Codec.KeyID, "mageflow-1")
+	def(&c.Codec.KeyEnv, "MAGEFLOW_CODEC_KEY")
 	def(&c.Server.Listen, "127.0.0.1:8080")
 	if c.Server.PublicURL == "" {
 		c.Server.PublicURL = "http://" + c.Server.Listen
@@ -277,7 +278,7 @@ func (c *Config) App(name string) (*App, error) {
 		where = "the configuration"
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("app %q is not configured: %s declares no apps; add it under apps:", name, where)
+		return nil, fmt.Errorf("app %q is not configured: %s declares no apps; add it under the apps key", name, where)
 	}
 	return nil, fmt.Errorf("app %q is not configured in %s; configured apps: %s", name, where, strings.Join(names, ", "))
 }

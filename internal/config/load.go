@@ -287,6 +287,9 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	if c.Worker.MaxConcurrentBuilds < 0 {
 		add("worker.max_concurrent_builds", "worker.max_concurrent_builds must be positive", "")
 	}
+	if c.Git.SSHKey != "" && !strings.HasPrefix(c.Git.SSHKey, "file:") {
+		add("git.ssh_key", "git.ssh_key must be a file: reference", "put the private key (mode 0600) in secrets.dir and write file:NAME")
+	}
 	for _, ref := range []struct{ path, v string }{{"git.ssh_key", c.Git.SSHKey}, {"git.token", c.Git.Token}} {
 		if ref.v != "" {
 			if err := CheckSecretRef(ref.v); err != nil {

@@ -205,10 +205,12 @@ func (c *Cache) Sync(ctx context.Context, rawURL string, auth *AuthOptions) (*Re
 	}
 	defer unlock()
 
+	cloned := false
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		if err := cloneMirror(ctx, dir, src, am); err != nil {
 			return nil, fmt.Errorf("clone %s: %w", rawURL, err)
 		}
+		cloned = true
 	} else if err != nil {
 		return nil, err
 	}
@@ -216,7 +218,23 @@ func (c *Cache) Sync(ctx context.Context, rawURL string, auth *AuthOptions) (*Re
 	if err != nil {
 		return nil, err
 	}
-	err = r.git.FetchContext(ctx, &git.FetchOptions{
+	if !cloned {
+		if err := r.fetch(ctx, src, am); err != nil {
+			return nil, fmt.Errorf("fetch %s into %s: %w", rawURL, dir, err)
+		}
+	}
+	if _, err := r.UpdateGraph(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// fetch updates every branch and tag, pruning those deleted upstream; the
+// URL is passed each time so a moved repository needs no config edit.
+func (r *Repo) fetch(ctx context.Context, src string, am transport.AuthMethod) error {
+	r.gitMu.Lock()
+	defer r.gitMu.Unlock()
+	err := r.git.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: "origin",
 		RemoteURL:  src,
 		RefSpecs:   fetchSpecs,
@@ -225,13 +243,10 @@ func (c *Cache) Sync(ctx context.Context, rawURL string, auth *AuthOptions) (*Re
 		Force:      true,
 		Prune:      true,
 	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return nil, fmt.Errorf("fetch %s into %s: %w", rawURL, dir, err)
+	if errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
 	}
-	if _, err := r.UpdateGraph(ctx); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return err
 }
 
 // cloneMirror initialises the mirror in a temporary directory and renames

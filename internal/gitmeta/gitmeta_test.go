@@ -126,7 +126,7 @@ func TestBuildNumberMatchesGitForEveryCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commits := allCommits(t, src + "/.git")
+	commits := allCommits(t, src+"/.git")
 	if len(commits) < 14 {
 		t.Fatalf("fixture has only %d commits", len(commits))
 	}

@@ -187,8 +187,8 @@ func (g *graph) lookup(oid [oidSize]byte) (uint32, bool) {
 }
 
 // prefixRange returns the positions [lo, hi) whose OID starts with the
-// given binary prefix (and, for odd-length hex prefixes, whose next nibble
-// matches; see matchHexPrefix).
+// given binary prefix. Callers with an odd number of hex digits pass the
+// whole bytes and filter on the last nibble themselves.
 func (g *graph) prefixRange(prefix []byte) (lo, hi uint32) {
 	if g == nil || len(prefix) == 0 {
 		return 0, 0

@@ -63,6 +63,9 @@ func openRepo(dir, url string, st *repoState) (*Repo, error) {
 // benchmarks use it on an existing mirror).
 func OpenDir(dir string) (*Repo, error) { return openRepo(dir, dir, &repoState{}) }
 
+// URL is the repository URL the mirror was opened for.
+func (r *Repo) URL() string { return r.url }
+
 // Dir is the mirror's git directory.
 func (r *Repo) Dir() string { return r.dir }
 

@@ -52,11 +52,11 @@ func DevServerFlags() []string {
 	return args
 }
 
-// DevServerMap is All in the shape testsuite.DevServerOptions wants.
-func DevServerMap() map[string]enums.IndexedValueType {
-	m := map[string]enums.IndexedValueType{}
-	for _, d := range All() {
-		m[d.Name] = d.Type
-	}
-	return m
+// DevServerAttributes is All in the shape testsuite.DevServerOptions wants
+// (only the keys and their types matter).
+func DevServerAttributes() temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		App.ValueSet(""), Environment.ValueSet(""), Branch.ValueSet(""),
+		CommitID.ValueSet(""), ReleaseID.ValueSet(""), BuildNumber.ValueSet(0),
+	)
 }

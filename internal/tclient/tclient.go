@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -72,12 +71,7 @@ func DataConverter(cfg *config.Config) (converter.DataConverter, *codec.Codec, e
 // LoadCodec reads the payload key from key_env (if set and present) or the
 // key file.
 func LoadCodec(cfg *config.Config) (*codec.Codec, error) {
-	if cfg.Codec.KeyEnv != "" {
-		if v, ok := os.LookupEnv(cfg.Codec.KeyEnv); ok && v != "" {
-			return codec.FromEnv(cfg.Codec.KeyID, cfg.Codec.KeyEnv)
-		}
-	}
-	c, err := codec.FromFile(cfg.Codec.KeyID, cfg.Codec.KeyFile)
+	c, err := codec.Load(cfg.Codec.KeyEnv, cfg.Codec.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("payload encryption key: %w (`mageflow dev` creates one; in production set codec.key_file or codec.key_env)", err)
 	}

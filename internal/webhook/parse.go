@@ -139,13 +139,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func firstLine(s string) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
 func appendURLs(dst []string, urls ...string) []string {
 	for _, u := range urls {
 		if u != "" {

@@ -232,8 +232,18 @@ func run(commits int, dir string, runs int) error {
 	if err != nil {
 		return err
 	}
-	// The persisted sets were carried over to the new graph positions.
-	afterFetch := median(runs, func() (time.Duration, error) { return timeCmd(newTotal, self, "count-child", mirror, newTip) })
+	// The persisted sets were carried over to the new graph positions;
+	// restore them before each run so every run starts from that state.
+	carried, err := os.ReadFile(counts)
+	if err != nil {
+		return fmt.Errorf("no build numbers carried over the graph update: %w", err)
+	}
+	afterFetch := median(runs, func() (time.Duration, error) {
+		if err := os.WriteFile(counts, carried, 0o644); err != nil {
+			return 0, err
+		}
+		return timeCmd(newTotal, self, "count-child", mirror, newTip)
+	})
 	if afterFetch.err != nil {
 		return afterFetch.err
 	}
