@@ -134,12 +134,13 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	cw := &countWriter{}
 	enc, err := zstd.NewWriter(io.MultiWriter(w, sum, cw),
 		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderConcurrency(concurrency(opt.Concurrency)),
+		zstd.WithEncoderConcurrency(concurrency(xconc(opt.Concurrency))),
 		// Full-block parallelism: without it a stream encoder only
 		// overlaps one block of compression with the caller's reads,
 		// which leaves the second core idle. Job boundaries are fixed
 		// input offsets, so the output stays deterministic.
-		zstd.WithConcurrentBlocks(true),
+		zstd.WithConcurrentBlocks(os.Getenv("XCB") != "0"),
+		zstd.WithWindowSize(xwin()),
 		// The frame checksum lets `zstd -t` and our own decoder detect
 		// corruption even without the sidecar sha256.
 		zstd.WithEncoderCRC(true),
@@ -444,4 +445,23 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(b)
+}
+
+func xwin() int {
+	switch os.Getenv("XWIN") {
+	case "1":
+		return 1 << 20
+	case "2":
+		return 2 << 20
+	case "4":
+		return 4 << 20
+	}
+	return 8 << 20
+}
+
+func xconc(n int) int {
+	if v := os.Getenv("XCONC"); v != "" {
+		return int(v[0] - '0')
+	}
+	return n
 }

@@ -81,14 +81,40 @@ func TestDockerEnvAndWorkdir(t *testing.T) {
 }
 
 // hostAddressForContainers returns an address of this host that a container
-// on the default bridge could reach: the bridge gateway.
+// on the default bridge can reach: the bridge gateway (from IPAM, or by
+// Docker's convention the subnet's first address) when it is a local address.
 func hostAddressForContainers(t *testing.T, d *Docker) string {
 	t.Helper()
-	nw, err := d.cli.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
-	if err != nil || len(nw.IPAM.Config) == 0 || nw.IPAM.Config[0].Gateway == "" {
-		t.Fatalf("cannot find the docker bridge gateway: %v", err)
+	local := map[string]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nw.IPAM.Config[0].Gateway
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			local[ipn.IP.String()] = true
+		}
+	}
+	nw, err := d.cli.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect docker bridge network: %v", err)
+	}
+	for _, c := range nw.IPAM.Config {
+		if local[c.Gateway] {
+			return c.Gateway
+		}
+		if _, subnet, err := net.ParseCIDR(c.Subnet); err == nil {
+			gw := subnet.IP.To4()
+			if gw != nil {
+				gw[3]++
+				if local[gw.String()] {
+					return gw.String()
+				}
+			}
+		}
+	}
+	t.Fatalf("no local address of the docker bridge found (IPAM %+v, local %v)", nw.IPAM.Config, local)
+	return ""
 }
 
 func TestDockerNetworkIsNone(t *testing.T) {

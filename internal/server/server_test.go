@@ -161,12 +161,20 @@ func TestDuplicateRequiresSignature(t *testing.T) {
 func TestSignatureFailures(t *testing.T) {
 	body := githubPush("shop", "refs/heads/main", sha, false)
 	cases := map[string]*http.Request{
-		"missing":     githubReq("push", "d", "", body),
-		"wrong":       githubReq("push", "d", "not-the-secret", body),
-		"other body":  func() *http.Request { r := githubReq("push", "d", ghSecret, body); r.Header.Set("X-Hub-Signature-256", sign(ghSecret, body[1:])); return r }(),
-		"ping":        githubReq("ping", "d", "", body),
-		"tag":         githubReq("push", "d", "", githubPush("shop", "refs/tags/v1", sha, false)),
-		"garbage sig": func() *http.Request { r := githubReq("push", "d", "", body); r.Header.Set("X-Hub-Signature-256", "sha256=zz"); return r }(),
+		"missing": githubReq("push", "d", "", body),
+		"wrong":   githubReq("push", "d", "not-the-secret", body),
+		"other body": func() *http.Request {
+			r := githubReq("push", "d", ghSecret, body)
+			r.Header.Set("X-Hub-Signature-256", sign(ghSecret, body[1:]))
+			return r
+		}(),
+		"ping": githubReq("ping", "d", "", body),
+		"tag":  githubReq("push", "d", "", githubPush("shop", "refs/tags/v1", sha, false)),
+		"garbage sig": func() *http.Request {
+			r := githubReq("push", "d", "", body)
+			r.Header.Set("X-Hub-Signature-256", "sha256=zz")
+			return r
+		}(),
 	}
 	for name, req := range cases {
 		t.Run(name, func(t *testing.T) {
