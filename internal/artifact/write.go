@@ -24,7 +24,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -66,23 +65,24 @@ type Options struct {
 	ModTime time.Time
 	// Level is the zstd level; zero means DefaultLevel.
 	Level zstd.EncoderLevel
-	// Concurrency is the number of blocks compressed in parallel; zero
-	// means GOMAXPROCS capped at DefaultMaxConcurrency. Values below 2 are
-	// raised to 2: the zstd encoder lays out its parallel jobs identically
-	// for any concurrency ≥ 2 but differently for 1, so clamping keeps the
-	// sha256 of an artifact the same on a 1-CPU and a 32-CPU worker.
-	Concurrency int
 	// Progress, if set, is called from the writing goroutine at most every
 	// ProgressInterval and once at the end with the number of files and
 	// uncompressed bytes packaged so far. It must be quick: it runs inline.
 	Progress func(files int, bytes int64)
 }
 
-// DefaultMaxConcurrency caps the default Options.Concurrency. Each
-// parallel job holds tens of MiB of input and output, so on a many-core
-// worker an uncapped default would cost gigabytes of RAM for little gain:
-// beyond a few cores the walk and file reads, not compression, set the pace.
-const DefaultMaxConcurrency = 4
+// encoderConcurrency selects the zstd encoder's asynchronous stream mode
+// (any value > 1 behaves the same; 1 would compress inline).
+//
+// The encoder's other parallel mode, WithConcurrentBlocks, splits the input
+// into jobs of 4× the window compressed on all cores. bench-package showed
+// it is barely faster here — with two cores the walk, reads, tar framing
+// and sha256 already keep one core busy — while it holds up to 3×cores+1
+// jobs in memory (~450 MiB RSS at the default 8 MiB window on 2 cores,
+// more on bigger workers) and its output differs between 1 and more
+// workers. Stream mode stays under 50 MiB whatever the tree or machine.
+// Tests set it to 1 to prove the output does not depend on it.
+var encoderConcurrency = 2
 
 // ProgressInterval is the minimum time between two Progress calls.
 const ProgressInterval = 250 * time.Millisecond
@@ -134,13 +134,12 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	cw := &countWriter{}
 	enc, err := zstd.NewWriter(io.MultiWriter(w, sum, cw),
 		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderConcurrency(concurrency(xconc(opt.Concurrency))),
-		// Full-block parallelism: without it a stream encoder only
-		// overlaps one block of compression with the caller's reads,
-		// which leaves the second core idle. Job boundaries are fixed
-		// input offsets, so the output stays deterministic.
-		zstd.WithConcurrentBlocks(os.Getenv("XCB") != "0"),
-		zstd.WithWindowSize(xwin()),
+		// Stream mode with concurrency > 1 compresses one block in a
+		// background goroutine while this goroutine walks, reads and
+		// tars the next: two busy cores, bounded memory. Its output is
+		// the same for any concurrency, so sha256s do not depend on
+		// the worker's CPU count. See encoderConcurrency.
+		zstd.WithEncoderConcurrency(encoderConcurrency),
 		// The frame checksum lets `zstd -t` and our own decoder detect
 		// corruption even without the sidecar sha256.
 		zstd.WithEncoderCRC(true),
@@ -381,13 +380,6 @@ func tarMode(m fs.FileMode) int64 {
 	return mode
 }
 
-func concurrency(n int) int {
-	if n == 0 {
-		n = min(runtime.GOMAXPROCS(0), DefaultMaxConcurrency)
-	}
-	return max(n, 2)
-}
-
 func normalizeTime(t time.Time) time.Time {
 	if t.IsZero() {
 		return time.Unix(0, 0).UTC()
@@ -445,23 +437,4 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(b)
-}
-
-func xwin() int {
-	switch os.Getenv("XWIN") {
-	case "1":
-		return 1 << 20
-	case "2":
-		return 2 << 20
-	case "4":
-		return 4 << 20
-	}
-	return 8 << 20
-}
-
-func xconc(n int) int {
-	if v := os.Getenv("XCONC"); v != "" {
-		return int(v[0] - '0')
-	}
-	return n
 }
