@@ -106,7 +106,7 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 	}
 	var codecHandler http.Handler
 	if cdc != nil {
-		codecHandler = codec.Handler(cdc, []string{cfg.Temporal.UIURL})
+		codecHandler = codec.Handler(cdc, append([]string{cfg.Temporal.UIURL}, codec.DefaultAllowedOrigins...))
 	}
 	starter := &builds.Starter{Client: c, Config: cfg}
 	return server.New(server.Options{

@@ -96,7 +96,10 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, &Error{File: path, Line: yamlLine(err.Error()), Msg: strings.TrimPrefix(stripYAMLPrefix(err.Error()), ": ")}
 	}
 	c.File = path
-	base := filepath.Dir(path)
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
 	c.applyDefaults(base)
 	if errs := c.validate(path, doc); len(errs) > 0 {
 		return nil, errs

@@ -73,7 +73,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	args := []string{"server", "start-dev",
 		"--ip", o.IP, "--port", strconv.Itoa(o.Port), "--ui-port", strconv.Itoa(o.UIPort),
-		"--db-filename", o.DBFile, "--namespace", o.Namespace, "--log-level", "warn",
+		"--db-filename", o.DBFile, "--namespace", o.Namespace, "--log-level", "error",
 		// Custom search attributes become queryable at once.
 		"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",
 	}
