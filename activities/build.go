@@ -37,6 +37,34 @@ type BuildActivities struct {
 	NewRunner func(app *config.App) (builder.Runner, error)
 	// HeartbeatEvery is how often long phases heartbeat (default 10s).
 	HeartbeatEvery time.Duration
+
+	slotsOnce sync.Once
+	slots     chan struct{}
+}
+
+// acquireSlot bounds the builds running at once on this worker
+// (worker.max_concurrent_builds): builds are CPU- and disk-heavy, and the
+// worker also runs short activities that must not starve behind them.
+func (a *BuildActivities) acquireSlot(ctx context.Context) (release func(), err error) {
+	a.slotsOnce.Do(func() {
+		n := 2
+		if a.Config != nil && a.Config.Worker.MaxConcurrentBuilds > 0 {
+			n = a.Config.Worker.MaxConcurrentBuilds
+		}
+		a.slots = make(chan struct{}, n)
+	})
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case a.slots <- struct{}{}:
+			return func() { <-a.slots }, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			activity.RecordHeartbeat(ctx, BuildProgress{Phase: "queued", Step: "waiting for a free build slot on this worker"})
+		}
+	}
 }
 
 // DefaultRunner builds the runner an app's build.builder asks for.
@@ -45,7 +73,7 @@ func DefaultRunner(app *config.App) (builder.Runner, error) {
 	case "local":
 		return builder.NewLocal(), nil
 	default:
-		r, err := builder.NewDocker(builder.DockerOptions{Image: app.Build.Image})
+		r, err := builder.NewDocker(builder.DockerOptions{Image: app.Build.Image, Network: app.Build.Network, CacheVolume: app.Build.CacheVolume})
 		if err != nil {
 			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrConfig, err)
 		}
@@ -196,6 +224,11 @@ func (a *BuildActivities) BuildArtifact(ctx context.Context, in BuildArtifactInp
 	if !release.ValidID(in.ReleaseID) {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid release id %q", in.ReleaseID), ErrInvalidInput, nil)
 	}
+	releaseSlot, err := a.acquireSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseSlot()
 	started := time.Now()
 	logger := activity.GetLogger(ctx)
 	work := filepath.Join(a.Config.Worker.WorkDir, in.App, in.ReleaseID)

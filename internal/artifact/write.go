@@ -24,6 +24,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -71,18 +72,12 @@ type Options struct {
 	Progress func(files int, bytes int64)
 }
 
-// encoderConcurrency selects the zstd encoder's asynchronous stream mode
-// (any value > 1 behaves the same; 1 would compress inline).
-//
-// The encoder's other parallel mode, WithConcurrentBlocks, splits the input
-// into jobs of 4× the window compressed on all cores. bench-package showed
-// it is barely faster here — with two cores the walk, reads, tar framing
-// and sha256 already keep one core busy — while it holds up to 3×cores+1
-// jobs in memory (~450 MiB RSS at the default 8 MiB window on 2 cores,
-// more on bigger workers) and its output differs between 1 and more
-// workers. Stream mode stays under 50 MiB whatever the tree or machine.
-// Tests set it to 1 to prove the output does not depend on it.
-var encoderConcurrency = 2
+// maxCompressWorkers caps the frames compressed in parallel: each one in
+// flight holds up to 16 MiB (input and output), and beyond a few cores the
+// walk and file reads, not compression, set the pace.
+const maxCompressWorkers = 4
+
+func compressWorkers() int { return max(2, min(runtime.GOMAXPROCS(0), maxCompressWorkers)) }
 
 // ProgressInterval is the minimum time between two Progress calls.
 const ProgressInterval = 250 * time.Millisecond
@@ -132,18 +127,7 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	}
 	sum := sha256.New()
 	cw := &countWriter{}
-	enc, err := zstd.NewWriter(io.MultiWriter(w, sum, cw),
-		zstd.WithEncoderLevel(level),
-		// Stream mode with concurrency > 1 compresses one block in a
-		// background goroutine while this goroutine walks, reads and
-		// tars the next: two busy cores, bounded memory. Its output is
-		// the same for any concurrency, so sha256s do not depend on
-		// the worker's CPU count. See encoderConcurrency.
-		zstd.WithEncoderConcurrency(encoderConcurrency),
-		// The frame checksum lets `zstd -t` and our own decoder detect
-		// corruption even without the sidecar sha256.
-		zstd.WithEncoderCRC(true),
-	)
+	enc, err := newFrameWriter(io.MultiWriter(w, sum, cw), level, compressWorkers())
 	if err != nil {
 		return res, fmt.Errorf("artifact: create zstd encoder: %w", err)
 	}
@@ -163,8 +147,7 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 		err = p.tw.Close()
 	}
 	if err != nil {
-		// Close releases the encoder goroutines; its error is secondary.
-		_ = enc.Close()
+		enc.abort()
 		return res, err
 	}
 	if err := enc.Close(); err != nil {

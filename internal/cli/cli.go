@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -101,7 +100,6 @@ type usageError struct{ error }
 type env struct {
 	fs         *flag.FlagSet
 	configPath *string
-	jsonOut    *bool
 	logLevel   *string
 }
 
@@ -317,5 +315,3 @@ func human(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
-var _ = sort.Strings

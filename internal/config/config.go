@@ -121,17 +121,22 @@ type App struct {
 
 // Build configures how an app is built.
 type Build struct {
-	Builder  string            `yaml:"builder"`
-	Image    string            `yaml:"image"`
-	Env      map[string]string `yaml:"env"`
-	Locales  []string          `yaml:"locales"`
-	Themes   []string          `yaml:"themes"`
-	Jobs     int               `yaml:"jobs"`
-	Magepack bool              `yaml:"magepack"`
-	Script   string            `yaml:"script"`
-	Stores   []Store           `yaml:"stores"`
-	Steps    []Step            `yaml:"steps"`
-	Timeout  Duration          `yaml:"timeout"`
+	Builder string `yaml:"builder"`
+	Image   string `yaml:"image"`
+	// Network is the Docker network builds run on: "none" (default, no
+	// route anywhere) or a network you created that reaches only your
+	// package mirrors (composer, npm) and never production services.
+	Network     string            `yaml:"network"`
+	CacheVolume string            `yaml:"cache_volume"`
+	Env         map[string]string `yaml:"env"`
+	Locales     []string          `yaml:"locales"`
+	Themes      []string          `yaml:"themes"`
+	Jobs        int               `yaml:"jobs"`
+	Magepack    bool              `yaml:"magepack"`
+	Script      string            `yaml:"script"`
+	Stores      []Store           `yaml:"stores"`
+	Steps       []Step            `yaml:"steps"`
+	Timeout     Duration          `yaml:"timeout"`
 }
 
 // Store is one PWA Studio store view built into its own folder.

@@ -320,6 +320,12 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 		if !contains(Builders, b.Builder) {
 			add(p+".build.builder", fmt.Sprintf("%s.build.builder %q is not a builder", p, b.Builder), "docker or local")
 		}
+		if b.Network == "host" {
+			add(p+".build.network", fmt.Sprintf("%s.build.network host would give builds every route the build host has", p), "create a network that reaches only your package mirrors and name it here")
+		}
+		if b.Builder == "local" && (b.Network != "" || b.Image != "") {
+			add(p+".build.builder", fmt.Sprintf("%s.build.image and network apply to the docker builder only", p), "remove them or set builder: docker")
+		}
 		if b.Jobs < 1 || b.Jobs > 64 {
 			add(p+".build.jobs", fmt.Sprintf("%s.build.jobs must be between 1 and 64", p), "")
 		}

@@ -1,0 +1,162 @@
+package artifact
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// frameSize is the amount of tar stream compressed into each zstd frame.
+//
+// Why independent frames: a single zstd stream is compressed block after
+// block by one goroutine, which bench-package showed to be the bottleneck
+// on a 2-core worker (~3.6 s of a 4.5 s run). Cutting the tar stream at
+// fixed offsets into frames lets every core compress while memory stays
+// bounded, and because the cut points depend only on the input, the
+// output is byte-identical whatever the number of CPUs. A sequence of
+// frames is a valid .zst file for every zstd decoder (and `tar --zstd`).
+//
+// Why 8 MiB: it matches the window SpeedDefault would use anyway, so the
+// only loss is that matches cannot reach back across a frame boundary —
+// measured at well under 1% on a Magento tree.
+const frameSize = 8 << 20
+
+// frameWriter compresses what is written to it into consecutive zstd
+// frames of frameSize input bytes, up to `workers` of them in parallel,
+// and writes the frames to w in order.
+type frameWriter struct {
+	w   io.Writer
+	enc *zstd.Encoder // EncodeAll is safe for concurrent use
+
+	filling []byte
+	queue   chan *frameJob // ordered; its capacity bounds the frames in flight
+	done    chan struct{}  // closed when the flusher exits
+	// bufs recycles frame buffers. A channel rather than a sync.Pool:
+	// the pool is emptied at every GC, and re-allocating 8 MiB buffers
+	// after each one doubled the peak RSS in bench-package.
+	bufs chan []byte
+
+	mu  sync.Mutex
+	err error
+}
+
+type frameJob struct {
+	in, out []byte
+	ready   chan struct{}
+}
+
+func newFrameWriter(w io.Writer, level zstd.EncoderLevel, workers int) (*frameWriter, error) {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(workers),
+		zstd.WithWindowSize(frameSize),
+		// The frame checksum lets `zstd -t` and our own decoder detect
+		// corruption even without the sidecar sha256.
+		zstd.WithEncoderCRC(true),
+	)
+	if err != nil {
+		return nil, err
+	}
+	f := &frameWriter{
+		w:     w,
+		enc:   enc,
+		queue: make(chan *frameJob, workers),
+		done:  make(chan struct{}),
+		bufs:  make(chan []byte, 2*(workers+2)),
+	}
+	go f.flush()
+	return f, nil
+}
+
+func (f *frameWriter) getBuf() []byte {
+	select {
+	case b := <-f.bufs:
+		return b[:0]
+	default:
+		return make([]byte, 0, frameSize)
+	}
+}
+
+func (f *frameWriter) putBuf(b []byte) {
+	if cap(b) < frameSize {
+		return
+	}
+	select {
+	case f.bufs <- b:
+	default:
+	}
+}
+
+func (f *frameWriter) failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// flush writes finished frames in submission order.
+func (f *frameWriter) flush() {
+	defer close(f.done)
+	for j := range f.queue {
+		<-j.ready
+		if f.failed() == nil {
+			if _, err := f.w.Write(j.out); err != nil {
+				f.mu.Lock()
+				f.err = err
+				f.mu.Unlock()
+			}
+		}
+		f.putBuf(j.in)
+		f.putBuf(j.out)
+	}
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if err := f.failed(); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if f.filling == nil {
+			f.filling = f.getBuf()
+		}
+		k := min(len(p), frameSize-len(f.filling))
+		f.filling = append(f.filling, p[:k]...)
+		p = p[k:]
+		if len(f.filling) == frameSize {
+			f.dispatch()
+		}
+	}
+	return n, nil
+}
+
+// dispatch starts compressing the filled buffer. It blocks while `workers`
+// frames are already queued, which is what bounds memory.
+func (f *frameWriter) dispatch() {
+	j := &frameJob{in: f.filling, out: f.getBuf(), ready: make(chan struct{})}
+	f.filling = nil
+	f.queue <- j
+	go func() {
+		j.out = f.enc.EncodeAll(j.in, j.out)
+		close(j.ready)
+	}()
+}
+
+// Close compresses the remaining input, waits for every frame to be
+// written and returns the first error.
+func (f *frameWriter) Close() error {
+	if len(f.filling) > 0 {
+		f.dispatch()
+	}
+	close(f.queue)
+	<-f.done
+	return errors.Join(f.failed(), f.enc.Close())
+}
+
+// abort releases the goroutines after a failed write without caring
+// about the output.
+func (f *frameWriter) abort() {
+	f.filling = nil
+	_ = f.Close()
+}
