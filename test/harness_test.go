@@ -37,16 +37,22 @@ type harness struct {
 // "apps:") and starts a worker for it.
 func newHarness(t *testing.T, appsYAML string) *harness {
 	t.Helper()
+	return newHarnessWith(t, "artifacts: {dir: ./artifacts}", appsYAML)
+}
+
+// newHarnessWith also sets the artifacts section.
+func newHarnessWith(t *testing.T, artifactsYAML, appsYAML string) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	queue := "it-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	yml := fmt.Sprintf(`temporal: {address: %q, namespace: default, task_queue: %q}
-artifacts: {dir: ./artifacts}
+%s
 secrets: {dir: ./secrets}
 codec: {key_file: ./codec.key, key_env: MAGEFLOW_TEST_NO_SUCH_ENV}
 worker: {metrics_listen: "127.0.0.1:0", work_dir: ./work}
 git: {cache_dir: ./git}
 apps:
-%s`, dev.FrontendHostPort(), queue, appsYAML)
+%s`, dev.FrontendHostPort(), queue, artifactsYAML, appsYAML)
 	cfgPath := filepath.Join(dir, "mageflow.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yml), 0o644))
 	cfg, err := config.Load(cfgPath, false)
