@@ -80,14 +80,19 @@ test: deps $(BIN)/temporal builder-image lint
 compose-config:
 	docker-compose -f docker-compose.yml config -q
 
+# Benchmarks print figures with a baseline from the same run (git rev-list,
+# tar -czf, /healthz). Generated data is cached under var/bench.
 bench: deps
-	$(GO) run ./internal/gitmeta/cmd/bench-buildnumber
+	$(GO) run ./internal/gitmeta/cmd/bench-buildnumber -commits 100000 -dir $(VAR)/bench
 	$(GO) run ./internal/artifact/cmd/bench-package
 	$(GO) run ./internal/server/cmd/bench-webhook
+	$(GO) test ./internal/server -run '^$$' -bench BenchmarkHook -benchmem
 
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzParseGitHub -fuzztime 30s
-	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzVerify -fuzztime 30s
+	for f in FuzzParseGitHub FuzzParseGitLab FuzzParseBitbucket FuzzVerifyGitHub FuzzVerifyGitLab FuzzMatchRepo; do \
+	  $(GO) test ./internal/webhook -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHookGitHub$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) $(VAR)/work

@@ -149,4 +149,3 @@ func TestSharedPathsStayOutOfArtifacts(t *testing.T) {
 	require.Equal(t, []string{"media", "var", "app/etc/local.xml"}, activities.SharedPaths(&config.App{Type: "magento1"}))
 	require.Empty(t, activities.SharedPaths(&config.App{Type: "nodejs"}))
 }
-
