@@ -13,6 +13,7 @@ import (
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 // BuildInput starts BuildRelease. Commit must be a full sha: the workflow id
@@ -171,7 +172,7 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	if err := workflow.ExecuteActivity(shortCtx, buildActs.PublishRelease, meta).Get(ctx, nil); err != nil {
 		return nil, err
 	}
-	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", releaseID, meta.Artifact.URI, humanBytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
+	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", releaseID, meta.Artifact.URI, units.Bytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
 	r.logger.Info("release published", "release", releaseID, "artifact", meta.Artifact.URI)
 	return meta, nil
 }
@@ -220,15 +221,3 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

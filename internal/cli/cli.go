@@ -26,6 +26,7 @@ import (
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/tclient"
+	"github.com/mageflow/mageflow/internal/units"
 	"github.com/mageflow/mageflow/internal/workerapp"
 )
 
@@ -247,7 +248,7 @@ func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintln(tw, "RELEASE\tBUILD\tBRANCH\tCOMMIT\tAUTHOR\tCOMMITTED\tSIZE\tMESSAGE")
 	for _, m := range list {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.BuildNumber, m.Branch, m.ShortCommit, m.Author,
-			m.CommittedAt.Local().Format("2006-01-02 15:04"), human(m.Artifact.Size), firstLine(m.Message))
+			m.CommittedAt.Local().Format("2006-01-02 15:04"), units.Bytes(m.Artifact.Size), firstLine(m.Message))
 	}
 	return tw.Flush()
 }
@@ -270,7 +271,7 @@ func printRelease(w io.Writer, m *release.Meta, link string) {
 	fmt.Fprintf(tw, "  message\t%s\n", firstLine(m.Message))
 	fmt.Fprintf(tw, "  artifact\t%s\n", m.Artifact.URI)
 	fmt.Fprintf(tw, "  sha256\t%s\n", m.Artifact.SHA256)
-	fmt.Fprintf(tw, "  size\t%s\n", human(m.Artifact.Size))
+	fmt.Fprintf(tw, "  size\t%s\n", units.Bytes(m.Artifact.Size))
 	var steps []string
 	for _, s := range m.Steps {
 		steps = append(steps, fmt.Sprintf("%s %.1fs", s.Name, s.Seconds))
@@ -304,14 +305,3 @@ func firstLine(s string) string {
 	return s
 }
 
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 //go:embed templates/index.html
@@ -101,7 +102,7 @@ func (d *dashboard) releaseView(m release.Meta) releaseView {
 	}
 	v := releaseView{
 		ID: m.ID, BuildNumber: m.BuildNumber, Branch: m.Branch, ShortCommit: short,
-		Message: firstLine(m.Message), Author: m.Author, Size: humanSize(m.Artifact.Size),
+		Message: firstLine(m.Message), Author: m.Author, Size: units.Bytes(m.Artifact.Size),
 		WorkflowID: m.WorkflowID,
 	}
 	if !when.IsZero() {
@@ -155,15 +156,3 @@ func firstLine(s string) string {
 	return s
 }
 
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

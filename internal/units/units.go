@@ -1,0 +1,19 @@
+// Package units formats quantities for people (CLI, dashboard, workflow
+// details). Pure functions, safe to call from workflow code.
+package units
+
+import "fmt"
+
+// Bytes formats n with binary prefixes: "512 B", "22.0 KiB", "1.4 GiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
