@@ -288,16 +288,28 @@ func (c *Cache) Open(rawURL string) (*Repo, error) {
 	return openRepo(dir, rawURL, c.state(dir))
 }
 
-// lockFile takes an exclusive flock on path. flock is released by the
-// kernel when the holder exits, so a crashed process can never leave a
-// stale lock behind. Waiting polls so that ctx can cancel it.
+// lockFile takes an exclusive flock on path (a Sync rewriting refs).
+// flock is released by the kernel when the holder exits, so a crashed
+// process can never leave a stale lock behind. Waiting polls so that ctx
+// can cancel it.
 func lockFile(ctx context.Context, path string) (func(), error) {
+	return flockFile(ctx, path, syscall.LOCK_EX)
+}
+
+// lockFileShared takes a shared flock on path: readers of refs (Resolve)
+// hold it so they never see a ref file that a concurrent fetch in another
+// process is rewriting (go-git does not replace ref files atomically).
+func lockFileShared(ctx context.Context, path string) (func(), error) {
+	return flockFile(ctx, path, syscall.LOCK_SH)
+}
+
+func flockFile(ctx context.Context, path string, how int) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			return func() {
 				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

@@ -230,6 +230,11 @@ func (r *Repo) allCommits(ctx context.Context) ([]newCommit, error) {
 // win over tags of the same name because builds are triggered by pushes to
 // branches.
 func (r *Repo) Resolve(ctx context.Context, ref string) (Commit, error) {
+	unlock, err := lockFileShared(ctx, r.dir+".lock")
+	if err != nil {
+		return Commit{}, err
+	}
+	defer unlock()
 	hash, branch, tag, err := r.resolveRef(strings.TrimSpace(ref))
 	if err != nil {
 		return Commit{}, err
