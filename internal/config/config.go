@@ -23,14 +23,15 @@ const EnvFile = "MAGEFLOW_CONFIG"
 // Config is the whole of mageflow.yaml after defaults are applied and
 // relative paths are made absolute (relative to the file's directory).
 type Config struct {
-	Temporal  Temporal        `yaml:"temporal"`
-	Artifacts Artifacts       `yaml:"artifacts"`
-	Secrets   Secrets         `yaml:"secrets"`
-	Codec     Codec           `yaml:"codec"`
-	Server    Server          `yaml:"server"`
-	Worker    Worker          `yaml:"worker"`
-	Git       Git             `yaml:"git"`
-	Apps      map[string]*App `yaml:"apps"`
+	Temporal  Temporal         `yaml:"temporal"`
+	Artifacts Artifacts        `yaml:"artifacts"`
+	Secrets   Secrets          `yaml:"secrets"`
+	Codec     Codec            `yaml:"codec"`
+	Server    Server           `yaml:"server"`
+	Worker    Worker           `yaml:"worker"`
+	Git       Git              `yaml:"git"`
+	Hosts     map[string]*Host `yaml:"hosts"`
+	Apps      map[string]*App  `yaml:"apps"`
 
 	// File is the path the config was read from ("" when built from defaults).
 	File string `yaml:"-"`
@@ -164,6 +165,74 @@ type Environment struct {
 	Branch     string `yaml:"branch"`
 	AutoDeploy bool   `yaml:"auto_deploy"`
 	Approval   string `yaml:"approval"`
+	// ApprovalTimeout bounds the wait for `mageflow approve` (default 24h).
+	ApprovalTimeout Duration `yaml:"approval_timeout"`
+	// Hosts are the app servers (names from the hosts: section).
+	Hosts []string `yaml:"hosts"`
+	// URL is the environment's public URL (through the load balancer).
+	URL string `yaml:"url"`
+	// EnvPHP is the secret reference of app/etc/env.php (Magento 1:
+	// app/etc/local.xml) installed into every release.
+	EnvPHP string `yaml:"env_php"`
+	// Config is the secret reference of a JSON object of config paths to
+	// values applied with bin/magento config:set (and config:sensitive:set
+	// for paths listed in SensitiveConfig).
+	Config          string   `yaml:"config"`
+	SensitiveConfig []string `yaml:"sensitive_config"`
+	// KeepReleases per host (default 5); current and the one before it are
+	// never removed.
+	KeepReleases int `yaml:"keep_releases"`
+	// HealthPaths must answer 200 and serve the new release (default "/").
+	HealthPaths []string `yaml:"health_paths"`
+	// WarmPaths are requested on every host after the switch.
+	WarmPaths []string `yaml:"warm_paths"`
+	// Writable lists extra paths the PHP user may write besides var/ and
+	// pub/media (Magento 1: media/).
+	Writable []string `yaml:"writable"`
+}
+
+// Host is one app server running a mageflow agent.
+type Host struct {
+	// Root holds <root>/<app>/{releases,shared,current}.
+	Root string `yaml:"root"`
+	// URL reaches this host's web server directly (warm-up, health).
+	URL string `yaml:"url"`
+	// Local hosts get their agent started by `mageflow dev`.
+	Local bool `yaml:"local"`
+	// DeployUser owns the code; PHPUser runs PHP and may write only the
+	// writable paths. Empty: leave ownership alone (single-user hosts).
+	DeployUser string  `yaml:"deploy_user"`
+	PHPUser    string  `yaml:"php_user"`
+	PHPFPM     PHPFPM  `yaml:"php_fpm"`
+	Nginx      NginxOn `yaml:"nginx"`
+	// MinFreeBytes the filesystem must keep after extracting a release
+	// (default: 3× the artifact size).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// JobsStop / JobsStart stop and start cron and queue consumers around
+	// a database upgrade (shell commands run by the agent).
+	JobsStop  string `yaml:"jobs_stop"`
+	JobsStart string `yaml:"jobs_start"`
+}
+
+// PHPFPM says how to reload PHP gracefully on a host.
+type PHPFPM struct {
+	// Service is a systemd unit reloaded with systemctl; PIDFile a master
+	// pid file signalled with SIGUSR2. One of the two.
+	Service string `yaml:"service"`
+	PIDFile string `yaml:"pid_file"`
+	// Config is the php-fpm main config, read to check process_control_timeout.
+	Config string `yaml:"config"`
+	// Socket is the pool's FastCGI socket (unix path or host:port), used to
+	// reset OPcache when a reload would cut requests.
+	Socket    string `yaml:"socket"`
+	StatusURL string `yaml:"status_url"`
+}
+
+// NginxOn holds what the agent needs to know of the host's nginx.
+type NginxOn struct {
+	// MaintenanceBypass is the secret reference of the header value that
+	// lets operators and health checks through maintenance.
+	MaintenanceBypass string `yaml:"maintenance_bypass"`
 }
 
 // Duration is a time.Duration written as "90s", "20m", "1h".
