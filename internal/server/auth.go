@@ -1,0 +1,523 @@
+package server
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Auth protects the dashboard's actions (deploy, approve, reject, rollback)
+// and, with ProtectViews, its pages and JSON APIs. Nothing is open by
+// default: with neither a token nor basic credentials every action answers
+// 403.
+//
+// Three ways to authenticate, all checked in constant time:
+//   - "Authorization: Bearer <token>" for scripts (acting user "token");
+//   - HTTP basic auth with BasicUser/BasicPassword (acting user BasicUser);
+//   - the /login form, which takes the token (plus a free-form name that
+//     becomes the acting user) or the basic credentials, and sets a signed
+//     session cookie.
+//
+// The secrets are functions so that a rotated secret file takes effect
+// without a restart, and so that no secret sits in a struct that might be
+// logged. Surrounding whitespace (a trailing newline in a file) is ignored;
+// an empty secret counts as not configured, never as "any password".
+type Auth struct {
+	// Token is the bearer token and login-form password.
+	Token func() ([]byte, error)
+	// BasicUser and BasicPassword enable HTTP basic auth (and the login
+	// form with that user name).
+	BasicUser     string
+	BasicPassword func() ([]byte, error)
+	// ProtectViews requires authentication for the pages and the JSON APIs
+	// too, not only for actions. /healthz, /hooks and /codec are never
+	// covered: they have their own protection.
+	ProtectViews bool
+}
+
+func (a Auth) configured() bool {
+	return a.Token != nil || (a.BasicUser != "" && a.BasicPassword != nil)
+}
+
+const (
+	sessionCookie = "mageflow_session"
+	loginCookie   = "mageflow_login"
+	flashCookie   = "mageflow_flash"
+	// sessionTTL bounds a stolen cookie's usefulness while sparing
+	// operators a login per deploy during a working day.
+	sessionTTL = 12 * time.Hour
+	flashTTL   = time.Minute
+	maxNameLen = 64
+	maxFormLen = 64 << 10
+)
+
+// errNoAuth is what every action answers when Auth has no credentials.
+const errNoAuth = "actions are disabled: no credentials are configured for this server; set server.auth (a token, or basic_user and basic_password) in the mageflow config and restart `mageflow serve`"
+
+// principal is an authenticated user.
+type principal struct {
+	User   string // acting user, recorded as "By"
+	Method string // bearer | basic | session
+	// Session identifies what the CSRF token is bound to: the session
+	// cookie's nonce, or the basic-auth user.
+	Session string
+}
+
+// keys are derived per request from the configured secrets, so rotating
+// the token (or password) logs every session out and voids every CSRF token
+// and flash message signed with the old one.
+type keys struct{ session, csrf, flash []byte }
+
+// authenticator checks credentials and signs cookies.
+type authenticator struct {
+	auth Auth
+	log  *slog.Logger
+}
+
+var errSecretUnreadable = errors.New("the dashboard credentials could not be read on the server; see the server log")
+
+func readSecret(f func() ([]byte, error)) ([]byte, error) {
+	if f == nil {
+		return nil, nil
+	}
+	b, err := f()
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimSpace(b), nil
+}
+
+// secrets reads the configured secrets; either may be empty.
+func (a *authenticator) secrets() (token, password []byte, err error) {
+	token, err = readSecret(a.auth.Token)
+	if err != nil {
+		a.log.Error("dashboard auth: reading the token failed", slog.String("error", err.Error()))
+		return nil, nil, errSecretUnreadable
+	}
+	if a.auth.BasicUser != "" {
+		password, err = readSecret(a.auth.BasicPassword)
+		if err != nil {
+			a.log.Error("dashboard auth: reading the basic password failed", slog.String("error", err.Error()))
+			return nil, nil, errSecretUnreadable
+		}
+	}
+	if len(token) == 0 && len(password) == 0 {
+		a.log.Error("dashboard auth: the configured token and password are empty; every request is refused")
+		return nil, nil, errSecretUnreadable
+	}
+	return token, password, nil
+}
+
+func (a *authenticator) keys() (keys, error) {
+	token, password, err := a.secrets()
+	if err != nil {
+		return keys{}, err
+	}
+	m := hmac.New(sha256.New, []byte("mageflow dashboard v1"))
+	for _, part := range [][]byte{token, []byte(a.auth.BasicUser), password} {
+		fmt.Fprintf(m, "%d:", len(part))
+		m.Write(part)
+	}
+	root := m.Sum(nil)
+	derive := func(label string) []byte { return mac(root, label) }
+	return keys{session: derive("session"), csrf: derive("csrf"), flash: derive("flash")}, nil
+}
+
+func mac(key []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, key)
+	for _, p := range parts {
+		fmt.Fprintf(m, "%d:%s", len(p), p)
+	}
+	return m.Sum(nil)
+}
+
+// equal compares secrets in constant time, also hiding their lengths.
+func equal(a, b []byte) bool {
+	ha, hb := sha256.Sum256(a), sha256.Sum256(b)
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// authError is a refused authentication with the status to answer.
+type authError struct {
+	status int
+	msg    string
+}
+
+func (e *authError) Error() string { return e.msg }
+
+var errUnauthenticated = &authError{http.StatusUnauthorized, "authentication required: log in at /login, or send Authorization: Bearer <token> or HTTP basic credentials"}
+
+// authenticate returns who sent r. An Authorization header that is present
+// but wrong fails outright rather than falling back to the cookie, so a
+// script with a stale token learns about it.
+func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
+	if !a.auth.configured() {
+		return nil, &authError{http.StatusForbidden, errNoAuth}
+	}
+	token, password, err := a.secrets()
+	if err != nil {
+		return nil, &authError{http.StatusServiceUnavailable, err.Error()}
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, cred, _ := strings.Cut(h, " ")
+		switch strings.ToLower(scheme) {
+		case "bearer":
+			if len(token) > 0 && equal([]byte(strings.TrimSpace(cred)), token) {
+				return &principal{User: "token", Method: "bearer"}, nil
+			}
+		case "basic":
+			if user, pass, ok := r.BasicAuth(); ok && len(password) > 0 {
+				// Both compared, always, so timing says nothing about
+				// which one was wrong.
+				okUser := equal([]byte(user), []byte(a.auth.BasicUser))
+				okPass := equal([]byte(pass), password)
+				if okUser && okPass {
+					return &principal{User: a.auth.BasicUser, Method: "basic", Session: "basic:" + a.auth.BasicUser}, nil
+				}
+			}
+		}
+		return nil, &authError{http.StatusUnauthorized, "the credentials in the Authorization header are wrong"}
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, errUnauthenticated
+	}
+	k, err := a.keys()
+	if err != nil {
+		return nil, &authError{http.StatusServiceUnavailable, err.Error()}
+	}
+	var s sessionData
+	if !openSigned(k.session, c.Value, &s) || time.Now().Unix() > s.Expires || s.Nonce == "" {
+		return nil, &authError{http.StatusUnauthorized, "your session has expired or the server's credentials changed; log in again at /login"}
+	}
+	return &principal{User: s.User, Method: "session", Session: "session:" + s.Nonce}, nil
+}
+
+// checkPassword validates the login form. With the token, the acting user is
+// the name typed in (or "token"); with the basic credentials it is the
+// basic user.
+func (a *authenticator) checkPassword(name, password string) (user string, ok bool, err error) {
+	token, basicPass, err := a.secrets()
+	if err != nil {
+		return "", false, err
+	}
+	okBasic := len(basicPass) > 0 && equal([]byte(name), []byte(a.auth.BasicUser)) && equal([]byte(password), basicPass)
+	okToken := len(token) > 0 && equal([]byte(password), token)
+	switch {
+	case okBasic:
+		return a.auth.BasicUser, true, nil
+	case okToken:
+		if name = cleanName(name); name == "" {
+			name = "token"
+		}
+		return name, true, nil
+	}
+	return "", false, nil
+}
+
+// cleanName keeps a login name printable and short: it ends up in deploy
+// records, logs and workflow memos.
+func cleanName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+	if r := []rune(s); len(r) > maxNameLen {
+		s = string(r[:maxNameLen])
+	}
+	return strings.TrimSpace(s)
+}
+
+type sessionData struct {
+	User    string `json:"u"`
+	Expires int64  `json:"e"`
+	Nonce   string `json:"n"`
+}
+
+// seal encodes v and appends its HMAC: base64url(json) "." base64url(mac).
+func seal(key []byte, v any) string {
+	b, _ := json.Marshal(v)
+	p := base64.RawURLEncoding.EncodeToString(b)
+	return p + "." + base64.RawURLEncoding.EncodeToString(mac(key, p))
+}
+
+func openSigned(key []byte, s string, v any) bool {
+	p, sig, ok := strings.Cut(s, ".")
+	if !ok {
+		return false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, mac(key, p)) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(p)
+	return err == nil && json.Unmarshal(b, v) == nil
+}
+
+// randomString returns 128 random bits, base32-encoded.
+func randomString() string { return rand.Text() }
+
+// csrfToken is the hidden form field bound to p's session. Bearer requests
+// do not need one (a browser never adds that header by itself), but a
+// bearer-authenticated page still renders working forms.
+func (a *authenticator) csrfToken(p *principal) string {
+	if p == nil {
+		return ""
+	}
+	k, err := a.keys()
+	if err != nil {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(mac(k.csrf, p.Method, p.Session))
+}
+
+func (a *authenticator) checkCSRF(p *principal, got string) bool {
+	if p.Method == "bearer" {
+		return true
+	}
+	want := a.csrfToken(p)
+	return want != "" && equal([]byte(got), []byte(want))
+}
+
+// sameOrigin rejects requests a browser sent on behalf of another site.
+// Fetch metadata is checked first (every current browser sends it), then
+// Origin, then Referer; a request with none of them (curl) passes here and
+// is left to the CSRF token. The host is compared, not the scheme, so a TLS
+// terminating proxy in front does not break it.
+func sameOrigin(r *http.Request) error {
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return fmt.Errorf("refused a %s request: the form must be submitted from this dashboard", site)
+	}
+	check := func(header, v string) error {
+		u, err := url.Parse(v)
+		if v == "null" || err != nil || u.Host == "" {
+			return fmt.Errorf("refused: unusable %s header %q; submit the form from this dashboard", header, v)
+		}
+		if !strings.EqualFold(u.Host, r.Host) {
+			return fmt.Errorf("refused a cross-origin request from %s (this server is %s)", u.Host, r.Host)
+		}
+		return nil
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		return check("Origin", o)
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		return check("Referer", ref)
+	}
+	return nil
+}
+
+func secureRequest(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string, ttl time.Duration) {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: secureRequest(r), MaxAge: int(ttl / time.Second)}
+	if ttl <= 0 {
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
+}
+
+// localPath keeps a post-login redirect on this server.
+func localPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
+		return "/"
+	}
+	return next
+}
+
+type loginView struct {
+	chrome
+	Next, Name, Error string
+	BasicUser         string
+	Configured        bool
+}
+
+var loginTemplate = template.Must(template.ParseFS(templateFS, "templates/base.html", "templates/login.html"))
+
+// serveLogin shows the login form. The form carries a random value that is
+// also set as a cookie (double submit): a cross-site page cannot read the
+// cookie, so it cannot log a victim into the attacker's session.
+func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
+	d.renderLogin(w, r, http.StatusOK, loginView{Next: localPath(r.URL.Query().Get("next"))})
+}
+
+func (d *dashboard) renderLogin(w http.ResponseWriter, r *http.Request, status int, v loginView) {
+	nonce := randomString()
+	setCookie(w, r, loginCookie, nonce, 30*time.Minute)
+	v.chrome = chrome{Title: "log in", CSRF: nonce, AuthConfigured: d.opt.Auth.configured()}
+	v.Configured = d.opt.Auth.configured()
+	v.BasicUser = d.opt.Auth.BasicUser
+	if !v.Configured {
+		v.Error = errNoAuth
+		status = http.StatusForbidden
+	}
+	d.render(w, status, loginTemplate, v)
+}
+
+func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if !d.opt.Auth.configured() {
+		d.renderLogin(w, r, http.StatusForbidden, loginView{})
+		return
+	}
+	if err := sameOrigin(r); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormLen)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "could not read the form", http.StatusBadRequest)
+		return
+	}
+	next := localPath(r.PostForm.Get("next"))
+	c, err := r.Cookie(loginCookie)
+	if err != nil || !equal([]byte(c.Value), []byte(r.PostForm.Get("csrf"))) {
+		d.renderLogin(w, r, http.StatusForbidden, loginView{Next: next, Error: "the login form expired; try again"})
+		return
+	}
+	name := r.PostForm.Get("name")
+	user, ok, err := d.auth.checkPassword(name, r.PostForm.Get("password"))
+	if err != nil {
+		d.renderLogin(w, r, http.StatusServiceUnavailable, loginView{Next: next, Name: name, Error: err.Error()})
+		return
+	}
+	if !ok {
+		d.log.Warn("dashboard login failed", slog.String("name", cleanName(name)), slog.String("remote", r.RemoteAddr))
+		d.renderLogin(w, r, http.StatusUnauthorized, loginView{Next: next, Name: name, Error: "wrong name or password"})
+		return
+	}
+	k, err := d.auth.keys()
+	if err != nil {
+		d.renderLogin(w, r, http.StatusServiceUnavailable, loginView{Next: next, Error: err.Error()})
+		return
+	}
+	setCookie(w, r, sessionCookie, seal(k.session, sessionData{User: user, Expires: time.Now().Add(sessionTTL).Unix(), Nonce: randomString()}), sessionTTL)
+	setCookie(w, r, loginCookie, "", 0)
+	d.log.Info("dashboard login", slog.String("user", user), slog.String("remote", r.RemoteAddr))
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request) {
+	p, ok := d.authorizeAction(w, r)
+	if !ok {
+		return
+	}
+	setCookie(w, r, sessionCookie, "", 0)
+	d.log.Info("dashboard logout", slog.String("user", p.User))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// authorizeAction runs every check a state-changing POST needs, in order:
+// credentials configured, same origin, authenticated, form readable, CSRF
+// token. It answers the request itself when one fails.
+func (d *dashboard) authorizeAction(w http.ResponseWriter, r *http.Request) (*principal, bool) {
+	if !d.opt.Auth.configured() {
+		d.refuse(w, r, http.StatusForbidden, errNoAuth)
+		return nil, false
+	}
+	if err := sameOrigin(r); err != nil {
+		d.log.Warn("dashboard action refused", slog.String("path", r.URL.Path), slog.String("reason", err.Error()), slog.String("remote", r.RemoteAddr))
+		d.refuse(w, r, http.StatusForbidden, err.Error())
+		return nil, false
+	}
+	p, err := d.auth.authenticate(r)
+	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) {
+			if ae.status == http.StatusUnauthorized && d.opt.Auth.BasicUser != "" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="mageflow", charset="UTF-8"`)
+			}
+			d.refuse(w, r, ae.status, ae.msg)
+		}
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormLen)
+	if err := r.ParseForm(); err != nil {
+		d.refuse(w, r, http.StatusBadRequest, "could not read the form: "+err.Error())
+		return nil, false
+	}
+	if !d.auth.checkCSRF(p, r.PostForm.Get("csrf")) {
+		d.log.Warn("dashboard action refused: bad CSRF token", slog.String("path", r.URL.Path), slog.String("user", p.User), slog.String("remote", r.RemoteAddr))
+		d.refuse(w, r, http.StatusForbidden, "refused: the form's security token is missing or stale; reload the dashboard and try again")
+		return nil, false
+	}
+	return p, true
+}
+
+// refuse answers a refused action as JSON for scripts and as plain text
+// otherwise (a refused form post is rare and needs no styling).
+func (d *dashboard) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if wantsJSON(r) {
+		writeJSON(w, status, map[string]string{"error": msg})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, msg, status)
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+// viewer returns who is looking at a page, or nil; it never refuses.
+func (d *dashboard) viewer(r *http.Request) *principal {
+	if !d.opt.Auth.configured() {
+		return nil
+	}
+	p, err := d.auth.authenticate(r)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// protect wraps a page or API handler: with ProtectViews, anonymous
+// browsers are sent to the login form and scripts get 401.
+func (d *dashboard) protect(h http.HandlerFunc) http.HandlerFunc {
+	if !d.opt.Auth.ProtectViews {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !d.opt.Auth.configured() {
+			d.refuse(w, r, http.StatusForbidden, "server.auth.protect_views is set but no credentials are configured; set a token or basic_user and basic_password")
+			return
+		}
+		_, err := d.auth.authenticate(r)
+		if err == nil {
+			h(w, r)
+			return
+		}
+		var ae *authError
+		errors.As(err, &ae)
+		if ae.status == http.StatusUnauthorized && !strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "" {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		if ae.status == http.StatusUnauthorized && d.opt.Auth.BasicUser != "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="mageflow", charset="UTF-8"`)
+		}
+		d.refuse(w, r, ae.status, ae.msg)
+	}
+}
