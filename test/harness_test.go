@@ -73,7 +73,7 @@ apps:
 	require.NoError(t, err)
 	acts.HeartbeatEvery = time.Second
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
-	workerapp.Register(w, acts)
+	workerapp.Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	return &harness{t: t, dir: dir, cfgPath: cfgPath, cfg: cfg, client: c, acts: acts}

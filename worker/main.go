@@ -22,6 +22,8 @@ func main() {
 	cfgPath := fs.String("config", "", "config file (default ./mageflow.yaml, or $MAGEFLOW_CONFIG)")
 	metrics := fs.String("metrics-listen", "", "Prometheus /metrics address (default worker.metrics_listen; - disables)")
 	level := fs.String("log-level", "info", "debug, info, warn, error")
+	agent := fs.Bool("agent", false, "run as a host agent (polls the host's own task queue, runs host activities)")
+	host := fs.String("host", "", "with --agent: this host's name from the config's hosts: section")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -42,7 +44,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics}); err != nil {
+	if *agent != (*host != "") {
+		fmt.Fprintln(os.Stderr, "mageflow-worker: --agent and --host NAME go together, e.g. mageflow-worker --agent --host web1")
+		os.Exit(2)
+	}
+	if *agent && *metrics == "" {
+		*metrics = "-" // agents share hosts with the control worker's port
+	}
+	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics, AgentHost: *host}); err != nil {
 		fmt.Fprintf(os.Stderr, "mageflow-worker: %v\n", err)
 		os.Exit(1)
 	}

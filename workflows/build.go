@@ -220,4 +220,3 @@ func firstNonEmpty(a, b string) string {
 	}
 	return b
 }
-

@@ -44,6 +44,10 @@ func commands() []command {
 		{"serve", "run the HTTP server: webhooks, dashboard, codec endpoints, /healthz", runServe},
 		{"build", "build a release of an app: --app A --ref BRANCH|TAG|SHA [--wait] [--json]", runBuild},
 		{"releases", "list an app's releases, newest first: --app A [--json]", runReleases},
+		{"deploy", "deploy a release: --app A --env E [--release ID] [--wait] [--queue] [--json]", runDeploy},
+		{"rollback", "switch back to an earlier release: --app A --env E [--to ID] [--force] [--wait]", runRollback},
+		{"approve", "approve the deploy waiting for approval: --app A --env E [--by WHO] [--reason WHY]", runApprove},
+		{"reject", "reject the deploy waiting for approval: --app A --env E --reason WHY", runReject},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			fmt.Fprintln(out, "mageflow", Version)
 			return nil

@@ -300,6 +300,33 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			}
 		}
 	}
+	for _, hn := range sortedKeys(c.Hosts) {
+		h := c.Hosts[hn]
+		hp := "hosts." + hn
+		if h == nil {
+			add(hp, fmt.Sprintf("host %q is empty", hn), "give it at least root: and url:")
+			continue
+		}
+		if !nameRe.MatchString(hn) {
+			add(hp, fmt.Sprintf("host name %q is not usable in task queue names", hn), "lower-case letters, digits, - and _")
+		}
+		if h.Root == "" || !filepath.IsAbs(h.Root) {
+			add(hp, fmt.Sprintf("%s.root must be an absolute path", hp), "e.g. /srv/mageflow: releases live under <root>/<app>/")
+		}
+		if h.URL != "" {
+			if u, err := url.Parse(h.URL); err != nil || u.Scheme == "" || u.Host == "" {
+				add(hp+".url", fmt.Sprintf("%s.url %q is not a URL", hp, h.URL), "e.g. http://10.0.0.5:80")
+			}
+		}
+		if h.PHPFPM.Service != "" && h.PHPFPM.PIDFile != "" {
+			add(hp+".php_fpm", fmt.Sprintf("%s.php_fpm: set service or pid_file, not both", hp), "service reloads with systemctl, pid_file with SIGUSR2")
+		}
+		if ref := h.Nginx.MaintenanceBypass; ref != "" {
+			if err := CheckSecretRef(ref); err != nil {
+				add(hp+".nginx.maintenance_bypass", err.Error(), "write file:NAME or env:NAME")
+			}
+		}
+	}
 	for _, name := range c.AppNames() {
 		a := c.Apps[name]
 		p := "apps." + name
@@ -396,6 +423,29 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			branches[e.Branch] = en
 			if !contains(Approvals, e.Approval) {
 				add(ep+".approval", fmt.Sprintf("%s.approval %q is not known", ep, e.Approval), "none or required")
+			}
+			for _, h := range e.Hosts {
+				if c.Hosts[h] == nil {
+					add(ep+".hosts", fmt.Sprintf("%s.hosts names %q, which is not declared under hosts:", ep, h), "declare it: hosts: {"+h+": {root: /srv/mageflow, url: http://…}}")
+				}
+			}
+			if e.URL != "" {
+				if u, err := url.Parse(e.URL); err != nil || u.Scheme == "" || u.Host == "" {
+					add(ep+".url", fmt.Sprintf("%s.url %q is not a URL", ep, e.URL), "the environment's public URL, e.g. https://shop.example.com")
+				}
+			}
+			for _, ref := range []string{e.EnvPHP, e.Config} {
+				if ref != "" {
+					if err := CheckSecretRef(ref); err != nil {
+						add(ep, err.Error(), "env_php and config are secret references: file:NAME or env:NAME")
+					}
+				}
+			}
+			if e.KeepReleases != 0 && e.KeepReleases < 2 {
+				add(ep+".keep_releases", fmt.Sprintf("%s.keep_releases must be at least 2", ep), "current and the one before it are always kept")
+			}
+			if e.AutoDeploy && len(e.Hosts) == 0 {
+				add(ep+".auto_deploy", fmt.Sprintf("%s.auto_deploy needs hosts", ep), "list the hosts the environment deploys to")
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,9 @@ type Options struct {
 	Client client.Client
 	// MetricsListen overrides config worker.metrics_listen; "-" disables.
 	MetricsListen string
+	// AgentHost, when set, runs this process as that host's agent: it polls
+	// the host's own task queue and runs only host activities.
+	AgentHost string
 }
 
 // OpenStore opens the artifact store the config names.
@@ -52,12 +56,40 @@ func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	return store.NewLocal(cfg.Artifacts.Dir)
 }
 
-// Register puts every workflow and activity on w. Tests use it too, so the
-// worker under test is the worker that ships.
-func Register(w worker.Registry, acts *activities.BuildActivities) {
+// Register puts every workflow and control activity on w. Tests use it
+// too, so the worker under test is the worker that ships.
+func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activities.DeployActivities) {
 	w.RegisterWorkflowWithOptions(workflows.BuildRelease, workflow.RegisterOptions{Name: "BuildRelease"})
 	w.RegisterWorkflowWithOptions(workflows.ResolveRef, workflow.RegisterOptions{Name: "ResolveRef"})
+	w.RegisterWorkflowWithOptions(workflows.ZeroDowntimeDeploy, workflow.RegisterOptions{Name: "ZeroDowntimeDeploy"})
 	w.RegisterActivity(acts)
+	w.RegisterActivity(deploy)
+}
+
+// RegisterAgent puts a host's activities on its agent worker.
+func RegisterAgent(w worker.Registry, host *activities.HostActivities) {
+	w.RegisterActivity(host)
+}
+
+// NewHostActivities wires a host agent from config.
+func NewHostActivities(ctx context.Context, cfg *config.Config, host string) (*activities.HostActivities, error) {
+	if _, ok := cfg.Hosts[host]; !ok {
+		return nil, fmt.Errorf("host %q is not declared under hosts: in %s; declared: %v", host, cfg.File, hostNames(cfg))
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	return &activities.HostActivities{Host: host, Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}}, nil
+}
+
+func hostNames(cfg *config.Config) []string {
+	var n []string
+	for h := range cfg.Hosts {
+		n = append(n, h)
+	}
+	sort.Strings(n)
+	return n
 }
 
 // NewBuildActivities wires the build activities from config.
@@ -107,14 +139,24 @@ func Run(ctx context.Context, opt Options) error {
 		defer c.Close()
 	}
 
-	acts, err := NewBuildActivities(ctx, cfg, reg)
-	if err != nil {
-		return err
+	var w worker.Worker
+	queue := cfg.Temporal.TaskQueue
+	if opt.AgentHost != "" {
+		host, err := NewHostActivities(ctx, cfg, opt.AgentHost)
+		if err != nil {
+			return err
+		}
+		queue = activities.HostTaskQueue(opt.AgentHost)
+		w = worker.New(c, queue, worker.Options{})
+		RegisterAgent(w, host)
+	} else {
+		acts, err := NewBuildActivities(ctx, cfg, reg)
+		if err != nil {
+			return err
+		}
+		w = worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
+		Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})
 	}
-	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds,
-	})
-	Register(w, acts)
 
 	listen := cfg.Worker.MetricsListen
 	if opt.MetricsListen != "" {
@@ -134,7 +176,7 @@ func Run(ctx context.Context, opt Options) error {
 		defer srv.Close()
 		logger.Info("worker metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
-	logger.Info("worker polling", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
+	logger.Info("worker polling", "taskQueue", queue, "namespace", cfg.Temporal.Namespace, "agent", opt.AgentHost)
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
 	return w.Run(stop)
