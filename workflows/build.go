@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -31,6 +32,8 @@ type BuildInput struct {
 	DeliveryID string
 	// BuildTimeout bounds the build activity (from the app's build.timeout).
 	BuildTimeout time.Duration
+	// AutoDeploy: the environment deploys successful builds by itself.
+	AutoDeploy bool
 }
 
 // BuildProgress is what the "progress" query returns.
@@ -174,7 +177,48 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	}
 	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", releaseID, meta.Artifact.URI, units.Bytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
 	r.logger.Info("release published", "release", releaseID, "artifact", meta.Artifact.URI)
+	if in.AutoDeploy && in.Environment != "" && workflow.GetVersion(ctx, "auto-deploy", workflow.DefaultVersion, 1) == 1 {
+		r.autoDeploy(ctx, meta)
+	}
 	return meta, nil
+}
+
+// autoDeploy starts the environment's deploy of this release as an
+// abandoned child (it outlives the build). When a deploy of the environment
+// is running it waits its turn, checking every 30 s for up to an hour.
+func (r *buildRun) autoDeploy(ctx workflow.Context, meta *release.Meta) {
+	in := r.in
+	info := workflow.GetInfo(ctx)
+	for attempt := 0; attempt < 120; attempt++ {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            DeployWorkflowID(in.App, in.Environment),
+			TaskQueue:             info.TaskQueueName,
+			ParentClosePolicy:     enums.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			TypedSearchAttributes: temporal.NewSearchAttributes(searchattr.App.ValueSet(in.App), searchattr.Environment.ValueSet(in.Environment)),
+			StaticSummary:         fmt.Sprintf("auto-deploy %s of %s to %s", meta.ID, in.App, in.Environment),
+		})
+		f := workflow.ExecuteChildWorkflow(cctx, ZeroDowntimeDeploy, DeployInput{
+			App: in.App, Env: in.Environment, ReleaseID: meta.ID, Kind: "deploy",
+			RequestedBy: "auto-deploy (" + info.WorkflowExecution.ID + ")", Reason: "build of " + in.Branch,
+		})
+		var exec workflow.Execution
+		err := f.GetChildWorkflowExecution().Get(ctx, &exec)
+		if err == nil {
+			r.phase(ctx, "done", fmt.Sprintf("**Release %s** built; auto-deploy to %s started: `%s`", meta.ID, in.Environment, exec.ID))
+			return
+		}
+		if !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			r.logger.Error("auto-deploy could not start", "error", err)
+			r.phase(ctx, "done", fmt.Sprintf("**Release %s** built; auto-deploy to %s could not start: %v", meta.ID, in.Environment, err))
+			return
+		}
+		r.phase(ctx, "auto-deploy", fmt.Sprintf("**Release %s** built; waiting for the running deploy of %s to finish before deploying it", meta.ID, in.Environment))
+		if err := workflow.Sleep(ctx, 30*time.Second); err != nil {
+			return
+		}
+	}
+	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built; auto-deploy gave up after an hour of %s being busy: deploy it with mageflow deploy", meta.ID, in.Environment))
 }
 
 // ResolveRef resolves a branch, tag or short sha to a commit for the CLI,

@@ -12,7 +12,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/searchattr"
 	"github.com/mageflow/mageflow/workflows"
@@ -177,4 +180,24 @@ func (s *buildSuite) TestRejectsShortCommit() {
 
 func TestBuildWorkflowIDIsPerCommit(t *testing.T) {
 	require.Equal(t, "build/shop/"+sha, workflows.BuildWorkflowID("shop", "3F9A2C1E0B5D4C6A7F8E9D0C1B2A3F4E5D6C7B8A"))
+}
+
+func (s *buildSuite) TestAutoDeployStartsTheEnvironmentsDeploy() {
+	s.env.RegisterWorkflow(workflows.ZeroDowntimeDeploy)
+	s.env.OnActivity(s.a.ResolveCommit, mock.Anything, mock.Anything).Return(commitMeta(), nil)
+	s.env.OnActivity(s.a.FindRelease, mock.Anything, mock.Anything).Return(nil, nil)
+	s.env.OnActivity(s.a.BuildArtifact, mock.Anything, mock.Anything).Return(built(), nil)
+	s.env.OnActivity(s.a.PublishRelease, mock.Anything, mock.Anything).Return(nil)
+	var got workflows.DeployInput
+	s.env.OnWorkflow(workflows.ZeroDowntimeDeploy, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in workflows.DeployInput) (*catalog.Deploy, error) {
+		got = in
+		return &catalog.Deploy{Outcome: catalog.OutcomeSucceeded}, nil
+	})
+	in := input()
+	in.AutoDeploy = true
+	s.env.ExecuteWorkflow(workflows.BuildRelease, in)
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal("production", got.Env)
+	s.Equal("42-3f9a2c1", got.ReleaseID)
+	s.Equal("deploy", got.Kind)
 }

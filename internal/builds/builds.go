@@ -77,6 +77,9 @@ func (s *Starter) Start(ctx context.Context, req Request) (client.WorkflowRun, e
 		App: req.App, Commit: commit, Branch: branch, Environment: env, Trigger: trigger, DeliveryID: req.DeliveryID,
 		BuildTimeout: app.Build.Timeout.Duration,
 	}
+	if e := app.Environments[env]; e != nil && e.AutoDeploy && len(e.Hosts) > 0 {
+		in.AutoDeploy = true
+	}
 	opts := client.StartWorkflowOptions{
 		ID:        workflows.BuildWorkflowID(req.App, commit),
 		TaskQueue: s.Config.Temporal.TaskQueue,
