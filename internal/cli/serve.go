@@ -16,6 +16,7 @@ import (
 	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/codec"
 	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/deploys"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/server"
@@ -109,7 +110,18 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		codecHandler = codec.Handler(cdc, append([]string{cfg.Temporal.UIURL}, codec.DefaultAllowedOrigins...))
 	}
 	starter := &builds.Starter{Client: c, Config: cfg}
+	var auth server.Auth
+	if ref := cfg.Server.Auth.Token; ref != "" {
+		auth.Token = func() ([]byte, error) { return area.Read(ref) }
+	}
+	if ref := cfg.Server.Auth.BasicPassword; ref != "" {
+		auth.BasicUser = cfg.Server.Auth.BasicUser
+		auth.BasicPassword = func() ([]byte, error) { return area.Read(ref) }
+	}
+	auth.ProtectViews = cfg.Server.Auth.ProtectViews
 	return server.New(server.Options{
+		Deploys:   deploys.Dashboard{C: &deploys.Client{Temporal: c, Config: cfg, Store: st}},
+		Auth:      auth,
 		Apps:      apps,
 		Builds:    buildsAdapter{starter},
 		Releases:  releasesAdapter{st},

@@ -87,6 +87,19 @@ type Server struct {
 	PublicURL string `yaml:"public_url"`
 	// MaxBody bounds webhook bodies, in bytes.
 	MaxBody int64 `yaml:"max_body"`
+	Auth    Auth  `yaml:"auth"`
+}
+
+// Auth protects the dashboard's actions (deploy, approve, rollback). Without
+// it those actions are refused.
+type Auth struct {
+	// Token is the secret reference of the bearer token / login password.
+	Token string `yaml:"token"`
+	// BasicUser and BasicPassword (a secret reference) enable basic auth.
+	BasicUser     string `yaml:"basic_user"`
+	BasicPassword string `yaml:"basic_password"`
+	// ProtectViews requires authentication for the pages too.
+	ProtectViews bool `yaml:"protect_views"`
 }
 
 // Worker configures mageflow-worker.

@@ -284,6 +284,16 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	if !strings.Contains(c.Server.Listen, ":") {
 		add("server.listen", fmt.Sprintf("server.listen %q needs host:port", c.Server.Listen), "e.g. 127.0.0.1:8080")
 	}
+	for _, ref := range []struct{ path, v string }{{"server.auth.token", c.Server.Auth.Token}, {"server.auth.basic_password", c.Server.Auth.BasicPassword}} {
+		if ref.v != "" {
+			if err := CheckSecretRef(ref.v); err != nil {
+				add(ref.path, err.Error(), "write file:NAME or env:NAME, never the secret itself")
+			}
+		}
+	}
+	if (c.Server.Auth.BasicUser == "") != (c.Server.Auth.BasicPassword == "") {
+		add("server.auth", "server.auth.basic_user and basic_password go together", "set both, or use token")
+	}
 	if c.Server.MaxBody < 0 {
 		add("server.max_body", "server.max_body must be positive", "bytes, e.g. 5242880")
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -139,4 +140,13 @@ func (c *Client) Status(ctx context.Context, app, env string) (*workflows.Deploy
 // History lists an environment's deploys, newest first.
 func (c *Client) History(ctx context.Context, app, env string, limit int) ([]catalog.Deploy, error) {
 	return catalog.Deploys(ctx, c.Store, app, env, limit)
+}
+
+func sortedEnvs[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
