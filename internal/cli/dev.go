@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -96,8 +97,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 3+len(cfg.Hosts))
 	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
+	for _, h := range localHosts(cfg) {
+		go func() {
+			errc <- wrap("agent "+h, workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger.With("agent", h), AgentHost: h, MetricsListen: "-"}))
+		}()
+	}
 
 	dc, cdc, err := tclient.DataConverter(cfg)
 	if err != nil {
@@ -140,6 +146,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-srv.Done():
 		return fmt.Errorf("temporal dev server exited: %v", err)
 	}
+}
+
+// localHosts are the hosts whose agent `mageflow dev` runs in-process.
+func localHosts(cfg *config.Config) []string {
+	var hs []string
+	for name, h := range cfg.Hosts {
+		if h != nil && h.Local {
+			hs = append(hs, name)
+		}
+	}
+	sort.Strings(hs)
+	return hs
 }
 
 func wrap(what string, err error) error {

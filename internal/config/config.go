@@ -246,6 +246,11 @@ type NginxOn struct {
 	// MaintenanceBypass is the secret reference of the header value that
 	// lets operators and health checks through maintenance.
 	MaintenanceBypass string `yaml:"maintenance_bypass"`
+	// MaintenanceAllow lists client IPs/CIDRs (operators) served normally
+	// during maintenance.
+	MaintenanceAllow []string `yaml:"maintenance_allow"`
+	// Listen is where `mageflow dev` serves a local host ("127.0.0.1:8081").
+	Listen string `yaml:"listen"`
 }
 
 // Duration is a time.Duration written as "90s", "20m", "1h".
@@ -325,6 +330,11 @@ func (c *Config) applyDefaults(base string) {
 	}
 	if c.Apps == nil {
 		c.Apps = map[string]*App{}
+	}
+	for _, h := range c.Hosts {
+		if h != nil && h.Root != "" && !filepath.IsAbs(h.Root) {
+			h.Root = filepath.Clean(filepath.Join(base, h.Root))
+		}
 	}
 	for name, a := range c.Apps {
 		if a == nil {

@@ -321,7 +321,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			add(hp, fmt.Sprintf("host name %q is not usable in task queue names", hn), "lower-case letters, digits, - and _")
 		}
 		if h.Root == "" || !filepath.IsAbs(h.Root) {
-			add(hp, fmt.Sprintf("%s.root must be an absolute path", hp), "e.g. /srv/mageflow: releases live under <root>/<app>/")
+			add(hp, fmt.Sprintf("%s.root is required", hp), "e.g. /srv/mageflow: releases live under <root>/<app>/")
 		}
 		if h.URL != "" {
 			if u, err := url.Parse(h.URL); err != nil || u.Scheme == "" || u.Host == "" {

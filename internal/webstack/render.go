@@ -134,6 +134,11 @@ type Pool struct {
 	// current user. root needs php-fpm -R (StartPHPFPM passes it).
 	User  string
 	Group string
+	// SocketOwner and SocketGroup own the socket (mode 0660); default User
+	// and Group. Set SocketGroup to nginx's group (www-data) when PHP runs
+	// as another user, or nginx cannot connect.
+	SocketOwner string
+	SocketGroup string
 	// PM is "static", "dynamic" (default) or "ondemand"; MaxChildren
 	// defaults to 4.
 	PM          string
@@ -151,6 +156,10 @@ type Pool struct {
 
 // ConfFile is where StartPHPFPM writes the rendered config.
 func (p Pool) ConfFile() string { return filepath.Join(p.Dir, "php-fpm.conf") }
+
+// SocketPath is the pool's socket: Socket, or Dir/php-fpm.sock by default.
+// Pass it as HostSite.FastCGI.
+func (p Pool) SocketPath() string { return p.withDefaults().Socket }
 
 // withDefaults fills the derived paths and sizes.
 func (p Pool) withDefaults() Pool {
@@ -397,11 +406,11 @@ func RenderPool(p Pool) (string, error) {
 		}
 		p.User, p.Group = orDefault(p.User, u), orDefault(p.Group, g)
 	}
-	if err := checkName("php-fpm user", p.User); err != nil {
-		return "", err
-	}
-	if err := checkName("php-fpm group", p.Group); err != nil {
-		return "", err
+	p.SocketOwner, p.SocketGroup = orDefault(p.SocketOwner, p.User), orDefault(p.SocketGroup, p.Group)
+	for _, c := range []struct{ what, v string }{{"php-fpm user", p.User}, {"php-fpm group", p.Group}, {"socket owner", p.SocketOwner}, {"socket group", p.SocketGroup}} {
+		if err := checkName(c.what, c.v); err != nil {
+			return "", err
+		}
 	}
 	switch p.PM {
 	case "static", "dynamic", "ondemand":
@@ -631,8 +640,8 @@ emergency_restart_threshold = 0
 user = {{.P.User}}
 group = {{.P.Group}}
 listen = {{.P.Socket}}
-listen.owner = {{.P.User}}
-listen.group = {{.P.Group}}
+listen.owner = {{.P.SocketOwner}}
+listen.group = {{.P.SocketGroup}}
 listen.mode = 0660
 listen.backlog = 511
 pm = {{.P.PM}}
