@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal
 
-.PHONY: run test build deps builder-image lint unit bench fuzz clean help compose-config image
+.PHONY: demo-push run test build deps builder-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
@@ -31,6 +31,11 @@ help:
 
 run: deps $(BIN)/temporal builder-image build
 	$(BIN)/mageflow dev --temporal-cli $(BIN)/temporal
+
+# With `make run` running: push one more demo commit; it builds and deploys
+# to staging with zero downtime.
+demo-push: build
+	$(BIN)/mageflow demo
 
 build: $(BIN)/mageflow $(BIN)/mageflow-worker
 

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/internal/builder"
+	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/codec"
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/demo"
@@ -26,6 +27,7 @@ import (
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/workflows"
 )
 
 // DemoApp is the app name the shipped mageflow.yaml gives the demo store.
@@ -83,6 +85,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := seedWebhookSecrets(cfg); err != nil {
 		return err
 	}
+	if err := seedDemoSecrets(cfg); err != nil {
+		return err
+	}
 
 	absDB, _ := filepath.Abs(*db)
 	fmt.Fprintf(stdout, "starting Temporal dev server on %s (UI %s, history in %s)\n", cfg.Temporal.Address, cfg.Temporal.UIURL, absDB)
@@ -97,6 +102,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	procs, err := startLocalWeb(ctx, cfg, stdout)
+	defer func() {
+		for _, p := range procs {
+			_ = p.Stop()
+		}
+	}()
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 3+len(cfg.Hosts))
 	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
 	for _, h := range localHosts(cfg) {
@@ -237,7 +251,64 @@ func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, sour
 	fmt.Fprintln(stdout)
 	PrintRelease(stdout, &m, WorkflowURL(cfg, id, ""))
 	fmt.Fprintf(stdout, "\n  list releases: ./bin/mageflow releases --app %s\n", DemoApp)
+	return waitDemoDeploy(ctx, cfg, c, app, branch, stdout)
+}
+
+// waitDemoDeploy follows the auto-deploy the build started and prints where
+// the deployed release is served.
+func waitDemoDeploy(ctx context.Context, cfg *config.Config, c client.Client, app *config.App, branch string, stdout io.Writer) error {
+	env, ok := app.EnvironmentForBranch(branch)
+	if !ok || !app.Environments[env].AutoDeploy {
+		return nil
+	}
+	e := app.Environments[env]
+	id := workflows.DeployWorkflowID(DemoApp, env)
+	fmt.Fprintf(stdout, "\ndemo: deploying to %s (auto_deploy) …\n  follow it: %s\n", env, WorkflowURL(cfg, id, ""))
+	var rec catalog.Deploy
+	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &rec); err != nil {
+		return fmt.Errorf("deploy %s: %w (open %s)", id, err, WorkflowURL(cfg, id, ""))
+	}
+	printDeploy(stdout, &rec, WorkflowURL(cfg, id, rec.RunID))
+	fmt.Fprintf(stdout, "\n  the store: %s  (release %s; push another demo commit: make demo-push)\n", e.URL, rec.ReleaseID)
+	fmt.Fprintf(stdout, "  dashboard actions: log in at %s/login with the token in %s\n", cfg.Server.PublicURL, filepath.Join(cfg.Secrets.Dir, strings.TrimPrefix(cfg.Server.Auth.Token, "file:")))
 	return nil
+}
+
+// seedDemoSecrets creates, on first run, the secrets the shipped config
+// references for the demo: the dashboard token and the staging env.php
+// (whose fixture "database" lives in var/demo/db.json).
+func seedDemoSecrets(cfg *config.Config) error {
+	area := secrets.Area{Dir: cfg.Secrets.Dir}
+	if ref := cfg.Server.Auth.Token; ref != "" {
+		if err := seedSecret(area, ref, func() string { return randomHex(16) }); err != nil {
+			return err
+		}
+	}
+	app := cfg.Apps[DemoApp]
+	if app == nil {
+		return nil
+	}
+	for _, name := range sortedEnvNames(app) {
+		e := app.Environments[name]
+		if e.EnvPHP == "" {
+			continue
+		}
+		db := filepath.Join(filepath.Dir(app.Repo), name+"-db.json")
+		php := fmt.Sprintf("<?php\nreturn ['MAGE_MODE' => 'production', 'fixture_db' => %q];\n", db)
+		if err := seedSecret(area, e.EnvPHP, func() string { return php }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedEnvNames(a *config.App) []string {
+	var n []string
+	for k := range a.Environments {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
 }
 
 // checkBuilders verifies the Docker engine and builder image up front when an
@@ -255,4 +326,24 @@ func checkBuilders(cfg *config.Config) error {
 		d.Close()
 	}
 	return nil
+}
+
+// runDemo pushes one more demo commit through the webhook of a running
+// `mageflow dev` and follows its build and deploy (`make demo-push`).
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := newFlags("demo", stderr)
+	source := e.fs.String("demo-source", "./test/fixtures/magento2-app", "the demo app's source tree (first run only)")
+	if err := e.parse(args); err != nil {
+		return err
+	}
+	cfg, err := e.config(false)
+	if err != nil {
+		return err
+	}
+	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	if err != nil {
+		return fmt.Errorf("%w (is `make run` running?)", err)
+	}
+	defer c.Close()
+	return runDemoBuild(ctx, cfg, c, *source, stdout)
 }

@@ -331,9 +331,20 @@ func (c *Config) applyDefaults(base string) {
 	if c.Apps == nil {
 		c.Apps = map[string]*App{}
 	}
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
+			*p = filepath.Clean(filepath.Join(base, *p))
+		}
+	}
 	for _, h := range c.Hosts {
-		if h != nil && h.Root != "" && !filepath.IsAbs(h.Root) {
-			h.Root = filepath.Clean(filepath.Join(base, h.Root))
+		if h == nil {
+			continue
+		}
+		rel(&h.Root)
+		rel(&h.PHPFPM.PIDFile)
+		rel(&h.PHPFPM.Config)
+		if !strings.Contains(h.PHPFPM.Socket, ":") {
+			rel(&h.PHPFPM.Socket)
 		}
 	}
 	for name, a := range c.Apps {
