@@ -393,7 +393,7 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	next := localPath(r.PostForm.Get("next"))
 	c, err := r.Cookie(loginCookie)
-	if err != nil || !equal([]byte(c.Value), []byte(r.PostForm.Get("csrf"))) {
+	if err != nil || c.Value == "" || !equal([]byte(c.Value), []byte(r.PostForm.Get("csrf"))) {
 		d.renderLogin(w, r, http.StatusForbidden, loginView{Next: next, Error: "the login form expired; try again"})
 		return
 	}

@@ -1,7 +1,8 @@
 // Package server is the HTTP side of `mageflow serve`: it turns signed push
 // deliveries from GitHub, GitLab and Bitbucket into BuildRelease workflows,
-// shows the releases of every app on a small dashboard, and hosts the
-// Temporal payload codec for the Web UI. It holds no state that matters
+// shows the releases and environments of every app on a small dashboard
+// (where authenticated operators deploy, approve and roll back), and hosts
+// the Temporal payload codec for the Web UI. It holds no state that matters
 // across restarts: builds are deduplicated by workflow id on the Temporal
 // side, and the in-memory delivery cache only saves work.
 package server
@@ -75,6 +76,12 @@ type Options struct {
 	// Ready reports whether the server can do its job (Temporal reachable…);
 	// /healthz answers 503 with its error. Nil means always ready.
 	Ready func(ctx context.Context) error
+	// Deploys adds the environments, deploy history and deploy, approve,
+	// reject and rollback actions to the dashboard. Nil: no deploy views.
+	Deploys Deploys
+	// Auth protects the actions (and, with ProtectViews, the pages). With
+	// no credentials configured every action is refused.
+	Auth Auth
 }
 
 // DefaultMaxBody is the webhook body limit when Options.MaxBody is zero.
@@ -117,8 +124,21 @@ func New(opt Options) http.Handler {
 	s.pages = newDashboard(opt)
 	s.mux.HandleFunc("POST /hooks/{provider}", s.handleHook)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.HandleFunc("GET /{$}", s.pages.serveIndex)
-	s.mux.HandleFunc("GET /api/releases", s.pages.serveAPI)
+	p := s.pages
+	s.mux.HandleFunc("GET /{$}", p.protect(p.serveIndex))
+	s.mux.HandleFunc("GET /api/releases", p.protect(p.serveAPI))
+	s.mux.HandleFunc("GET /login", p.serveLogin)
+	s.mux.HandleFunc("POST /login", p.handleLogin)
+	s.mux.HandleFunc("POST /logout", p.handleLogout)
+	if opt.Deploys != nil {
+		s.mux.HandleFunc("GET /deploys", p.protect(p.serveDeploysPage))
+		s.mux.HandleFunc("GET /api/environments", p.protect(p.serveEnvironmentsAPI))
+		s.mux.HandleFunc("GET /api/deploys", p.protect(p.serveDeploysAPI))
+		s.mux.HandleFunc("POST /actions/deploy", p.handleDeploy)
+		s.mux.HandleFunc("POST /actions/approve", p.handleApprove)
+		s.mux.HandleFunc("POST /actions/reject", p.handleReject)
+		s.mux.HandleFunc("POST /actions/rollback", p.handleRollback)
+	}
 	if opt.Codec != nil {
 		s.mux.Handle("/codec/", http.StripPrefix("/codec", opt.Codec))
 	}
