@@ -49,13 +49,20 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// saveScreenshot writes a PNG next to the test (small viewport shots meant
-// to be committed) and into $TEST_ARTIFACTS_DIR when CI collects them.
+// saveScreenshot keeps every screenshot as a test artifact: in
+// $TEST_ARTIFACTS_DIR, else var/test-artifacts/screenshots (ignored by git).
+// With MAGEFLOW_UPDATE_SCREENSHOTS=1 it also refreshes the committed ones in
+// testdata/screenshots (do that when the UI changes), so an ordinary run
+// leaves the tree clean.
 func saveScreenshot(t *testing.T, name string, png []byte) {
 	t.Helper()
-	dirs := []string{filepath.Join("testdata", "screenshots")}
-	if d := os.Getenv("TEST_ARTIFACTS_DIR"); d != "" {
-		dirs = append(dirs, d)
+	dir := os.Getenv("TEST_ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "var", "test-artifacts", "screenshots")
+	}
+	dirs := []string{dir}
+	if os.Getenv("MAGEFLOW_UPDATE_SCREENSHOTS") != "" {
+		dirs = append(dirs, filepath.Join("testdata", "screenshots"))
 	}
 	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
