@@ -111,7 +111,7 @@ func (c *Client) Decide(ctx context.Context, app, env string, approve bool, by, 
 // Status returns the running deploy's status, or nil when none runs.
 func (c *Client) Status(ctx context.Context, app, env string) (*workflows.DeployStatus, string, string, error) {
 	id := workflows.DeployWorkflowID(app, env)
-	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	desc, err := c.Temporal.DescribeWorkflow(ctx, id, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return nil, "", "", nil
@@ -119,7 +119,7 @@ func (c *Client) Status(ctx context.Context, app, env string) (*workflows.Deploy
 	if err != nil {
 		return nil, "", "", err
 	}
-	info := desc.GetWorkflowExecutionInfo()
+	info := desc.RawResponse.GetWorkflowExecutionInfo()
 	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return nil, "", "", nil
 	}

@@ -117,7 +117,7 @@ func within(dir, p string) bool {
 func LinkShared(releaseDir, sharedDir, rel string, isFile bool, owner Owner) error {
 	rel = filepath.Clean(filepath.FromSlash(rel))
 	if filepath.IsAbs(rel) || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("shared path %q must be relative to the app root, without ..", rel)
+		return fmt.Errorf("shared path %q must be relative to the app root, without \"..\" segments", rel)
 	}
 	target := filepath.Join(sharedDir, rel)
 	link := filepath.Join(releaseDir, rel)
@@ -244,13 +244,31 @@ type Release struct {
 	// they were prepared (directory mtimes come from the artifact).
 	Complete    bool
 	CompletedAt time.Time
-	// ModTime is the entry's own mtime (for incomplete leftovers).
-	ModTime time.Time
+	// ChangedAt is the later of the entry's mtime and ctime. Release
+	// directories carry the artifact's normalized mtimes, but rename and
+	// chmod set the ctime, so this says when the agent last touched it.
+	ChangedAt time.Time
+}
+
+func changedAt(info fs.FileInfo) time.Time {
+	t := info.ModTime()
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		if c := time.Unix(st.Ctim.Sec, st.Ctim.Nsec); c.After(t) {
+			t = c
+		}
+	}
+	return t
 }
 
 // ListReleases returns the releases under releasesDir, temporary work
 // directories excluded, in directory order.
-func ListReleases(releasesDir string) ([]Release, error) {
+func ListReleases(releasesDir string) ([]Release, error) { return list(releasesDir, false) }
+
+// ListTemps returns the temporary work entries under releasesDir
+// (extractions, deletions) with their ChangedAt.
+func ListTemps(releasesDir string) ([]Release, error) { return list(releasesDir, true) }
+
+func list(releasesDir string, temps bool) ([]Release, error) {
 	ents, err := os.ReadDir(releasesDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -260,15 +278,15 @@ func ListReleases(releasesDir string) ([]Release, error) {
 	}
 	var out []Release
 	for _, e := range ents {
-		if IsTemp(e.Name()) {
+		if IsTemp(e.Name()) != temps {
 			continue
 		}
 		info, err := e.Info()
 		if err != nil {
 			continue // removed meanwhile
 		}
-		r := Release{ID: e.Name(), ModTime: info.ModTime()}
-		if info.IsDir() {
+		r := Release{ID: e.Name(), ChangedAt: changedAt(info)}
+		if info.IsDir() && !temps {
 			if mi, err := os.Lstat(filepath.Join(releasesDir, e.Name(), CompleteMarker)); err == nil && mi.Mode().IsRegular() {
 				r.Complete, r.CompletedAt = true, mi.ModTime()
 			}

@@ -39,7 +39,7 @@ type CLI struct {
 type Result struct {
 	ExitCode int
 	// Output is stdout and stderr interleaved, as an operator would see it.
-	Output string
+	Output  string
 	Elapsed time.Duration
 }
 
