@@ -84,6 +84,8 @@ type PHPResult struct {
 type WarmInput struct {
 	HostTarget
 	Paths []string
+	// BypassMaintain warms through the maintenance page (upgrade path).
+	BypassMaintain bool
 }
 
 // HealthInput checks a host (or, with Env URL, the environment) serves the

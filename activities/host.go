@@ -850,12 +850,20 @@ func (h *HostActivities) Warm(ctx context.Context, in WarmInput) error {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
+	var hdr map[string]string
+	if in.BypassMaintain && c.host.Nginx.MaintenanceBypass != "" {
+		v, err := h.Secrets.Read(c.host.Nginx.MaintenanceBypass)
+		if err != nil {
+			return nonRetryable(ErrConfig, "hosts.%s.nginx.maintenance_bypass: %v", h.Host, err)
+		}
+		hdr = map[string]string{MaintenanceBypassHeader: string(v)}
+	}
 	var done atomic.Int64
 	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "warm", Bytes: done.Load(), Total: int64(len(in.Paths))} })
 	defer stop()
 	var failed []string
 	for _, p := range in.Paths {
-		r := h.get(ctx, timeout, joinURL(c.host.URL, p), envHost(c), nil, 0)
+		r := h.get(ctx, timeout, joinURL(c.host.URL, p), envHost(c), hdr, 0)
 		done.Add(1)
 		switch {
 		case r.err != nil:

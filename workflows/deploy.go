@@ -353,8 +353,15 @@ func (d *deployRun) settle(ctx workflow.Context, id string, bypass bool) ([]stri
 	d.step("reload-php", t, ctx)
 	if len(p.WarmPaths) > 0 {
 		t = workflow.Now(ctx)
+		// Warm-up is best effort: two attempts, then health decides.
+		warmCtx := func(h string) workflow.Context {
+			c := hostCtx(ctx, h, 5*time.Minute, 0)
+			o := workflow.GetActivityOptions(c)
+			o.RetryPolicy.MaximumAttempts = 2
+			return workflow.WithActivityOptions(c, o)
+		}
 		if err := onHosts(ctx, p.Hosts, func(h string) workflow.Future {
-			return workflow.ExecuteActivity(hostCtx(ctx, h, 5*time.Minute, 0), hostActs.Warm, activities.WarmInput{HostTarget: d.target(h), Paths: p.WarmPaths})
+			return workflow.ExecuteActivity(warmCtx(h), hostActs.Warm, activities.WarmInput{HostTarget: d.target(h), Paths: p.WarmPaths, BypassMaintain: bypass})
 		}, nil); err != nil {
 			d.logger.Warn("warm-up failed", "error", err)
 		}

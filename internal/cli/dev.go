@@ -216,7 +216,7 @@ func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, sour
 		return errors.New("the demo app needs a webhook: section")
 	}
 	branch := "main"
-	for _, env := range []string{"production", "staging"} {
+	for _, env := range []string{"staging", "production"} {
 		if e := app.Environments[env]; e != nil {
 			branch = e.Branch
 			break

@@ -86,8 +86,13 @@ func (r Repo) Push(ctx context.Context, message string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = wt.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{
-		gitconfig.RefSpec(fmt.Sprintf("refs/heads/%s:refs/heads/%s", r.Branch, r.Branch)),
+	head, err := wt.Head()
+	if err != nil {
+		return "", err
+	}
+	// Push whatever local branch the work tree is on to the demo's branch.
+	err = wt.PushContext(ctx, &git.PushOptions{RemoteName: "origin", Force: true, RefSpecs: []gitconfig.RefSpec{
+		gitconfig.RefSpec(fmt.Sprintf("%s:refs/heads/%s", head.Name(), r.Branch)),
 	}})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return "", fmt.Errorf("push demo commit: %w", err)
