@@ -48,6 +48,8 @@ type DeployPlan struct {
 	HealthPaths      []string
 	WarmPaths        []string
 	UpgradedAtBuild  int
+	// SharedStorage: hosts share <root>; file steps run on Hosts[0] only.
+	SharedStorage bool
 }
 
 // DeployActivities are the control-side steps of a deploy: read config and
@@ -83,7 +85,7 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 	plan := &DeployPlan{
 		Hosts: append([]string(nil), env.Hosts...), EnvURL: env.URL, ApprovalRequired: env.Approval == "required",
 		ApprovalTimeout: env.ApprovalTimeout.Duration, KeepReleases: env.KeepReleases,
-		HealthPaths: env.HealthPaths, WarmPaths: env.WarmPaths,
+		HealthPaths: env.HealthPaths, WarmPaths: env.WarmPaths, SharedStorage: env.SharedStorage,
 	}
 	if plan.ApprovalTimeout == 0 {
 		plan.ApprovalTimeout = 24 * time.Hour

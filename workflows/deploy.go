@@ -151,6 +151,15 @@ func onHosts(ctx workflow.Context, hosts []string, start func(host string) workf
 	return nil
 }
 
+// fileHosts are the hosts whose file system a step changes: all of them, or
+// only the first when they share storage (one prepare, one switch).
+func (d *deployRun) fileHosts() []string {
+	if d.plan.SharedStorage {
+		return d.plan.Hosts[:1]
+	}
+	return d.plan.Hosts
+}
+
 func (d *deployRun) target(host string) activities.HostTarget {
 	return activities.HostTarget{Host: host, App: d.in.App, Env: d.in.Env}
 }
@@ -216,7 +225,7 @@ func (d *deployRun) cleanupAfterCancel(ctx workflow.Context) {
 		}
 	}
 	if d.status.Maintenance && d.rec.MaintenanceFrom != nil && !d.upgradeRan {
-		for _, h := range d.plan.Hosts {
+		for _, h := range d.fileHosts() {
 			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, activities.MaintenanceInput{HostTarget: d.target(h), On: false, Reason: "deploy cancelled before the upgrade"}).Get(ctx, nil)
 		}
 		d.status.Maintenance = false
@@ -248,7 +257,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 	// Prepare everywhere before anything switches.
 	t := workflow.Now(ctx)
 	d.phase(ctx, "prepare", fmt.Sprintf("**Preparing** release `%s` (build #%d) on %d host(s)", rel.ID, rel.BuildNumber, len(hosts)))
-	err := onHosts(ctx, hosts, func(h string) workflow.Future {
+	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Minute, time.Minute), hostActs.Prepare, activities.PrepareInput{
 			HostTarget: d.target(h), ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256,
 			Size: rel.Artifact.Size, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
@@ -335,7 +344,7 @@ func (d *deployRun) awaitApproval(ctx workflow.Context) (string, error) {
 // issued before any is awaited so the switches land as close together as the
 // agents allow.
 func (d *deployRun) switchAll(ctx workflow.Context, id string) error {
-	return onHosts(ctx, d.plan.Hosts, func(h string) workflow.Future {
+	return onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Second, 0), hostActs.Switch, activities.ReleaseRef{HostTarget: d.target(h), ReleaseID: id})
 	}, nil)
 }
@@ -441,7 +450,7 @@ func (d *deployRun) rollback(ctx workflow.Context, cause error) (string, error) 
 }
 
 func (d *deployRun) maintenance(ctx workflow.Context, on bool, reason string) error {
-	err := onHosts(ctx, d.plan.Hosts, func(h string) workflow.Future {
+	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, activities.MaintenanceInput{HostTarget: d.target(h), On: on, Reason: reason})
 	}, nil)
 	if err == nil {
@@ -522,7 +531,7 @@ func (d *deployRun) finish(ctx workflow.Context, upgraded bool) (string, error) 
 		protect = append(protect, p.Previous)
 	}
 	t := workflow.Now(ctx)
-	if err := onHosts(ctx, p.Hosts, func(h string) workflow.Future {
+	if err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, 5*time.Minute, 0), hostActs.Prune, activities.PruneInput{HostTarget: d.target(h), Keep: p.KeepReleases, Protect: protect})
 	}, nil); err != nil {
 		d.logger.Warn("pruning old releases failed; the deploy itself succeeded", "error", err)

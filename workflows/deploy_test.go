@@ -276,3 +276,15 @@ func (s *deploySuite) TestCancelBeforeSwitchDiscardsPreparedRelease() {
 func TestDeployWorkflowID(t *testing.T) {
 	require.Equal(t, "deploy/shop/production", workflows.DeployWorkflowID("shop", "production"))
 }
+
+func (s *deploySuite) TestSharedStoragePreparesAndSwitchesOnce() {
+	p := plan(false)
+	p.SharedStorage = true
+	s.env.OnActivity(s.d.PlanDeploy, mock.Anything, mock.Anything).Return(p, nil)
+	s.mockHosts(false, "")
+	s.env.ExecuteWorkflow(workflows.ZeroDowntimeDeploy, deployInput())
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.True(s.has("web1:prepare:7-abcdef1") && s.has("web1:switch:7-abcdef1"))
+	s.False(s.has("web2:prepare:7-abcdef1") || s.has("web2:switch:7-abcdef1"), "one prepare and one switch on shared storage: %v", s.events)
+	s.True(s.has("web2:health:7-abcdef1"), "every host is still checked")
+}

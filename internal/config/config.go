@@ -202,6 +202,10 @@ type Environment struct {
 	// Writable lists extra paths the PHP user may write besides var/ and
 	// pub/media (Magento 1: media/).
 	Writable []string `yaml:"writable"`
+	// SharedStorage: every host mounts the same <root> (NFS). The release
+	// is prepared, switched and pruned once, through the first host's
+	// agent; every host reloads PHP, warms and is health-checked.
+	SharedStorage bool `yaml:"shared_storage"`
 }
 
 // Host is one app server running a mageflow agent.
