@@ -815,7 +815,7 @@ func TestHostMagento1(t *testing.T) {
 	require.NoFileExists(t, f.phpLog, "Magento 1 config is not applied with bin/magento")
 	var dec activities.UpgradeDecision
 	require.NoError(t, f.exec(f.acts.UpgradeStatus, f.ref(m.ID), &dec))
-	require.False(t, dec.Needed)
+	require.True(t, dec.Needed, "a first Magento 1 deploy may run every setup script (see TestHostMagento1UpgradeThroughIndexPHP)")
 	require.NoError(t, f.exec(f.acts.Switch, f.ref(m.ID), nil))
 	require.NoError(t, os.MkdirAll(filepath.Join(shared, "var/cache/mage--0"), 0o755))
 	require.NoError(t, f.exec(f.acts.FlushCache, f.ref(m.ID), nil))
