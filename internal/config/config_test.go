@@ -84,6 +84,13 @@ func TestErrorsNameFileLineAndHint(t *testing.T) {
 		{"custom without steps", "apps:\n  shop:\n    repo: /r\n    type: custom\n", 4, []string{"has no build.steps"}},
 		{"s3 without bucket", "artifacts:\n  s3: {region: eu-west-1}\n", 2, []string{"bucket is required"}},
 		{"not yaml", "apps: [\n", 0, []string{"not valid YAML"}},
+		{"env names unknown host", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, hosts: [web9]}\n", 6, []string{`names "web9", which is not declared under hosts:`}},
+		{"host without root", "hosts:\n  web1: {url: http://10.0.0.5}\n", 2, []string{"hosts.web1.root is required"}},
+		{"host bad url", "hosts:\n  web1: {root: /srv, url: nope}\n", 2, []string{`hosts.web1.url "nope" is not a URL`}},
+		{"both reload methods", "hosts:\n  web1:\n    root: /srv\n    php_fpm: {service: php8.2-fpm, pid_file: /run/php.pid}\n", 4, []string{"service or pid_file, not both"}},
+		{"keep too few", "hosts:\n  web1: {root: /srv}\napps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, hosts: [web1], keep_releases: 1}\n", 8, []string{"keep_releases must be at least 2"}},
+		{"inline env.php", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, env_php: \"<?php return [];\"}\n", 6, []string{"secret reference"}},
+		{"basic auth half", "server:\n  auth: {basic_user: ops}\n", 2, []string{"basic_user and basic_password go together"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +107,26 @@ func TestErrorsNameFileLineAndHint(t *testing.T) {
 			require.NotContains(t, msg, "hunter2hunter2", "errors must not echo a secret")
 		})
 	}
+}
+
+func TestHostsAndDeploySettings(t *testing.T) {
+	c, err := parse(t, `hosts:
+  web1: {root: ./srv, url: "http://10.0.0.5", php_fpm: {pid_file: ./run/fpm.pid, socket: 127.0.0.1:9000}}
+apps:
+  shop:
+    repo: /r
+    type: magento2
+    environments:
+      production: {branch: main, hosts: [web1], approval: required, approval_timeout: 2h, shared_storage: true, url: "https://shop.example.com"}
+`)
+	require.NoError(t, err)
+	h := c.Hosts["web1"]
+	require.Equal(t, filepath.Join(filepath.Dir(c.File), "srv"), h.Root, "relative roots resolve against the config file")
+	require.Equal(t, filepath.Join(filepath.Dir(c.File), "run", "fpm.pid"), h.PHPFPM.PIDFile)
+	require.Equal(t, "127.0.0.1:9000", h.PHPFPM.Socket, "a TCP socket is left alone")
+	e := c.Apps["shop"].Environments["production"]
+	require.Equal(t, "2h0m0s", e.ApprovalTimeout.String())
+	require.True(t, e.SharedStorage)
 }
 
 func TestAllErrorsAtOnce(t *testing.T) {
