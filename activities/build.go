@@ -116,29 +116,7 @@ func (a *BuildActivities) auth() (*gitmeta.AuthOptions, error) {
 // until stop is called, so a long git fetch or build step keeps its
 // activity alive and visible.
 func (a *BuildActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
-	every := a.HeartbeatEvery
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, current())
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
+	return heartbeatWhile(ctx, a.HeartbeatEvery, current)
 }
 
 // ResolveCommit fetches the app's mirror and describes the commit a ref

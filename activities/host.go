@@ -18,7 +18,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -188,27 +187,7 @@ func (h *HostActivities) cli(c *hostCtx, dir string) magento.CLI {
 
 // heartbeatWhile records current() every HeartbeatEvery until stop.
 func (h *HostActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
-	every := h.HeartbeatEvery
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, current())
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
+	return heartbeatWhile(ctx, h.HeartbeatEvery, current)
 }
 
 // HostProgress is the heartbeat detail of long host activities.
