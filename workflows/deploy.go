@@ -86,7 +86,7 @@ type deployRun struct {
 	approved bool
 	decision Approval
 
-	prepared   []string // hosts holding the new release (for cleanup)
+	prepared   []string // hosts where this deploy put the new release (for cleanup)
 	switched   bool
 	upgradeRan bool
 }
@@ -102,7 +102,8 @@ func (d *deployRun) step(name string, from time.Time, ctx workflow.Context) {
 
 func controlCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
+		// Short: a killed worker's step is retried on another within 20 s.
+		StartToCloseTimeout: 20 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
 			NonRetryableErrorTypes: []string{activities.ErrConfig, activities.ErrInvalidInput, activities.ErrRollbackRefused},
@@ -114,6 +115,11 @@ func controlCtx(ctx workflow.Context) workflow.Context {
 // start-to-close so a killed agent is noticed quickly and the step retried
 // when it is back; long ones heartbeat.
 func hostCtx(ctx workflow.Context, host string, timeout, heartbeat time.Duration) workflow.Context {
+	// Agents heartbeat every activity (workerapp.AgentWorkerOptions), so a
+	// killed agent's step is retried within 15 s, not after its timeout.
+	if heartbeat == 0 || heartbeat > 15*time.Second {
+		heartbeat = 15 * time.Second
+	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           activities.HostTaskQueue(host),
 		StartToCloseTimeout: timeout,
@@ -263,14 +269,23 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 			Size: rel.Artifact.Size, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
 		})
 	}, func(h string, f workflow.Future) error {
-		if err := f.Get(ctx, nil); err != nil {
+		var res activities.PrepareResult
+		if err := f.Get(ctx, &res); err != nil {
 			return err
 		}
-		d.prepared = append(d.prepared, h)
+		// Only releases this deploy put there are cleaned up on failure or
+		// cancel: one already on the host (a rollback target) stays.
+		if !res.AlreadyPrepared {
+			d.prepared = append(d.prepared, h)
+		}
 		return nil
 	})
 	d.step("prepare", t, ctx)
 	if err != nil {
+		// Leave no half-deployed release behind on the hosts that made it.
+		for _, h := range d.prepared {
+			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.Discard, activities.ReleaseRef{HostTarget: d.target(h), ReleaseID: rel.ID}).Get(ctx, nil)
+		}
 		return catalog.OutcomeFailed, fmt.Errorf("prepare failed, nothing was switched: %w", err)
 	}
 
@@ -450,17 +465,21 @@ func (d *deployRun) rollback(ctx workflow.Context, cause error) (string, error) 
 }
 
 func (d *deployRun) maintenance(ctx workflow.Context, on bool, reason string) error {
+	// Entering: the window starts when the flags are requested (some hosts
+	// may apply them before others answer). Leaving: it ends once all are
+	// removed.
+	if on {
+		from := workflow.Now(ctx).UTC()
+		d.rec.MaintenanceFrom = &from
+		d.status.Maintenance = true
+	}
 	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, activities.MaintenanceInput{HostTarget: d.target(h), On: on, Reason: reason})
 	}, nil)
-	if err == nil {
-		now := workflow.Now(ctx).UTC()
-		d.status.Maintenance = on
-		if on {
-			d.rec.MaintenanceFrom = &now
-		} else {
-			d.rec.MaintenanceTo = &now
-		}
+	if err == nil && !on {
+		to := workflow.Now(ctx).UTC()
+		d.rec.MaintenanceTo = &to
+		d.status.Maintenance = false
 	}
 	return err
 }

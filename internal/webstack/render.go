@@ -25,6 +25,8 @@ package webstack
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -269,9 +271,18 @@ func checkCIDRs(what string, vs []string) error {
 	return nil
 }
 
+// slug names nginx variables and upstreams after their parts. nginx
+// refuses variable names longer than its variables_hash_bucket_size allows
+// (about 46 characters with the default 64), so a long name keeps a
+// readable prefix and ends in a hash of the whole: "mageflow_bypass_<slug>"
+// always fits, whatever the host, app and listen address.
 func slug(parts ...string) string {
-	s := slugRE.ReplaceAllString(strings.ToLower(strings.Join(parts, "_")), "_")
-	return strings.Trim(s, "_")
+	s := strings.Trim(slugRE.ReplaceAllString(strings.ToLower(strings.Join(parts, "_")), "_"), "_")
+	if len(s) <= 24 {
+		return s
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return strings.TrimRight(s[:15], "_") + "_" + hex.EncodeToString(sum[:4])
 }
 
 func orDefault(s, d string) string {

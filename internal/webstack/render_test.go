@@ -3,6 +3,8 @@ package webstack
 import (
 	"flag"
 	"os"
+	"os/exec"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,5 +183,32 @@ func TestBinaryHint(t *testing.T) {
 	_, err := findBinary("php-fpm: install php8.2-fpm (make deps)", "/nonexistent/php-fpm", "mageflow-no-such-binary")
 	if err == nil || !strings.Contains(err.Error(), "install php8.2-fpm (make deps)") {
 		t.Errorf("missing binary error = %v", err)
+	}
+}
+
+// TestLongNamesStayWithinNginxLimits renders a site whose host, app and
+// port make a long variable id and checks nginx accepts it.
+func TestLongNamesStayWithinNginxLimits(t *testing.T) {
+	conf, err := RenderHost(HostSite{Host: "web-frontend-01", App: "serialshop-enterprise", Root: t.TempDir(), Listen: "127.0.0.1:65001",
+		FastCGI: "127.0.0.1:9000", BypassSecret: "0123456789abcdef", MaintenanceAllow: []string{"10.0.0.0/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range regexp.MustCompile(`\$(mageflow_[a-z0-9_]+)`).FindAllStringSubmatch(conf, -1) {
+		if len(v[1]) > 46 {
+			t.Errorf("nginx variable %s is %d characters; nginx -t refuses names over ~46 with the default variables_hash_bucket_size", v[1], len(v[1]))
+		}
+	}
+	bin, err := NginxBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	main := "pid " + dir + "/nginx.pid; error_log " + dir + "/error.log; events {} http { " + conf + " }"
+	if err := os.WriteFile(dir+"/nginx.conf", []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", dir+"/nginx.conf").CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 }

@@ -147,7 +147,7 @@ func Run(ctx context.Context, opt Options) error {
 			return err
 		}
 		queue = activities.HostTaskQueue(opt.AgentHost)
-		w = worker.New(c, queue, worker.Options{})
+		w = worker.New(c, queue, AgentWorkerOptions())
 		RegisterAgent(w, host)
 	} else {
 		acts, err := NewBuildActivities(ctx, cfg, reg)

@@ -1,0 +1,478 @@
+// Command benchdeploy measures ZeroDowntimeDeploy on the two-host stack the
+// end-to-end tests use (test/benchdeploy/deploystack): requests failed and
+// p99 latency while mageflow deploys under load, the same load against a
+// naive deploy (ln -sfn + php-fpm restart on every host at once), the
+// duration of each deploy step for a Magento-sized artifact, and the skew
+// between the two hosts' switches. It starts its own Temporal dev server
+// ($TEMPORAL_CLI or ./bin/temporal) and needs nginx-light, php8.2-fpm,
+// php-cli, composer and git. Run from the module root: go run ./test/benchdeploy
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/artifact"
+	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/deploys"
+	"github.com/mageflow/mageflow/internal/hostops"
+	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+	"github.com/mageflow/mageflow/test/fixtures"
+)
+
+const app = "benchshop"
+
+func main() {
+	var (
+		n       = flag.Int("deploys", 10, "deploys under load (and naive switches)")
+		clients = flag.Int("clients", 8, "concurrent load clients")
+		pause   = flag.Duration("pause", 5*time.Millisecond, "pause of each client between requests")
+		before  = flag.Duration("before", 5*time.Second, "load before the first deploy, for the baseline p99")
+		work    = flag.String("dir", "var/bench/deploy", "work directory (emptied first)")
+		treeDir = flag.String("tree", "var/bench/deploy-tree", "generated Magento-sized tree (reused when its parameters match)")
+		files   = flag.Int("files", 60000, "files in the Magento-sized tree (0 skips that part)")
+		sizeMB  = flag.Int64("mb", 200, "approximate size of the tree, MB")
+		keep    = flag.Bool("keep", false, "keep the work directory (hosts, artifacts, logs) for a look afterwards")
+	)
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	err := run(ctx, *n, *clients, *pause, *before, *work, *treeDir, treeParams{Files: *files, Bytes: *sizeMB * 1e6})
+	if !*keep {
+		_ = os.RemoveAll(*work)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchdeploy: %v (run with -keep to look at %s)\n", err, *work)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	stack *deploystack.Stack
+	cfg   *config.Config
+	c     client.Client
+	st    store.Store
+	dep   *deploystack.Deployer
+	repo  string
+}
+
+func run(ctx context.Context, n, clients int, pause, before time.Duration, work, treeDir string, tp treeParams) error {
+	began := time.Now()
+	work, err := filepath.Abs(work)
+	if err != nil {
+		return err
+	}
+	if treeDir, err = filepath.Abs(treeDir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	dev, err := startDevServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dev.Stop() }()
+
+	repo, err := fixtureRepo(filepath.Join(work, "repo"))
+	if err != nil {
+		return err
+	}
+	s, err := deploystack.Start(deploystack.Options{Dir: filepath.Join(work, "stack"), App: app})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, cfg, err := s.WriteConfig(filepath.Join(work, "mageflow"), dev.FrontendHostPort(), "bench-deploy", repo, nil)
+	if err != nil {
+		return err
+	}
+	c, err := deploystack.Dial(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stopControl, err := deploystack.StartControl(ctx, c, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
+	stopAgents, err := deploystack.StartAgents(ctx, c, cfg, s.HostNames())
+	if err != nil {
+		return err
+	}
+	defer stopAgents()
+	st, err := store.NewLocal(cfg.Artifacts.Dir)
+	if err != nil {
+		return err
+	}
+	b := &bench{stack: s, cfg: cfg, c: c, st: st, repo: repo,
+		dep: &deploystack.Deployer{Client: &deploys.Client{Temporal: c, Config: cfg, Store: st}}}
+
+	fmt.Printf("benchdeploy: 2 hosts (nginx + php-fpm each, process_control_timeout 10s) behind an nginx balancer; %d clients, %s pause; %d deploys\n", clients, pause, n)
+	first, err := deploystack.Build(ctx, c, cfg, app, "main")
+	if err != nil {
+		return err
+	}
+	if _, err := b.deploy(ctx, first.ID, 2*time.Minute); err != nil {
+		return err
+	}
+	var rels []*release.Meta
+	for i := 1; i <= n; i++ {
+		if err := deploystack.CommitMarker(repo, fmt.Sprintf("bench-%02d", i)); err != nil {
+			return err
+		}
+		m, err := deploystack.Build(ctx, c, cfg, app, "main")
+		if err != nil {
+			return err
+		}
+		rels = append(rels, m)
+	}
+
+	// 1. mageflow under load.
+	mf, err := b.underLoad(ctx, clients, pause, before, rels)
+	if err != nil {
+		return err
+	}
+	// 2. The naive deploy under the same load, on the same hosts, between
+	// the last two releases (both still on disk).
+	naive, err := b.naive(clients, pause, before, n, rels[len(rels)-1].ID, rels[len(rels)-2].ID)
+	if err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nunder load\tswitches\trequests\tfailed\tp99 before\tp99 in switch windows\tmax in windows\t")
+	for _, r := range []loadResult{mf, naive} {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.name, r.switches, r.all.N, r.all.Failed, ms(r.before.P99), ms(r.window.P99), ms(r.window.Max))
+	}
+	tw.Flush()
+	fmt.Println("switch window: mageflow = first host switched → deploy finished (reload, warm-up, health, prune); naive = ln -sfn → both php-fpm restarted + 1s")
+	fmt.Printf("mageflow deploys: median %s, switch skew between hosts (SwitchResult.SwitchedAt): median %s, max %s\n",
+		ms(median(mf.durations)), ms(median(mf.skews)), ms(maxDur(mf.skews)))
+	fmt.Printf("naive switches: median %s from ln -sfn to both php-fpm serving again; %d of its failed requests inside those windows (+1s)\n",
+		ms(median(naive.durations)), naive.window.Failed)
+	if len(naive.errors) > 0 {
+		fmt.Printf("naive failures, first few: %s\n", strings.Join(naive.errors, "; "))
+	}
+
+	// 3. A Magento-sized release.
+	if tp.Files > 0 {
+		if err := b.big(ctx, rels[len(rels)-1], treeDir, filepath.Join(work, "stage"), tp); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\ntotal %s\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+func startDevServer(ctx context.Context) (*testsuite.DevServer, error) {
+	cli := os.Getenv("TEMPORAL_CLI")
+	if cli == "" {
+		cli, _ = filepath.Abs("bin/temporal")
+	}
+	if _, err := os.Stat(cli); err != nil {
+		return nil, fmt.Errorf("the benchmark needs the Temporal CLI: run `make bin/temporal` from the module root or set TEMPORAL_CLI (%v)", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
+		ExistingPath: cli, LogLevel: "error", SearchAttributes: searchattr.DevServerAttributes(),
+		ClientOptions: &client.Options{Namespace: "default"},
+	})
+}
+
+// fixtureRepo copies the Magento 2 fixture into dir as a git repository
+// with one commit on main (fixtures.Magento2App needs a *testing.T).
+func fixtureRepo(dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("cp", "-a", fixtures.Magento2AppSource(), dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("copy the fixture: %v: %s", err, out)
+	}
+	for _, p := range []string{"vendor", "generated", "pub/static", "var", "app/etc/env.php"} {
+		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+			return "", err
+		}
+	}
+	if out, err := exec.Command("git", "-C", dir, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git init: %v: %s", err, out)
+	}
+	return dir, deploystack.Commit(dir, "Add Magento 2 fixture store")
+}
+
+func (b *bench) deploy(ctx context.Context, id string, timeout time.Duration) (*catalog.Deploy, error) {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rec, err := b.dep.Run(dctx, activities.DeployRequest{App: app, Env: "production", ReleaseID: id, RequestedBy: "benchdeploy"})
+	if err != nil {
+		return rec, fmt.Errorf("deploy %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+type loadResult struct {
+	name                string
+	switches            int
+	all, before, window deploystack.Summary
+	durations, skews    []time.Duration
+	errors              []string
+}
+
+type window struct{ from, to time.Time }
+
+func inWindows(ws []window) func(deploystack.Sample) bool {
+	return func(s deploystack.Sample) bool {
+		for _, w := range ws {
+			if !s.Start.Before(w.from) && s.Start.Before(w.to) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// switchedAt reads the hosts' last SwitchResult (written by the Switch
+// activity beside current).
+func (b *bench) switchedAt() ([]time.Time, error) {
+	var out []time.Time
+	for _, h := range b.stack.Hosts {
+		raw, err := os.ReadFile(filepath.Join(hostops.AppDir(h.Root, app), hostops.SwitchStateName))
+		if err != nil {
+			return nil, err
+		}
+		var r activities.SwitchResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r.SwitchedAt)
+	}
+	return out, nil
+}
+
+func (b *bench) underLoad(ctx context.Context, clients int, pause, before time.Duration, rels []*release.Meta) (loadResult, error) {
+	res := loadResult{name: "mageflow", switches: len(rels)}
+	load := deploystack.StartLoad(b.stack.BalancerURL, clients, pause)
+	defer load.Stop()
+	t0 := time.Now()
+	time.Sleep(before)
+	calmEnd := time.Now()
+	var ws []window
+	for _, m := range rels {
+		start := time.Now()
+		if _, err := b.deploy(ctx, m.ID, 2*time.Minute); err != nil {
+			return res, err
+		}
+		end := time.Now()
+		res.durations = append(res.durations, end.Sub(start))
+		at, err := b.switchedAt()
+		if err != nil {
+			return res, err
+		}
+		first, last := at[0], at[0]
+		for _, t := range at[1:] {
+			first, last = minTime(first, t), maxTime(last, t)
+		}
+		res.skews = append(res.skews, last.Sub(first))
+		ws = append(ws, window{first, end})
+	}
+	samples := load.Stop()
+	res.all = deploystack.Summarize(samples, nil)
+	res.before = deploystack.Summarize(samples, deploystack.Between(t0, calmEnd))
+	res.window = deploystack.Summarize(samples, inWindows(ws))
+	for _, s := range samples {
+		if !s.OK() && len(res.errors) < 5 {
+			res.errors = append(res.errors, s.String())
+		}
+	}
+	return res, nil
+}
+
+func (b *bench) naive(clients int, pause, before time.Duration, n int, ids ...string) (loadResult, error) {
+	res := loadResult{name: "naive: ln -sfn + php-fpm restart", switches: n}
+	load := deploystack.StartLoad(b.stack.BalancerURL, clients, pause)
+	defer load.Stop()
+	t0 := time.Now()
+	time.Sleep(before)
+	calmEnd := time.Now()
+	var ws []window
+	for i := range n {
+		start := time.Now()
+		if err := b.stack.NaiveSwitch(ids[i%len(ids)]); err != nil {
+			return res, err
+		}
+		end := time.Now().Add(time.Second)
+		res.durations = append(res.durations, time.Since(start))
+		ws = append(ws, window{start, end})
+		time.Sleep(2 * time.Second)
+	}
+	samples := load.Stop()
+	res.all = deploystack.Summarize(samples, nil)
+	res.before = deploystack.Summarize(samples, deploystack.Between(t0, calmEnd))
+	res.window = deploystack.Summarize(samples, inWindows(ws))
+	for _, s := range samples {
+		if !s.OK() && len(res.errors) < 3 {
+			res.errors = append(res.errors, s.String())
+		}
+	}
+	return res, nil
+}
+
+// big packages the last fixture release plus the generated tree as a new
+// release, deploys it and prints the deploy record's steps.
+func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage string, tp treeParams) error {
+	t := time.Now()
+	reused, err := ensureTree(treeDir, tp)
+	if err != nil {
+		return fmt.Errorf("generate tree: %w", err)
+	}
+	how := "generated"
+	if reused {
+		how = "reused"
+	}
+	fmt.Printf("\nMagento-sized release: %d files, ~%d MB of vendor/, generated/, pub/static/ (tree %s in %s)\n", tp.Files, tp.Bytes/1e6, how, time.Since(t).Round(time.Millisecond))
+
+	// Stage: the built fixture release, plus the tree hard-linked in.
+	rc, err := b.st.Get(ctx, catalog.ArtifactKey(app, base.ID))
+	if err != nil {
+		return err
+	}
+	err = artifact.Extract(ctx, rc, stage)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(stage, artifact.ManifestName)); err != nil {
+		return err
+	}
+	if err := linkTree(treeDir, stage); err != nil {
+		return err
+	}
+	m := *base
+	m.BuildNumber += 1000
+	m.ID = release.NewID(m.BuildNumber, m.ShortCommit)
+	m.WorkflowID, m.Steps = "benchdeploy", nil
+	manifest, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	t = time.Now()
+	tmp := stage + ".tar.zst"
+	ares, err := artifact.WriteFile(ctx, tmp, stage, manifest, artifact.Options{Exclude: activities.SharedPaths(b.cfg.Apps[app])})
+	if err != nil {
+		return err
+	}
+	_ = os.RemoveAll(stage)
+	uri, _, err := b.st.Put(ctx, catalog.ArtifactKey(app, m.ID), tmp, ares.SHA256, store.PutOptions{})
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(tmp)
+	m.Artifact = release.Artifact{URI: uri, SHA256: ares.SHA256, Size: ares.Size}
+	if err := catalog.Put(ctx, b.st, &m); err != nil {
+		return err
+	}
+	fmt.Printf("artifact: %d files, %.0f MB → %.0f MB zstd, packaged in %s\n", ares.Files, float64(ares.UncompressedBytes)/1e6, float64(ares.Size)/1e6, time.Since(t).Round(time.Millisecond))
+
+	start := time.Now()
+	rec, err := b.deploy(ctx, m.ID, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	total := time.Since(start)
+	at, err := b.switchedAt()
+	if err != nil {
+		return err
+	}
+	skew := at[0].Sub(at[1])
+	if skew < 0 {
+		skew = -skew
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "deploy step\tseconds\t")
+	for _, s := range rec.Steps {
+		fmt.Fprintf(tw, "%s\t%.2f\t\n", s.Name, s.Seconds)
+	}
+	fmt.Fprintf(tw, "total (client)\t%.2f\t\n", total.Seconds())
+	tw.Flush()
+	fmt.Printf("switch skew between the hosts: %s; upgrade needed: %v\n", skew.Round(time.Microsecond), rec.UpgradeNeeded)
+	return nil
+}
+
+// linkTree hard-links every file of src into dst (same file system: the
+// tree is not copied).
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." || rel == treeMarker {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if err := os.Link(p, target); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return nil
+			}
+			return fmt.Errorf("link the bench tree into the stage (keep -tree and -dir on one file system): %w", err)
+		}
+		return nil
+	})
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func maxDur(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

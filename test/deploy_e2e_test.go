@@ -1,0 +1,274 @@
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/deploys"
+	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+)
+
+// TestDeployTwentyUnderLoad deploys 20 releases (no database upgrade) to two
+// hosts while 8 clients hammer the balancer: not one request may fail, and
+// every request that starts once both hosts switched is answered by the new
+// release.
+func TestDeployTwentyUnderLoad(t *testing.T) {
+	e := newDeployEnv(t, "loadshop", deployEnvOptions{})
+	hosts := e.stack.HostNames()
+
+	// The first deploy upgrades the empty database: before the load.
+	first := e.build()
+	rec := e.mustDeploy(first.ID)
+	require.True(t, rec.UpgradeNeeded, "the first deploy onto an empty database must upgrade it")
+	e.requireCurrent(first.ID)
+
+	w := e.stack.Watch(5 * time.Millisecond)
+	defer w.Stop()
+	load := deploystack.StartLoad(e.stack.BalancerURL, loadClients, loadPause)
+	defer load.Stop()
+
+	var intervals []served
+	var durations []time.Duration
+	for i := 1; i <= 20; i++ {
+		m := e.release(fmt.Sprintf("load-%02d", i))
+		start := time.Now()
+		if n := len(intervals); n > 0 {
+			intervals[n-1].to = start
+		}
+		rec := e.mustDeploy(m.ID)
+		durations = append(durations, time.Since(start))
+		require.False(t, rec.UpgradeNeeded, "deploy %d: a marker change must not need an upgrade (reasons %v)", i, rec.UpgradeReasons)
+		require.Nil(t, rec.MaintenanceFrom, "deploy %d went into maintenance", i)
+		at, err := w.AllSwitchedAt(hosts, m.ID, start)
+		require.NoError(t, err)
+		intervals = append(intervals, served{release: m.ID, from: at})
+		t.Logf("deploy %2d: %s in %s;%s", i, m.ID, durations[i-1].Round(time.Millisecond), stepSeconds(rec))
+	}
+	intervals[len(intervals)-1].to = time.Now()
+	samples := load.Stop()
+	w.Stop()
+	require.Empty(t, w.Problems(), "current pointed at an incomplete release")
+	loadReport(t, samples, intervals, nil, 0)
+	sum := deploystack.Summarize(samples, nil)
+	require.Zero(t, sum.Failed)
+	require.Greater(t, sum.N, 200, "the load must have run")
+	e.requireCurrent(intervals[len(intervals)-1].release)
+}
+
+// TestDeployUpgradeMaintenanceWindow deploys two releases that need
+// setup:upgrade under load: requests may fail only inside the recorded
+// maintenance window, and only with 503 + Retry-After.
+func TestDeployUpgradeMaintenanceWindow(t *testing.T) {
+	e := newDeployEnv(t, "upshop", deployEnvOptions{})
+	hosts := e.stack.HostNames()
+	first := e.build()
+	e.mustDeploy(first.ID)
+
+	w := e.stack.Watch(5 * time.Millisecond)
+	defer w.Stop()
+	load := deploystack.StartLoad(e.stack.BalancerURL, loadClients, loadPause)
+	defer load.Stop()
+	time.Sleep(500 * time.Millisecond) // some load before the first window
+
+	var windows []maintenance
+	var intervals []served
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, deploystack.CommitUpgrade(e.repo))
+		m := e.build()
+		start := time.Now()
+		if n := len(intervals); n > 0 {
+			intervals[n-1].to = start
+		}
+		rec := e.mustDeploy(m.ID)
+		require.True(t, rec.UpgradeNeeded, "deploy %d: a setup_version bump must need an upgrade", i)
+		require.NotEmpty(t, rec.UpgradeReasons)
+		require.NotNil(t, rec.MaintenanceFrom, "deploy %d recorded no maintenance start", i)
+		require.NotNil(t, rec.MaintenanceTo, "deploy %d recorded no maintenance end", i)
+		require.True(t, rec.MaintenanceTo.After(*rec.MaintenanceFrom))
+		windows = append(windows, maintenance{release: m.ID, from: *rec.MaintenanceFrom, to: *rec.MaintenanceTo})
+		at, err := w.AllSwitchedAt(hosts, m.ID, start)
+		require.NoError(t, err)
+		// With maintenance, the new release serves everyone only once
+		// maintenance is lifted.
+		from := at
+		if rec.MaintenanceTo.After(from) {
+			from = *rec.MaintenanceTo
+		}
+		intervals = append(intervals, served{release: m.ID, from: from.Add(time.Second)})
+		t.Logf("upgrade deploy %d: %s, maintenance %s (%s → %s), reasons %v;%s", i, m.ID,
+			rec.MaintenanceTo.Sub(*rec.MaintenanceFrom).Round(time.Millisecond), rec.MaintenanceFrom.Format("15:04:05.000"),
+			rec.MaintenanceTo.Format("15:04:05.000"), rec.UpgradeReasons, stepSeconds(rec))
+		time.Sleep(500 * time.Millisecond)
+	}
+	intervals[len(intervals)-1].to = time.Now()
+	samples := load.Stop()
+	w.Stop()
+	require.Empty(t, w.Problems())
+	n503 := loadReport(t, samples, intervals, windows, time.Second)
+	require.Positive(t, n503, "the load never saw the maintenance page: the window was not observed")
+	e.requireCurrent(intervals[len(intervals)-1].release)
+}
+
+// TestDeployAutoRollback deploys a release whose storefront answers 500:
+// the deploy switches, finds it unhealthy, switches back and says so.
+func TestDeployAutoRollback(t *testing.T) {
+	e := newDeployEnv(t, "rbshop", deployEnvOptions{})
+	good := e.build()
+	e.mustDeploy(good.ID)
+
+	require.NoError(t, deploystack.CommitEdit(e.repo, "pub/index.php", "Break the storefront", func(s string) (string, error) {
+		const anchor = "require $root . '/vendor/autoload.php';"
+		if !strings.Contains(s, anchor) {
+			return "", errors.New("pub/index.php no longer loads the autoloader the way this test expects")
+		}
+		return strings.Replace(s, anchor, "http_response_code(500);\necho \"broken release\\n\";\nexit(1);\n"+anchor, 1), nil
+	}))
+	bad := e.build()
+	rec, err := e.deploy("production", bad.ID)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "rolled back")
+	require.Contains(t, err.Error(), "HTTP 500")
+	require.NotNil(t, rec)
+	require.Equal(t, catalog.OutcomeRolledBack, rec.Outcome)
+	require.Equal(t, good.ID, rec.ReleaseID, "the record names what runs now")
+	e.requireCurrent(good.ID)
+	resp, err := http.Get(e.stack.BalancerURL + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, good.ID, resp.Header.Get(webstack.ReleaseHeader))
+	t.Logf("rolled back: %s;%s", rec.Error, stepSeconds(rec))
+}
+
+// TestDeployDiskFull puts web2's root on a 2 MiB tmpfs: a release too big
+// for it fails in prepare, before any host switched, naming the disk.
+func TestDeployDiskFull(t *testing.T) {
+	requireRoot(t, "this test mounts a tmpfs")
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 2 MiB tmpfs on %s (needs CAP_SYS_ADMIN): %v: %s", small, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", small).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", small, err, out)
+		}
+	})
+	e := newDeployEnv(t, "diskshop", deployEnvOptions{roots: map[string]string{"web2": small}})
+	first := e.build()
+	e.mustDeploy(first.ID)
+
+	// 1.5 MB that zstd cannot shrink: 3× the artifact is more than the
+	// tmpfs holds.
+	blob := make([]byte, 1536<<10)
+	_, _ = rand.Read(blob)
+	require.NoError(t, os.WriteFile(filepath.Join(e.repo, "app/code/Vendor/Module/blob.bin"), blob, 0o644))
+	require.NoError(t, deploystack.Commit(e.repo, "Add a big file"))
+	big := e.build()
+	require.Greater(t, big.Artifact.Size, int64(1<<20))
+
+	rec, err := e.deploy("production", big.ID)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "prepare failed, nothing was switched")
+	require.Contains(t, err.Error(), activities.ErrDiskFull)
+	require.Contains(t, err.Error(), "web2")
+	require.Equal(t, catalog.OutcomeFailed, rec.Outcome)
+	for _, st := range rec.Steps {
+		require.NotEqual(t, "switch", st.Name, "no switch may have started")
+	}
+	e.requireCurrent(first.ID)
+	t.Logf("%s", rec.Error)
+}
+
+// TestDeploySerialised holds a deploy at its approval: a second request is
+// refused naming the running deploy; with queue it starts once the first
+// finished.
+func TestDeploySerialised(t *testing.T) {
+	e := newDeployEnv(t, "sershop", deployEnvOptions{envs: []deploystack.Env{
+		{Name: "production"},
+		{Name: "gated", Branch: "release", Extra: "        approval: required"},
+	}})
+	r1 := e.build()
+	r2 := e.release("serial-2")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	req := func(id string) activities.DeployRequest {
+		return activities.DeployRequest{App: e.app, Env: "gated", ReleaseID: id, RequestedBy: "e2e"}
+	}
+	waitApproval := func(notRun string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, _, runID, err := e.dep.Status(ctx, e.app, "gated")
+			require.NoError(t, err)
+			if st != nil && st.WaitingApproval && runID != notRun {
+				return runID
+			}
+			require.True(t, time.Now().Before(deadline), "no deploy of gated reached its approval (status %+v)", st)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	run1, err := e.dep.Start(ctx, req(r1.ID), false)
+	require.NoError(t, err)
+	require.Equal(t, run1.GetRunID(), waitApproval(""))
+
+	_, err = e.dep.Start(ctx, req(r2.ID), false)
+	require.ErrorIs(t, err, deploys.ErrBusy)
+	require.Contains(t, err.Error(), "deploy/sershop/gated")
+	require.Contains(t, err.Error(), run1.GetRunID())
+
+	type started struct {
+		runID string
+		err   error
+	}
+	queued := make(chan started, 1)
+	go func() {
+		run, err := e.dep.Start(ctx, req(r2.ID), true)
+		if err != nil {
+			queued <- started{err: err}
+			return
+		}
+		queued <- started{runID: run.GetRunID()}
+	}()
+	select {
+	case q := <-queued:
+		t.Fatalf("the queued deploy started while the first waits for approval: %+v", q)
+	case <-time.After(2 * time.Second):
+	}
+
+	require.NoError(t, e.dep.Decide(ctx, e.app, "gated", true, "e2e", "first"))
+	rec1, err := e.dep.Wait(ctx, e.app, "gated", run1)
+	require.NoError(t, err)
+	require.Equal(t, r1.ID, rec1.ReleaseID)
+	require.Equal(t, "e2e", rec1.ApprovedBy)
+
+	var q started
+	select {
+	case q = <-queued:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the queued deploy did not start after the first finished")
+	}
+	require.NoError(t, q.err)
+	require.NotEqual(t, run1.GetRunID(), q.runID)
+	require.Equal(t, q.runID, waitApproval(run1.GetRunID()))
+	require.NoError(t, e.dep.Decide(ctx, e.app, "gated", true, "e2e", "second"))
+	rec2, err := e.dep.Wait(ctx, e.app, "gated", e.client.GetWorkflow(ctx, "deploy/sershop/gated", q.runID))
+	require.NoError(t, err)
+	require.Equal(t, r2.ID, rec2.ReleaseID)
+	require.Equal(t, catalog.OutcomeSucceeded, rec2.Outcome)
+	e.requireCurrent(r2.ID)
+}
