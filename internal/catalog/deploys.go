@@ -53,16 +53,16 @@ type Deploy struct {
 
 // EnvState is what an environment runs now.
 type EnvState struct {
-	App             string        `json:"app"`
-	Env             string        `json:"env"`
-	Current         string        `json:"current"`
-	Previous        string        `json:"previous,omitempty"`
-	Release         *release.Meta `json:"release,omitempty"`
-	DeployedAt      time.Time     `json:"deployed_at"`
-	DeployedBy      string        `json:"deployed_by"`
-	UpgradeNeeded   bool          `json:"upgrade_needed"`
-	WorkflowID      string        `json:"workflow_id"`
-	RunID           string        `json:"run_id"`
+	App           string        `json:"app"`
+	Env           string        `json:"env"`
+	Current       string        `json:"current"`
+	Previous      string        `json:"previous,omitempty"`
+	Release       *release.Meta `json:"release,omitempty"`
+	DeployedAt    time.Time     `json:"deployed_at"`
+	DeployedBy    string        `json:"deployed_by"`
+	UpgradeNeeded bool          `json:"upgrade_needed"`
+	WorkflowID    string        `json:"workflow_id"`
+	RunID         string        `json:"run_id"`
 	// UpgradedAt is the build number of the last release whose deploy ran
 	// setup:upgrade: a rollback below it would put old code on an upgraded
 	// database.

@@ -309,4 +309,3 @@ func firstLine(s string) string {
 	}
 	return s
 }
-
