@@ -92,6 +92,7 @@ bench: deps
 	$(GO) run ./internal/artifact/cmd/bench-package
 	$(GO) run ./internal/server/cmd/bench-webhook
 	$(GO) test ./internal/server -run '^$$' -bench BenchmarkHook -benchmem
+	$(GO) run ./test/benchdeploy
 
 FUZZTIME ?= 30s
 fuzz:
