@@ -15,6 +15,8 @@ import (
 
 	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/fleet"
+	fleetaws "github.com/mageflow/mageflow/internal/fleet/aws"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/store"
 )
@@ -58,6 +60,53 @@ type DeployActivities struct {
 	Config *config.Config
 	Store  store.Store
 	Client client.Client
+	// Fleet opens a group's provider (default OpenFleet); tests replace it.
+	Fleet func(ctx context.Context, g *config.Group) (fleet.Provider, error)
+}
+
+// OpenFleet opens the provider a group names.
+func OpenFleet(ctx context.Context, g *config.Group) (fleet.Provider, error) {
+	switch g.Provider {
+	case "aws":
+		return fleetaws.New(ctx, fleetaws.Config{Region: g.Region, Endpoint: g.Endpoint})
+	default:
+		return nil, fmt.Errorf("group provider %q is not available in this build (aws is)", g.Provider)
+	}
+}
+
+// groupHosts resolves an environment's group to its in-service instances,
+// as they are when the deploy starts: those are the hosts it deploys to.
+func (d *DeployActivities) groupHosts(ctx context.Context, name string) ([]string, error) {
+	g := d.Config.Groups[name]
+	if g == nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("group %q is not declared under groups:", name), ErrConfig, nil)
+	}
+	open := d.Fleet
+	if open == nil {
+		open = OpenFleet
+	}
+	p, err := open(ctx, g)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrConfig, err)
+	}
+	grp, err := p.Describe(ctx, g.Name)
+	if err != nil {
+		if fleet.IsRetryable(err) {
+			return nil, err
+		}
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("describe group %s: %v", g.Name, err), ErrConfig, err)
+	}
+	var hosts []string
+	for _, in := range grp.Instances {
+		if in.LifecycleState == fleet.StateInService && !in.InWarmPool {
+			hosts = append(hosts, in.ID)
+		}
+	}
+	sort.Strings(hosts)
+	if len(hosts) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("group %s has no in-service instances to deploy to", g.Name), ErrConfig, nil)
+	}
+	return hosts, nil
 }
 
 // PlanDeploy resolves the release to deploy and the environment's settings.
@@ -75,15 +124,21 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 		sort.Strings(names)
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("app %s has no environment %q (configured: %v)", req.App, req.Env, names), ErrConfig, nil)
 	}
-	if len(env.Hosts) == 0 {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("environment %s/%s lists no hosts: add hosts: [NAME] (declared under the top-level hosts: section)", req.App, req.Env), ErrConfig, nil)
+	hosts := append([]string(nil), env.Hosts...)
+	if env.Group != "" {
+		if hosts, err = d.groupHosts(ctx, env.Group); err != nil {
+			return nil, err
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("environment %s/%s lists no hosts: add hosts: [NAME] (declared under the top-level hosts: section) or group: NAME", req.App, req.Env), ErrConfig, nil)
 	}
 	state, err := catalog.Env(ctx, d.Store, req.App, req.Env)
 	if err != nil {
 		return nil, err
 	}
 	plan := &DeployPlan{
-		Hosts: append([]string(nil), env.Hosts...), EnvURL: env.URL, ApprovalRequired: env.Approval == "required",
+		Hosts: hosts, EnvURL: env.URL, ApprovalRequired: env.Approval == "required",
 		ApprovalTimeout: env.ApprovalTimeout.Duration, KeepReleases: env.KeepReleases,
 		HealthPaths: env.HealthPaths, WarmPaths: env.WarmPaths, SharedStorage: env.SharedStorage,
 	}

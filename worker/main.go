@@ -23,7 +23,8 @@ func main() {
 	metrics := fs.String("metrics-listen", "", "Prometheus /metrics address (default worker.metrics_listen; - disables)")
 	level := fs.String("log-level", "info", "debug, info, warn, error")
 	agent := fs.Bool("agent", false, "run as a host agent (polls the host's own task queue, runs host activities)")
-	host := fs.String("host", "", "with --agent: this host's name from the config's hosts: section")
+	host := fs.String("host", "", "with --agent: this host's name from the config's hosts: section (or the instance id, with --group)")
+	group := fs.String("group", "", "with --agent: the host is an instance of this autoscaling group (groups: section)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -51,7 +52,7 @@ func main() {
 	if *agent && *metrics == "" {
 		*metrics = "-" // agents share hosts with the control worker's port
 	}
-	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics, AgentHost: *host}); err != nil {
+	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics, AgentHost: *host, AgentGroup: *group}); err != nil {
 		fmt.Fprintf(os.Stderr, "mageflow-worker: %v\n", err)
 		os.Exit(1)
 	}

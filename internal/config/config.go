@@ -23,15 +23,16 @@ const EnvFile = "MAGEFLOW_CONFIG"
 // Config is the whole of mageflow.yaml after defaults are applied and
 // relative paths are made absolute (relative to the file's directory).
 type Config struct {
-	Temporal  Temporal         `yaml:"temporal"`
-	Artifacts Artifacts        `yaml:"artifacts"`
-	Secrets   Secrets          `yaml:"secrets"`
-	Codec     Codec            `yaml:"codec"`
-	Server    Server           `yaml:"server"`
-	Worker    Worker           `yaml:"worker"`
-	Git       Git              `yaml:"git"`
-	Hosts     map[string]*Host `yaml:"hosts"`
-	Apps      map[string]*App  `yaml:"apps"`
+	Temporal  Temporal          `yaml:"temporal"`
+	Artifacts Artifacts         `yaml:"artifacts"`
+	Secrets   Secrets           `yaml:"secrets"`
+	Codec     Codec             `yaml:"codec"`
+	Server    Server            `yaml:"server"`
+	Worker    Worker            `yaml:"worker"`
+	Git       Git               `yaml:"git"`
+	Hosts     map[string]*Host  `yaml:"hosts"`
+	Groups    map[string]*Group `yaml:"groups"`
+	Apps      map[string]*App   `yaml:"apps"`
 
 	// File is the path the config was read from ("" when built from defaults).
 	File string `yaml:"-"`
@@ -182,6 +183,9 @@ type Environment struct {
 	ApprovalTimeout Duration `yaml:"approval_timeout"`
 	// Hosts are the app servers (names from the hosts: section).
 	Hosts []string `yaml:"hosts"`
+	// Group names an autoscaling group (from the groups: section) instead
+	// of a host list.
+	Group string `yaml:"group"`
 	// URL is the environment's public URL (through the load balancer).
 	URL string `yaml:"url"`
 	// EnvPHP is the secret reference of app/etc/env.php (Magento 1:
@@ -206,6 +210,22 @@ type Environment struct {
 	// is prepared, switched and pruned once, through the first host's
 	// agent; every host reloads PHP, warms and is health-checked.
 	SharedStorage bool `yaml:"shared_storage"`
+}
+
+// Group is an autoscaling group of app servers. An environment that names
+// it deploys to the group's in-service instances as they are when the deploy
+// starts; each instance runs `mageflow-worker --agent --group NAME --host
+// <instance-id>`, configured by Host (the template every instance shares).
+type Group struct {
+	// Provider is aws (EC2 Auto Scaling) or docker (local model).
+	Provider string `yaml:"provider"`
+	// Name is the group's name at the provider (the ASG name).
+	Name     string `yaml:"name"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	// Host is every instance's host config; url defaults to
+	// http://127.0.0.1 (the agent checks its own instance).
+	Host Host `yaml:"host"`
 }
 
 // Host is one app server running a mageflow agent.
@@ -340,7 +360,19 @@ func (c *Config) applyDefaults(base string) {
 			*p = filepath.Clean(filepath.Join(base, *p))
 		}
 	}
+	hosts := make([]*Host, 0, len(c.Hosts)+len(c.Groups))
 	for _, h := range c.Hosts {
+		hosts = append(hosts, h)
+	}
+	for _, g := range c.Groups {
+		if g != nil {
+			if g.Host.URL == "" {
+				g.Host.URL = "http://127.0.0.1"
+			}
+			hosts = append(hosts, &g.Host)
+		}
+	}
+	for _, h := range hosts {
 		if h == nil {
 			continue
 		}
@@ -434,4 +466,27 @@ func (a *App) BranchEnvironments() map[string]string {
 		}
 	}
 	return m
+}
+
+// HostForAgent returns the host config an agent runs with: a declared host,
+// or, for an autoscaling instance (group set), a copy of the group's
+// template registered under the instance's name so every host step finds it.
+func (c *Config) HostForAgent(name, group string) (*Host, error) {
+	if group == "" {
+		h := c.Hosts[name]
+		if h == nil {
+			return nil, fmt.Errorf("host %q is not declared under hosts: in %s", name, c.File)
+		}
+		return h, nil
+	}
+	g := c.Groups[group]
+	if g == nil {
+		return nil, fmt.Errorf("group %q is not declared under groups: in %s", group, c.File)
+	}
+	h := g.Host
+	if c.Hosts == nil {
+		c.Hosts = map[string]*Host{}
+	}
+	c.Hosts[name] = &h
+	return &h, nil
 }

@@ -90,6 +90,9 @@ func TestErrorsNameFileLineAndHint(t *testing.T) {
 		{"both reload methods", "hosts:\n  web1:\n    root: /srv\n    php_fpm: {service: php8.2-fpm, pid_file: /run/php.pid}\n", 4, []string{"service or pid_file, not both"}},
 		{"keep too few", "hosts:\n  web1: {root: /srv}\napps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, hosts: [web1], keep_releases: 1}\n", 8, []string{"keep_releases must be at least 2"}},
 		{"inline env.php", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, env_php: \"<?php return [];\"}\n", 6, []string{"secret reference"}},
+		{"group and hosts", "hosts:\n  web1: {root: /srv}\ngroups:\n  web: {provider: aws, name: asg, host: {root: /srv}}\napps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, hosts: [web1], group: web}\n", 10, []string{"names both hosts and a group"}},
+		{"unknown group", "apps:\n  shop:\n    repo: /r\n    type: magento2\n    environments:\n      prod: {branch: main, group: web}\n", 6, []string{`group names "web", which is not declared under groups:`}},
+		{"bad provider", "groups:\n  web: {provider: gcp, name: asg, host: {root: /srv}}\n", 2, []string{`provider "gcp" is not known`}},
 		{"basic auth half", "server:\n  auth: {basic_user: ops}\n", 2, []string{"basic_user and basic_password go together"}},
 	}
 	for _, tc := range cases {

@@ -337,6 +337,26 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			}
 		}
 	}
+	for _, gn := range sortedKeys(c.Groups) {
+		g := c.Groups[gn]
+		gp := "groups." + gn
+		if g == nil {
+			add(gp, fmt.Sprintf("group %q is empty", gn), "give it provider:, name: and host:")
+			continue
+		}
+		if g.Provider != "aws" && g.Provider != "docker" {
+			add(gp+".provider", fmt.Sprintf("%s.provider %q is not known", gp, g.Provider), "aws or docker")
+		}
+		if g.Name == "" {
+			add(gp, fmt.Sprintf("%s.name is required", gp), "the autoscaling group's name at the provider")
+		}
+		if g.Host.Root == "" {
+			add(gp+".host", fmt.Sprintf("%s.host.root is required", gp), "where releases live on every instance, e.g. /srv/mageflow")
+		}
+		if c.Hosts[gn] != nil {
+			add(gp, fmt.Sprintf("%q is both a host and a group", gn), "give them different names")
+		}
+	}
 	for _, name := range c.AppNames() {
 		a := c.Apps[name]
 		p := "apps." + name
@@ -434,6 +454,14 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			if !contains(Approvals, e.Approval) {
 				add(ep+".approval", fmt.Sprintf("%s.approval %q is not known", ep, e.Approval), "none or required")
 			}
+			if e.Group != "" {
+				if len(e.Hosts) > 0 {
+					add(ep+".group", fmt.Sprintf("%s names both hosts and a group", ep), "an environment deploys to a host list or to a group's instances")
+				}
+				if c.Groups[e.Group] == nil {
+					add(ep+".group", fmt.Sprintf("%s.group names %q, which is not declared under groups:", ep, e.Group), "declare it with provider:, name: and host:")
+				}
+			}
 			for _, h := range e.Hosts {
 				if c.Hosts[h] == nil {
 					add(ep+".hosts", fmt.Sprintf("%s.hosts names %q, which is not declared under hosts:", ep, h), "declare it: hosts: {"+h+": {root: /srv/mageflow, url: http://…}}")
@@ -454,7 +482,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			if e.KeepReleases != 0 && e.KeepReleases < 2 {
 				add(ep+".keep_releases", fmt.Sprintf("%s.keep_releases must be at least 2", ep), "current and the one before it are always kept")
 			}
-			if e.AutoDeploy && len(e.Hosts) == 0 {
+			if e.AutoDeploy && len(e.Hosts) == 0 && e.Group == "" {
 				add(ep+".auto_deploy", fmt.Sprintf("%s.auto_deploy needs hosts", ep), "list the hosts the environment deploys to")
 			}
 		}

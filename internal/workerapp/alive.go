@@ -20,7 +20,9 @@ func AgentWorkerOptions() worker.Options {
 	return worker.Options{Interceptors: []interceptor.WorkerInterceptor{&aliveInterceptor{}}}
 }
 
-type aliveInterceptor struct{ interceptor.WorkerInterceptorBase }
+type aliveInterceptor struct {
+	interceptor.WorkerInterceptorBase
+}
 
 func (*aliveInterceptor) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
 	i := &aliveActivity{}
@@ -28,7 +30,9 @@ func (*aliveInterceptor) InterceptActivity(ctx context.Context, next interceptor
 	return i
 }
 
-type aliveActivity struct{ interceptor.ActivityInboundInterceptorBase }
+type aliveActivity struct {
+	interceptor.ActivityInboundInterceptorBase
+}
 
 // ExecuteActivity heartbeats (without details, so an activity's own
 // progress details are not needed to resume) until the activity returns.

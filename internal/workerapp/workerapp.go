@@ -46,6 +46,8 @@ type Options struct {
 	// AgentHost, when set, runs this process as that host's agent: it polls
 	// the host's own task queue and runs only host activities.
 	AgentHost string
+	// AgentGroup: the host is an instance of this autoscaling group.
+	AgentGroup string
 }
 
 // OpenStore opens the artifact store the config names.
@@ -71,10 +73,11 @@ func RegisterAgent(w worker.Registry, host *activities.HostActivities) {
 	w.RegisterActivity(host)
 }
 
-// NewHostActivities wires a host agent from config.
-func NewHostActivities(ctx context.Context, cfg *config.Config, host string) (*activities.HostActivities, error) {
-	if _, ok := cfg.Hosts[host]; !ok {
-		return nil, fmt.Errorf("host %q is not declared under hosts: in %s; declared: %v", host, cfg.File, hostNames(cfg))
+// NewHostActivities wires a host agent from config. With group set, the
+// host is an autoscaling instance configured by the group's host template.
+func NewHostActivities(ctx context.Context, cfg *config.Config, host, group string) (*activities.HostActivities, error) {
+	if _, err := cfg.HostForAgent(host, group); err != nil {
+		return nil, fmt.Errorf("%w; declared hosts: %v", err, hostNames(cfg))
 	}
 	st, err := OpenStore(ctx, cfg)
 	if err != nil {
@@ -142,7 +145,7 @@ func Run(ctx context.Context, opt Options) error {
 	var w worker.Worker
 	queue := cfg.Temporal.TaskQueue
 	if opt.AgentHost != "" {
-		host, err := NewHostActivities(ctx, cfg, opt.AgentHost)
+		host, err := NewHostActivities(ctx, cfg, opt.AgentHost, opt.AgentGroup)
 		if err != nil {
 			return err
 		}
@@ -155,7 +158,7 @@ func Run(ctx context.Context, opt Options) error {
 			return err
 		}
 		w = worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
-		Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})
+		Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
 	}
 
 	listen := cfg.Worker.MetricsListen

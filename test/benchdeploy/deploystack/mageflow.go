@@ -101,7 +101,7 @@ func StartAgents(ctx context.Context, c client.Client, cfg *config.Config, hosts
 		}
 	}
 	for _, h := range hosts {
-		acts, err := workerapp.NewHostActivities(ctx, cfg, h)
+		acts, err := workerapp.NewHostActivities(ctx, cfg, h, "")
 		if err != nil {
 			stop()
 			return nil, err
