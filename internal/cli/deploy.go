@@ -10,10 +10,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/deploys"
 	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/workflows"
 )
 
 func whoami() string {
@@ -146,15 +149,19 @@ func decide(ctx context.Context, approve bool, args []string, stdout, stderr io.
 		name = "approve"
 	}
 	e := newFlags(name, stderr)
-	app := e.fs.String("app", "", "app name (required)")
-	envName := e.fs.String("env", "", "environment (required)")
+	app := e.fs.String("app", "", "app name (required for a deploy)")
+	envName := e.fs.String("env", "", "environment (required for a deploy)")
+	group := e.fs.String("group", "", "decide the checkpoint of this group's image refresh instead of a deploy")
 	by := e.fs.String("by", whoami(), "who decides")
 	reason := e.fs.String("reason", "", "why")
 	if err := e.parse(args); err != nil {
 		return err
 	}
+	if *group != "" {
+		return decideRefresh(ctx, e, approve, *group, *by, *reason, stdout, stderr)
+	}
 	if *app == "" || *envName == "" {
-		return usageError{fmt.Errorf("--app and --env are required")}
+		return usageError{fmt.Errorf("--app and --env are required (or --group for an image refresh)")}
 	}
 	if !approve && *reason == "" {
 		return usageError{errors.New("say why with --reason")}
@@ -168,5 +175,33 @@ func decide(ctx context.Context, approve bool, args []string, stdout, stderr io.
 		return err
 	}
 	fmt.Fprintf(stdout, "%sd the deploy of %s to %s\n", name, *app, *envName)
+	return nil
+}
+
+func decideRefresh(ctx context.Context, e *env, approve bool, group, by, reason string, stdout, stderr io.Writer) error {
+	cfg, err := e.config(false)
+	if err != nil {
+		return err
+	}
+	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	name := workflows.UpdateReject
+	if approve {
+		name = workflows.UpdateApprove
+	}
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.RefreshWorkflowID(group), UpdateName: name,
+		Args: []any{workflows.Approval{By: by, Reason: reason}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return fmt.Errorf("%s the refresh of %s: %w", name, group, err)
+	}
+	if err := h.Get(ctx, nil); err != nil {
+		return fmt.Errorf("%s the refresh of %s refused: %w", name, group, err)
+	}
+	fmt.Fprintf(stdout, "%sd the refresh of %s\n", name, group)
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/deploys"
 	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/scaling"
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/server"
 	"github.com/mageflow/mageflow/internal/store"
@@ -119,17 +120,23 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		auth.BasicPassword = func() ([]byte, error) { return area.Read(ref) }
 	}
 	auth.ProtectViews = cfg.Server.Auth.ProtectViews
+	var lifecycleToken func() ([]byte, error)
+	if ref := cfg.Server.LifecycleToken; ref != "" {
+		lifecycleToken = func() ([]byte, error) { return area.Read(ref) }
+	}
 	return server.New(server.Options{
-		Deploys:   deploys.Dashboard{C: &deploys.Client{Temporal: c, Config: cfg, Store: st}},
-		Auth:      auth,
-		Apps:      apps,
-		Builds:    buildsAdapter{starter},
-		Releases:  releasesAdapter{st},
-		Codec:     codecHandler,
-		Logger:    logger,
-		MaxBody:   cfg.Server.MaxBody,
-		UIBaseURL: cfg.Temporal.UIURL,
-		Namespace: cfg.Temporal.Namespace,
+		Lifecycle:      &scaling.Starter{Client: c, Config: cfg},
+		LifecycleToken: lifecycleToken,
+		Deploys:        deploys.Dashboard{C: &deploys.Client{Temporal: c, Config: cfg, Store: st}},
+		Auth:           auth,
+		Apps:           apps,
+		Builds:         buildsAdapter{starter},
+		Releases:       releasesAdapter{st},
+		Codec:          codecHandler,
+		Logger:         logger,
+		MaxBody:        cfg.Server.MaxBody,
+		UIBaseURL:      cfg.Temporal.UIURL,
+		Namespace:      cfg.Temporal.Namespace,
 		Ready: func(ctx context.Context) error {
 			_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 			if err != nil {

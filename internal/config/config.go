@@ -89,6 +89,9 @@ type Server struct {
 	// MaxBody bounds webhook bodies, in bytes.
 	MaxBody int64 `yaml:"max_body"`
 	Auth    Auth  `yaml:"auth"`
+	// LifecycleToken is the secret reference of the bearer token that
+	// EventBridge (API destination) sends to /hooks/aws-lifecycle.
+	LifecycleToken string `yaml:"lifecycle_token"`
 }
 
 // Auth protects the dashboard's actions (deploy, approve, rollback). Without
@@ -226,6 +229,24 @@ type Group struct {
 	// Host is every instance's host config; url defaults to
 	// http://127.0.0.1 (the agent checks its own instance).
 	Host Host `yaml:"host"`
+	// Balancer is the nginx host (running an agent) that owns the group's
+	// upstream, and the port members serve on.
+	Balancer Balancer `yaml:"balancer"`
+}
+
+// Balancer names the load balancer of a group: the host whose agent owns
+// the group's nginx upstream include.
+type Balancer struct {
+	Host string `yaml:"host"`
+	// Port members serve on (default 80).
+	Port int `yaml:"port"`
+	// File is the include nginx reads; Upstream the upstream's name in it.
+	File     string `yaml:"file"`
+	Upstream string `yaml:"upstream"`
+	// VerifyURL is served by the same include on loopback; after a reload
+	// it must list exactly the new members (one port per group).
+	VerifyURL string `yaml:"verify_url"`
+	Keepalive int    `yaml:"keepalive"`
 }
 
 // Host is one app server running a mageflow agent.
@@ -273,6 +294,14 @@ type NginxOn struct {
 	// MaintenanceAllow lists client IPs/CIDRs (operators) served normally
 	// during maintenance.
 	MaintenanceAllow []string `yaml:"maintenance_allow"`
+	// Binary, Prefix, Conf, PIDFile and ErrorLog say how the agent tests
+	// and reloads this host's nginx (balancer hosts); defaults are
+	// Debian's.
+	Binary   string `yaml:"binary"`
+	Prefix   string `yaml:"prefix"`
+	Conf     string `yaml:"conf"`
+	PIDFile  string `yaml:"pid_file"`
+	ErrorLog string `yaml:"error_log"`
 	// Listen is where `mageflow dev` serves a local host ("127.0.0.1:8081").
 	Listen string `yaml:"listen"`
 }

@@ -284,7 +284,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	if !strings.Contains(c.Server.Listen, ":") {
 		add("server.listen", fmt.Sprintf("server.listen %q needs host:port", c.Server.Listen), "e.g. 127.0.0.1:8080")
 	}
-	for _, ref := range []struct{ path, v string }{{"server.auth.token", c.Server.Auth.Token}, {"server.auth.basic_password", c.Server.Auth.BasicPassword}} {
+	for _, ref := range []struct{ path, v string }{{"server.auth.token", c.Server.Auth.Token}, {"server.auth.basic_password", c.Server.Auth.BasicPassword}, {"server.lifecycle_token", c.Server.LifecycleToken}} {
 		if ref.v != "" {
 			if err := CheckSecretRef(ref.v); err != nil {
 				add(ref.path, err.Error(), "write file:NAME or env:NAME, never the secret itself")

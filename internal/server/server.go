@@ -58,6 +58,11 @@ type App struct {
 
 // Options configures New.
 type Options struct {
+	// Lifecycle starts readiness checks for autoscaling lifecycle events
+	// posted to /hooks/aws-lifecycle with LifecycleToken as bearer token.
+	Lifecycle      Lifecycle
+	LifecycleToken func() ([]byte, error)
+
 	Apps     []App
 	Builds   Builds
 	Releases Releases
@@ -122,6 +127,7 @@ func New(opt Options) http.Handler {
 	}
 	s := &server{opt: opt, log: opt.Logger, seen: newLRU(dedupSize), mux: http.NewServeMux()}
 	s.pages = newDashboard(opt)
+	s.mux.HandleFunc("POST /hooks/aws-lifecycle", s.handleLifecycle)
 	s.mux.HandleFunc("POST /hooks/{provider}", s.handleHook)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	p := s.pages

@@ -27,6 +27,7 @@ import (
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/gitmeta"
+	"github.com/mageflow/mageflow/internal/lbconf"
 	"github.com/mageflow/mageflow/internal/metrics"
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/store"
@@ -64,13 +65,49 @@ func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activ
 	w.RegisterWorkflowWithOptions(workflows.BuildRelease, workflow.RegisterOptions{Name: "BuildRelease"})
 	w.RegisterWorkflowWithOptions(workflows.ResolveRef, workflow.RegisterOptions{Name: "ResolveRef"})
 	w.RegisterWorkflowWithOptions(workflows.ZeroDowntimeDeploy, workflow.RegisterOptions{Name: "ZeroDowntimeDeploy"})
+	w.RegisterWorkflowWithOptions(workflows.ScaleOutReadiness, workflow.RegisterOptions{Name: "ScaleOutReadiness"})
+	w.RegisterWorkflowWithOptions(workflows.WarmPoolImageRefresh, workflow.RegisterOptions{Name: "WarmPoolImageRefresh"})
 	w.RegisterActivity(acts)
 	w.RegisterActivity(deploy)
+	w.RegisterActivity(&activities.FleetActivities{Config: deploy.Config, Store: deploy.Store, Client: deploy.Client, Fleet: deploy.Fleet})
 }
 
-// RegisterAgent puts a host's activities on its agent worker.
-func RegisterAgent(w worker.Registry, host *activities.HostActivities) {
+// RegisterAgent puts a host's activities on its agent worker; lb is nil
+// unless the host balances a group.
+func RegisterAgent(w worker.Registry, host *activities.HostActivities, lb *activities.LBActivities) {
 	w.RegisterActivity(host)
+	if lb != nil {
+		w.RegisterActivity(lb)
+	}
+}
+
+// NewLBActivities builds the balancer activities of host for every group
+// whose balancer.host it is (nil when it balances none), writes missing
+// includes (never touching nginx) and validates the settings.
+func NewLBActivities(cfg *config.Config, host string) (*activities.LBActivities, error) {
+	ups := map[string]activities.LBUpstream{}
+	for name, g := range cfg.Groups {
+		if g == nil || g.Balancer.Host != host {
+			continue
+		}
+		b := g.Balancer
+		ups[name] = activities.LBUpstream{File: b.File, Name: b.Upstream, Port: b.Port, VerifyURL: b.VerifyURL, Keepalive: b.Keepalive}
+	}
+	if len(ups) == 0 {
+		return nil, nil
+	}
+	h := cfg.Hosts[host]
+	lb := &activities.LBActivities{Host: host, Upstreams: ups}
+	if h != nil {
+		lb.Nginx = lbconf.Nginx{Binary: h.Nginx.Binary, Prefix: h.Nginx.Prefix, ConfFile: h.Nginx.Conf, PIDFile: h.Nginx.PIDFile, ErrorLog: h.Nginx.ErrorLog}
+	}
+	if err := lb.Validate(); err != nil {
+		return nil, fmt.Errorf("balancer settings of %s: %w", host, err)
+	}
+	if err := lb.EnsureIncludes(); err != nil {
+		return nil, err
+	}
+	return lb, nil
 }
 
 // NewHostActivities wires a host agent from config. With group set, the
@@ -150,8 +187,12 @@ func Run(ctx context.Context, opt Options) error {
 			return err
 		}
 		queue = activities.HostTaskQueue(opt.AgentHost)
+		lb, err := NewLBActivities(cfg, opt.AgentHost)
+		if err != nil {
+			return err
+		}
 		w = worker.New(c, queue, AgentWorkerOptions())
-		RegisterAgent(w, host)
+		RegisterAgent(w, host, lb)
 	} else {
 		acts, err := NewBuildActivities(ctx, cfg, reg)
 		if err != nil {

@@ -108,7 +108,7 @@ func StartAgents(ctx context.Context, c client.Client, cfg *config.Config, hosts
 		}
 		acts.HeartbeatEvery = time.Second
 		w := worker.New(c, activities.HostTaskQueue(h), workerapp.AgentWorkerOptions())
-		workerapp.RegisterAgent(w, acts)
+		workerapp.RegisterAgent(w, acts, nil)
 		if err := w.Start(); err != nil {
 			stop()
 			return nil, err

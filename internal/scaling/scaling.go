@@ -1,0 +1,76 @@
+// Package scaling starts the fleet workflows: ScaleOutReadiness for every
+// autoscaling lifecycle event (one run per instance and token, however many
+// times the event arrives) and WarmPoolImageRefresh (one per group).
+package scaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/internal/server"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+// Starter starts fleet workflows.
+type Starter struct {
+	Client client.Client
+	Config *config.Config
+}
+
+var _ server.Lifecycle = (*Starter)(nil)
+
+// groupFor maps a provider group name to its groups: entry.
+func (s *Starter) groupFor(providerName string) (string, bool) {
+	for name, g := range s.Config.Groups {
+		if g != nil && g.Name == providerName {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// Handle parses a lifecycle event and starts (or joins) its readiness run.
+func (s *Starter) Handle(ctx context.Context, body []byte) (string, error) {
+	a, err := fleet.ParseLifecycleEvent(body)
+	if errors.Is(err, fleet.ErrNotLifecycleAction) {
+		return "", fmt.Errorf("%w: %v", server.ErrIgnoredEvent, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", server.ErrBadEvent, err)
+	}
+	group, ok := s.groupFor(a.Group)
+	if !ok {
+		return "", fmt.Errorf("%w: group %q is not declared in the groups section", server.ErrIgnoredEvent, a.Group)
+	}
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.ReadinessWorkflowID(*a),
+		TaskQueue:                s.Config.Temporal.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("readiness of %s (%s) in %s", a.InstanceID, a.WaitState(), group),
+	}, workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: group, Action: *a})
+	if err != nil {
+		return "", err
+	}
+	return run.GetID(), nil
+}
+
+// Refresh starts a refresh of a group (refused while one runs).
+func (s *Starter) Refresh(ctx context.Context, in workflows.RefreshInput) (client.WorkflowRun, error) {
+	if s.Config.Groups[in.Group] == nil {
+		return nil, fmt.Errorf("group %q is not declared under groups: in %s", in.Group, s.Config.File)
+	}
+	return s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       workflows.RefreshWorkflowID(in.Group),
+		TaskQueue:                                s.Config.Temporal.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("refresh %s to %s (batch %d)", in.Group, in.ImageID, in.Batch),
+	}, workflows.WarmPoolImageRefresh, in)
+}

@@ -1,0 +1,262 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/fleet"
+)
+
+// RefreshWorkflowID is one refresh per group at a time.
+func RefreshWorkflowID(group string) string { return "refresh/" + group }
+
+// RefreshInput starts WarmPoolImageRefresh.
+type RefreshInput struct {
+	Group   string
+	ImageID string
+	// Batch is how many instances are replaced at once (default 1).
+	Batch int
+	// ApproveAfterFirstBatch waits for the approve update after the first
+	// batch (a canary checkpoint).
+	ApproveAfterFirstBatch bool
+	// ReadyTimeout bounds the wait for a batch's replacements to serve.
+	ReadyTimeout time.Duration
+	// Poll is how often the group and nginx are read while waiting.
+	Poll time.Duration
+}
+
+// RefreshResult summarises a refresh.
+type RefreshResult struct {
+	Group       string
+	NewTemplate fleet.LaunchTemplateRef
+	Replaced    []string
+	Added       []string
+}
+
+// WarmPoolImageRefresh rolls a new image through a group and its warm
+// pool without ever having fewer ready members in nginx than the group's
+// desired capacity: each batch adds replacements first, waits until
+// ScaleOutReadiness put them in nginx, and only then removes, drains and
+// terminates old instances. On failure it removes what it added, restores
+// the launch template and bounds, and says what happened.
+func WarmPoolImageRefresh(ctx workflow.Context, in RefreshInput) (*RefreshResult, error) {
+	if in.Group == "" || in.ImageID == "" {
+		return nil, temporal.NewNonRetryableApplicationError("a refresh needs --group and --image", activities.ErrInvalidInput, nil)
+	}
+	if in.Batch <= 0 {
+		in.Batch = 1
+	}
+	if in.ReadyTimeout <= 0 {
+		in.ReadyTimeout = 20 * time.Minute
+	}
+	if in.Poll <= 0 {
+		in.Poll = 5 * time.Second
+	}
+	r := &refreshRun{in: in, res: &RefreshResult{Group: in.Group}, committed: map[string]bool{}}
+	return r.res, r.run(ctx)
+}
+
+type refreshRun struct {
+	in      RefreshInput
+	res     *RefreshResult
+	plan    activities.GroupPlan
+	start   fleet.Group
+	oldRef  fleet.LaunchTemplateRef
+	decided bool
+	ok      bool
+	// committed are replacements whose old instances are gone: an undo
+	// keeps them, or the group would shrink.
+	committed map[string]bool
+}
+
+func (r *refreshRun) run(ctx workflow.Context) error {
+	in := r.in
+	ctl := controlCtx(ctx)
+	if err := workflow.ExecuteActivity(ctl, fleetActs.PlanGroup, in.Group).Get(ctx, &r.plan); err != nil {
+		return err
+	}
+	if err := workflow.ExecuteActivity(ctl, fleetActs.DescribeGroup, in.Group).Get(ctx, &r.start); err != nil {
+		return err
+	}
+	r.oldRef = r.start.LaunchTemplate
+	var olds []string
+	for _, i := range r.start.Instances {
+		if i.LifecycleState == fleet.StateInService && !i.InWarmPool {
+			olds = append(olds, i.ID)
+		}
+	}
+	sort.Strings(olds)
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Publishing** image `%s` for %s (%d instances to replace, batch %d)", in.ImageID, in.Group, len(olds), in.Batch))
+	var ref fleet.LaunchTemplateRef
+	if err := workflow.ExecuteActivity(ctl, fleetActs.PublishImage, activities.PublishImageInput{Group: in.Group, ImageID: in.ImageID}).Get(ctx, &ref); err != nil {
+		return err
+	}
+	r.res.NewTemplate = ref
+
+	err := r.replace(ctx, olds)
+	if err != nil {
+		r.undo(ctx)
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Refresh failed** and was undone: %v", err))
+		return err
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Refreshed** %s to `%s`: replaced %v", in.Group, in.ImageID, r.res.Replaced))
+	return nil
+}
+
+func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
+	in := r.in
+	ctl := controlCtx(ctx)
+	desired := r.start.Desired
+	// Pin: autoscaling cannot shrink the group below its size mid-refresh.
+	if err := workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: in.Group, Min: desired, Max: max(r.start.Max, desired+in.Batch)}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("pin the group: %w", err)
+	}
+	// Warm pool first, so replacements come up warm on the new image:
+	// pooled instances on the old image are replaced without decrement.
+	if wp := r.start.WarmPool; wp != nil {
+		for _, i := range wp.Instances {
+			if i.ImageID != in.ImageID {
+				if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: in.Group, InstanceID: i.ID, Decrement: false}).Get(ctx, nil); err != nil {
+					return fmt.Errorf("refresh warm pool instance %s: %w", i.ID, err)
+				}
+			}
+		}
+	}
+	if r.in.ApproveAfterFirstBatch {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, func(ctx workflow.Context, a Approval) (string, error) {
+			r.decided, r.ok = true, true
+			return "approved", nil
+		}, workflow.UpdateHandlerOptions{Validator: func(a Approval) error {
+			if a.By == "" {
+				return fmt.Errorf("say who decides (--by)")
+			}
+			return nil
+		}}); err != nil {
+			return err
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReject, func(ctx workflow.Context, a Approval) (string, error) {
+			r.decided, r.ok = true, false
+			return "rejected", nil
+		}, workflow.UpdateHandlerOptions{}); err != nil {
+			return err
+		}
+	}
+	known := map[string]bool{}
+	for _, i := range r.start.Instances {
+		known[i.ID] = true
+	}
+	for b := 0; b < len(olds); b += in.Batch {
+		batch := olds[b:min(b+in.Batch, len(olds))]
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Batch %d**: adding %d replacement(s) before removing %v", b/in.Batch+1, len(batch), batch))
+		if err := workflow.ExecuteActivity(ctl, fleetActs.SetDesired, activities.SetDesiredInput{Group: in.Group, Desired: desired + len(batch)}).Get(ctx, nil); err != nil {
+			return fmt.Errorf("add replacements: %w", err)
+		}
+		added, err := r.waitServing(ctx, known, len(batch))
+		if err != nil {
+			return err
+		}
+		r.res.Added = append(r.res.Added, added...)
+		for _, id := range added {
+			known[id] = true
+		}
+		// Only now: out of nginx, drained, terminated with decrement.
+		if r.plan.Balancer != "" {
+			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: in.Group, Remove: batch}).Get(ctx, nil); err != nil {
+				return fmt.Errorf("remove %v from nginx: %w", batch, err)
+			}
+			for _, id := range batch {
+				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.Drain, activities.DrainInput{Group: in.Group, ID: id, Timeout: time.Minute}).Get(ctx, nil)
+			}
+		}
+		for _, id := range batch {
+			if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: in.Group, InstanceID: id, Decrement: true}).Get(ctx, nil); err != nil {
+				return fmt.Errorf("terminate %s: %w", id, err)
+			}
+			r.res.Replaced = append(r.res.Replaced, id)
+		}
+		for _, id := range added {
+			r.committed[id] = true
+		}
+		if b == 0 && in.ApproveAfterFirstBatch && len(olds) > len(batch) {
+			workflow.SetCurrentDetails(ctx, "**Checkpoint**: first batch replaced; waiting for `approve` or `reject`")
+			if err := workflow.Await(ctx, func() bool { return r.decided }); err != nil {
+				return err
+			}
+			if !r.ok {
+				return temporal.NewNonRetryableApplicationError("rejected at the checkpoint after the first batch", "Rejected", nil)
+			}
+		}
+	}
+	if err := workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: in.Group, Min: r.start.Min, Max: r.start.Max}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("unpin the group: %w", err)
+	}
+	return nil
+}
+
+// waitServing waits until n instances the refresh did not know before are
+// in service and members of the nginx upstream.
+func (r *refreshRun) waitServing(ctx workflow.Context, known map[string]bool, n int) ([]string, error) {
+	deadline := workflow.Now(ctx).Add(r.in.ReadyTimeout)
+	for {
+		var g fleet.Group
+		if err := workflow.ExecuteActivity(controlCtx(ctx), fleetActs.DescribeGroup, r.in.Group).Get(ctx, &g); err != nil {
+			return nil, err
+		}
+		var members activities.MembersResult
+		if r.plan.Balancer != "" {
+			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, time.Minute, 0), lbActs.Members, r.in.Group).Get(ctx, &members); err != nil {
+				return nil, err
+			}
+		}
+		inLB := map[string]bool{}
+		for _, m := range members.Members {
+			inLB[m.ID] = true
+		}
+		var ready []string
+		for _, i := range g.Instances {
+			if !known[i.ID] && i.LifecycleState == fleet.StateInService && (r.plan.Balancer == "" || inLB[i.ID]) {
+				ready = append(ready, i.ID)
+			}
+		}
+		sort.Strings(ready)
+		if len(ready) >= n {
+			return ready[:n], nil
+		}
+		if !workflow.Now(ctx).Before(deadline) {
+			return nil, fmt.Errorf("replacements not serving after %s (%d of %d ready): check the ScaleOutReadiness runs of the new instances", r.in.ReadyTimeout, len(ready), n)
+		}
+		if err := workflow.Sleep(ctx, r.in.Poll); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// undo removes the instances the refresh added, restores the launch
+// template and the group's bounds and size.
+func (r *refreshRun) undo(ctx workflow.Context) {
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	ctl := controlCtx(ctx)
+	var g fleet.Group
+	if err := workflow.ExecuteActivity(ctl, fleetActs.DescribeGroup, r.in.Group).Get(ctx, &g); err == nil {
+		known := map[string]bool{}
+		for _, i := range r.start.Instances {
+			known[i.ID] = true
+		}
+		for _, i := range g.Instances {
+			if !known[i.ID] && !r.committed[i.ID] && !i.InWarmPool {
+				if r.plan.Balancer != "" {
+					_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: r.in.Group, Remove: []string{i.ID}}).Get(ctx, nil)
+				}
+				_ = workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: r.in.Group, InstanceID: i.ID, Decrement: true}).Get(ctx, nil)
+			}
+		}
+	}
+	_ = workflow.ExecuteActivity(ctl, fleetActs.SetTemplate, activities.SetTemplateInput{Group: r.in.Group, Ref: r.oldRef}).Get(ctx, nil)
+	_ = workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: r.in.Group, Min: r.start.Min, Max: r.start.Max}).Get(ctx, nil)
+}

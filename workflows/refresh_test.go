@@ -1,0 +1,217 @@
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+// model is a modelled fleet: a group whose new instances become ready and
+// join nginx a little after they launch (what ScaleOutReadiness does), and
+// an nginx upstream. Every step the workflow takes is checked against the
+// invariant: never fewer ready nginx members than the desired capacity the
+// refresh started with, and never an old instance terminated before its
+// replacement serves.
+type model struct {
+	t        *testing.T
+	mu       sync.Mutex
+	desired  int
+	min, max int
+	inst     map[string]*fleet.Instance
+	members  map[string]bool
+	next     int
+	tmpl     fleet.LaunchTemplateRef
+	floor    int
+	failNew  bool // new instances never become ready
+	violated []string
+}
+
+func newModel(t *testing.T, n int) *model {
+	m := &model{t: t, desired: n, min: n, max: n + 2, inst: map[string]*fleet.Instance{}, members: map[string]bool{}, floor: n,
+		tmpl: fleet.LaunchTemplateRef{ID: "lt-1", Version: "1", ImageID: "ami-old"}}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("i-old%d", i)
+		m.inst[id] = &fleet.Instance{ID: id, LifecycleState: fleet.StateInService, ImageID: "ami-old", PrivateIP: "10.0.0." + fmt.Sprint(i+1)}
+		m.members[id] = true
+	}
+	return m
+}
+
+func (m *model) check(step string) {
+	ready := 0
+	for id := range m.members {
+		if i := m.inst[id]; i != nil && i.LifecycleState == fleet.StateInService {
+			ready++
+		}
+	}
+	if ready < m.floor {
+		m.violated = append(m.violated, fmt.Sprintf("after %s: %d ready nginx members < %d", step, ready, m.floor))
+	}
+}
+
+// tick launches and readies instances up to desired (readiness = in
+// service and in nginx).
+func (m *model) tick() {
+	count := 0
+	for _, i := range m.inst {
+		if i.LifecycleState != fleet.StateTerminated {
+			count++
+		}
+	}
+	for ; count < m.desired; count++ {
+		m.next++
+		id := fmt.Sprintf("i-new%d", m.next)
+		m.inst[id] = &fleet.Instance{ID: id, LifecycleState: fleet.StatePendingWait, ImageID: m.tmpl.ImageID, PrivateIP: "10.0.1." + fmt.Sprint(m.next)}
+	}
+	for id, i := range m.inst {
+		if i.LifecycleState == fleet.StatePendingWait && !m.failNew {
+			i.LifecycleState = fleet.StateInService
+			m.members[id] = true
+		}
+	}
+}
+
+func (m *model) group() *fleet.Group {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tick()
+	g := &fleet.Group{Name: "asg", Desired: m.desired, Min: m.min, Max: m.max, LaunchTemplate: m.tmpl}
+	ids := make([]string, 0, len(m.inst))
+	for id := range m.inst {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if m.inst[id].LifecycleState != fleet.StateTerminated {
+			g.Instances = append(g.Instances, *m.inst[id])
+		}
+	}
+	return g
+}
+
+func (m *model) wire(env *testsuite.TestWorkflowEnvironment, f *activities.FleetActivities, lb *activities.LBActivities) {
+	env.OnActivity(f.PlanGroup, mock.Anything, mock.Anything).Return(&activities.GroupPlan{Group: "web", Name: "asg", App: "shop", Env: "production", Balancer: "lb1", Port: 80}, nil)
+	env.OnActivity(f.DescribeGroup, mock.Anything, mock.Anything).Return(func(context.Context, string) (*fleet.Group, error) { return m.group(), nil })
+	env.OnActivity(f.PublishImage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PublishImageInput) (*fleet.LaunchTemplateRef, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.tmpl = fleet.LaunchTemplateRef{ID: "lt-1", Version: "2", ImageID: in.ImageID}
+		return &m.tmpl, nil
+	})
+	env.OnActivity(f.SetTemplate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetTemplateInput) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.tmpl = in.Ref
+		return nil
+	})
+	env.OnActivity(f.SetMinMax, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetMinMaxInput) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.min, m.max = in.Min, in.Max
+		return nil
+	})
+	env.OnActivity(f.SetDesired, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetDesiredInput) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.desired = in.Desired
+		m.check("set desired")
+		return nil
+	})
+	env.OnActivity(f.Terminate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.TerminateInput) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if i := m.inst[in.InstanceID]; i != nil {
+			if m.members[in.InstanceID] {
+				m.violated = append(m.violated, "terminated "+in.InstanceID+" while still in nginx")
+			}
+			i.LifecycleState = fleet.StateTerminated
+			if in.Decrement {
+				m.desired--
+			}
+		}
+		m.check("terminate " + in.InstanceID)
+		return nil
+	})
+	env.OnActivity(lb.Members, mock.Anything, mock.Anything).Return(func(context.Context, string) (*activities.MembersResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var out activities.MembersResult
+		for id := range m.members {
+			out.Members = append(out.Members, activities.Member{ID: id})
+		}
+		return &out, nil
+	})
+	env.OnActivity(lb.SetMembers, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetMembersInput) (*activities.MembersResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, a := range in.Add {
+			m.members[a.ID] = true
+		}
+		for _, id := range in.Remove {
+			delete(m.members, id)
+		}
+		m.check("nginx change")
+		return &activities.MembersResult{Changed: true}, nil
+	})
+	env.OnActivity(lb.Drain, mock.Anything, mock.Anything).Return(nil)
+}
+
+func refreshEnv(t *testing.T, n int) (*testsuite.TestWorkflowEnvironment, *model) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	var f *activities.FleetActivities
+	var lb *activities.LBActivities
+	env.RegisterActivity(f)
+	env.RegisterActivity(lb)
+	env.RegisterWorkflow(workflows.WarmPoolImageRefresh)
+	m := newModel(t, n)
+	m.wire(env, f, lb)
+	return env, m
+}
+
+func TestRefreshKeepsCapacity(t *testing.T) {
+	for _, batch := range []int{1, 2} {
+		t.Run(fmt.Sprintf("batch%d", batch), func(t *testing.T) {
+			env, m := refreshEnv(t, 3)
+			env.ExecuteWorkflow(workflows.WarmPoolImageRefresh, workflows.RefreshInput{Group: "web", ImageID: "ami-new", Batch: batch, Poll: time.Second})
+			require.NoError(t, env.GetWorkflowError())
+			var res workflows.RefreshResult
+			require.NoError(t, env.GetWorkflowResult(&res))
+			require.ElementsMatch(t, []string{"i-old0", "i-old1", "i-old2"}, res.Replaced)
+			require.Empty(t, m.violated)
+			g := m.group()
+			require.Equal(t, 3, g.Desired)
+			require.Equal(t, 3, g.Min, "bounds restored")
+			for _, i := range g.Instances {
+				require.Equal(t, "ami-new", i.ImageID)
+			}
+		})
+	}
+}
+
+func TestRefreshUndoesWhenReplacementsNeverServe(t *testing.T) {
+	env, m := refreshEnv(t, 2)
+	m.failNew = true
+	env.ExecuteWorkflow(workflows.WarmPoolImageRefresh, workflows.RefreshInput{Group: "web", ImageID: "ami-new", Poll: 10 * time.Second, ReadyTimeout: time.Minute})
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "not serving")
+	require.Empty(t, m.violated)
+	g := m.group()
+	require.Equal(t, "ami-old", g.LaunchTemplate.ImageID, "launch template restored")
+	require.Equal(t, 2, g.Desired, "group back to its size")
+	for _, i := range g.Instances {
+		require.Equal(t, fleet.StateInService, i.LifecycleState, "only the old instances remain: %v", i.ID)
+	}
+}
