@@ -283,3 +283,35 @@ func (f *FleetActivities) SetMinMax(ctx context.Context, in SetMinMaxInput) erro
 	}
 	return fleetErr("set bounds of "+g.Name, p.SetMinMax(ctx, g.Name, in.Min, in.Max))
 }
+
+// CreateImageInput takes an image of an instance.
+type CreateImageInput struct {
+	Group      string
+	InstanceID string
+	Name       string
+}
+
+// CreateImage starts an image of a running instance (without reboot: the
+// instance keeps serving); repeating it with the same name returns the same
+// image.
+func (f *FleetActivities) CreateImage(ctx context.Context, in CreateImageInput) (string, error) {
+	p, _, err := f.provider(ctx, in.Group)
+	if err != nil {
+		return "", err
+	}
+	id, err := p.CreateImage(ctx, in.InstanceID, in.Name, fleet.ImageOptions{NoReboot: true, Description: "mageflow image refresh of " + in.Group})
+	return id, fleetErr("create image of "+in.InstanceID, err)
+}
+
+// ImageStateInput asks whether an image is usable yet.
+type ImageStateInput struct{ Group, ImageID string }
+
+// ImageState reports pending, available or failed.
+func (f *FleetActivities) ImageState(ctx context.Context, in ImageStateInput) (fleet.ImageState, error) {
+	p, _, err := f.provider(ctx, in.Group)
+	if err != nil {
+		return "", err
+	}
+	st, err := p.ImageState(ctx, in.ImageID)
+	return st, fleetErr("image state of "+in.ImageID, err)
+}

@@ -264,3 +264,45 @@ func firstNonEmpty(a, b string) string {
 	}
 	return b
 }
+
+// ScheduledBuildInput is a build a Temporal Schedule asks for by ref.
+type ScheduledBuildInput struct {
+	App, Ref string
+	// BuildTimeout and AutoDeploy as in BuildInput (from config at apply).
+	BuildTimeout time.Duration
+	Environment  string
+	AutoDeploy   bool
+}
+
+// ScheduledBuild resolves a ref and runs BuildRelease for its commit as a
+// child under the commit's workflow id — a schedule cannot know the commit
+// in advance, and "one build per commit" must hold for scheduled builds too:
+// when that commit was built already, the existing build stands.
+func ScheduledBuild(ctx workflow.Context, in ScheduledBuildInput) (string, error) {
+	cm, err := ResolveRef(ctx, activities.ResolveInput{App: in.App, Ref: in.Ref})
+	if err != nil {
+		return "", err
+	}
+	id := BuildWorkflowID(in.App, cm.Commit)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            id,
+		ParentClosePolicy:     enums.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		TypedSearchAttributes: temporal.NewSearchAttributes(searchattr.App.ValueSet(in.App), searchattr.CommitID.ValueSet(cm.Commit)),
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, BuildRelease, BuildInput{
+		App: in.App, Commit: cm.Commit, Branch: cm.Branch, Environment: in.Environment, Trigger: "schedule",
+		BuildTimeout: in.BuildTimeout, AutoDeploy: in.AutoDeploy,
+	})
+	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("commit `%s` of %s is built (or building) already: %s", cm.ShortCommit, in.Ref, id))
+			return id, nil
+		}
+		return "", err
+	}
+	if err := f.Get(ctx, nil); err != nil {
+		return id, err
+	}
+	return id, nil
+}

@@ -45,8 +45,8 @@ type RefreshResult struct {
 // terminates old instances. On failure it removes what it added, restores
 // the launch template and bounds, and says what happened.
 func WarmPoolImageRefresh(ctx workflow.Context, in RefreshInput) (*RefreshResult, error) {
-	if in.Group == "" || in.ImageID == "" {
-		return nil, temporal.NewNonRetryableApplicationError("a refresh needs --group and --image", activities.ErrInvalidInput, nil)
+	if in.Group == "" {
+		return nil, temporal.NewNonRetryableApplicationError("a refresh needs a group", activities.ErrInvalidInput, nil)
 	}
 	if in.Batch <= 0 {
 		in.Batch = 1
@@ -84,6 +84,13 @@ func (r *refreshRun) run(ctx workflow.Context) error {
 		return err
 	}
 	r.oldRef = r.start.LaunchTemplate
+	if in.ImageID == "" {
+		id, err := r.takeImage(ctx)
+		if err != nil {
+			return err
+		}
+		r.in.ImageID, in.ImageID = id, id
+	}
 	var olds []string
 	for _, i := range r.start.Instances {
 		if i.LifecycleState == fleet.StateInService && !i.InWarmPool {
@@ -259,4 +266,45 @@ func (r *refreshRun) undo(ctx workflow.Context) {
 	}
 	_ = workflow.ExecuteActivity(ctl, fleetActs.SetTemplate, activities.SetTemplateInput{Group: r.in.Group, Ref: r.oldRef}).Get(ctx, nil)
 	_ = workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: r.in.Group, Min: r.start.Min, Max: r.start.Max}).Get(ctx, nil)
+}
+
+// takeImage builds the new image from a running instance (a scheduled
+// refresh picks up what was installed on the fleet since the last image)
+// and waits until it is available.
+func (r *refreshRun) takeImage(ctx workflow.Context) (string, error) {
+	var src string
+	for _, i := range r.start.Instances {
+		if i.LifecycleState == fleet.StateInService && !i.InWarmPool {
+			src = i.ID
+			break
+		}
+	}
+	if src == "" {
+		return "", temporal.NewNonRetryableApplicationError("no in-service instance to take an image from: pass --image", activities.ErrInvalidInput, nil)
+	}
+	name := fmt.Sprintf("mageflow-%s-%s", r.in.Group, workflow.GetInfo(ctx).WorkflowStartTime.UTC().Format("20060102-150405"))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Taking an image** `%s` of %s", name, src))
+	var id string
+	if err := workflow.ExecuteActivity(controlCtx(ctx), fleetActs.CreateImage, activities.CreateImageInput{Group: r.in.Group, InstanceID: src, Name: name}).Get(ctx, &id); err != nil {
+		return "", err
+	}
+	deadline := workflow.Now(ctx).Add(time.Hour)
+	for {
+		var st fleet.ImageState
+		if err := workflow.ExecuteActivity(controlCtx(ctx), fleetActs.ImageState, activities.ImageStateInput{Group: r.in.Group, ImageID: id}).Get(ctx, &st); err != nil {
+			return "", err
+		}
+		switch st {
+		case fleet.ImageAvailable:
+			return id, nil
+		case fleet.ImageFailed:
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("image %s of %s failed", id, src), "ImageFailed", nil)
+		}
+		if !workflow.Now(ctx).Before(deadline) {
+			return "", fmt.Errorf("image %s still not available after an hour", id)
+		}
+		if err := workflow.Sleep(ctx, 30*time.Second); err != nil {
+			return "", err
+		}
+	}
 }

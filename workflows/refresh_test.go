@@ -215,3 +215,27 @@ func TestRefreshUndoesWhenReplacementsNeverServe(t *testing.T) {
 		require.Equal(t, fleet.StateInService, i.LifecycleState, "only the old instances remain: %v", i.ID)
 	}
 }
+
+func TestRefreshTakesAnImageWhenNoneGiven(t *testing.T) {
+	env, m := refreshEnv(t, 2)
+	var f *activities.FleetActivities
+	polls := 0
+	env.OnActivity(f.CreateImage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateImageInput) (string, error) {
+		require.Equal(t, "i-old0", in.InstanceID)
+		return "ami-taken", nil
+	})
+	env.OnActivity(f.ImageState, mock.Anything, mock.Anything).Return(func(context.Context, activities.ImageStateInput) (fleet.ImageState, error) {
+		polls++
+		if polls < 3 {
+			return fleet.ImagePending, nil
+		}
+		return fleet.ImageAvailable, nil
+	})
+	env.ExecuteWorkflow(workflows.WarmPoolImageRefresh, workflows.RefreshInput{Group: "web", Poll: time.Second})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 3, polls, "waits until the image is available")
+	require.Empty(t, m.violated)
+	for _, i := range m.group().Instances {
+		require.Equal(t, "ami-taken", i.ImageID)
+	}
+}

@@ -23,16 +23,17 @@ const EnvFile = "MAGEFLOW_CONFIG"
 // Config is the whole of mageflow.yaml after defaults are applied and
 // relative paths are made absolute (relative to the file's directory).
 type Config struct {
-	Temporal  Temporal          `yaml:"temporal"`
-	Artifacts Artifacts         `yaml:"artifacts"`
-	Secrets   Secrets           `yaml:"secrets"`
-	Codec     Codec             `yaml:"codec"`
-	Server    Server            `yaml:"server"`
-	Worker    Worker            `yaml:"worker"`
-	Git       Git               `yaml:"git"`
-	Hosts     map[string]*Host  `yaml:"hosts"`
-	Groups    map[string]*Group `yaml:"groups"`
-	Apps      map[string]*App   `yaml:"apps"`
+	Temporal  Temporal             `yaml:"temporal"`
+	Artifacts Artifacts            `yaml:"artifacts"`
+	Secrets   Secrets              `yaml:"secrets"`
+	Codec     Codec                `yaml:"codec"`
+	Server    Server               `yaml:"server"`
+	Worker    Worker               `yaml:"worker"`
+	Git       Git                  `yaml:"git"`
+	Hosts     map[string]*Host     `yaml:"hosts"`
+	Groups    map[string]*Group    `yaml:"groups"`
+	Schedules map[string]*Schedule `yaml:"schedules"`
+	Apps      map[string]*App      `yaml:"apps"`
 
 	// File is the path the config was read from ("" when built from defaults).
 	File string `yaml:"-"`
@@ -213,6 +214,24 @@ type Environment struct {
 	// is prepared, switched and pruned once, through the first host's
 	// agent; every host reloads PHP, warms and is health-checked.
 	SharedStorage bool `yaml:"shared_storage"`
+}
+
+// Schedule is a Temporal Schedule `mageflow schedule apply` keeps in sync:
+// a recurring image refresh or build. Overlapping runs are skipped.
+type Schedule struct {
+	// Cron is a cron expression ("0 3 * * 1"), or Every an interval.
+	Cron  string   `yaml:"cron"`
+	Every Duration `yaml:"every"`
+	// Action is refresh (Group, Image, Batch) or build (App, Ref).
+	Action string `yaml:"action"`
+	Group  string `yaml:"group"`
+	// Image "" means: take a new image from a running instance first.
+	Image string `yaml:"image"`
+	Batch int    `yaml:"batch"`
+	App   string `yaml:"app"`
+	Ref   string `yaml:"ref"`
+	// Paused schedules are kept but do not fire.
+	Paused bool `yaml:"paused"`
 }
 
 // Group is an autoscaling group of app servers. An environment that names

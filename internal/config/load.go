@@ -357,6 +357,29 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			add(gp, fmt.Sprintf("%q is both a host and a group", gn), "give them different names")
 		}
 	}
+	for _, sn := range sortedKeys(c.Schedules) {
+		sc := c.Schedules[sn]
+		sp := "schedules." + sn
+		if sc == nil {
+			add(sp, fmt.Sprintf("schedule %q is empty", sn), "give it cron: or every:, and action:")
+			continue
+		}
+		if (sc.Cron == "") == (sc.Every.Duration == 0) {
+			add(sp, fmt.Sprintf("%s needs exactly one of cron: and every:", sp), `e.g. cron: "0 3 * * 1" (Mondays 03:00 UTC)`)
+		}
+		switch sc.Action {
+		case "refresh":
+			if c.Groups[sc.Group] == nil {
+				add(sp+".group", fmt.Sprintf("%s.group %q is not declared in the groups section", sp, sc.Group), "a refresh rolls a new image through a group")
+			}
+		case "build":
+			if c.Apps[sc.App] == nil || sc.Ref == "" {
+				add(sp, fmt.Sprintf("%s builds: it needs app: (a configured app) and ref:", sp), "")
+			}
+		default:
+			add(sp+".action", fmt.Sprintf("%s.action %q is not known", sp, sc.Action), "refresh or build")
+		}
+	}
 	for _, name := range c.AppNames() {
 		a := c.Apps[name]
 		p := "apps." + name

@@ -65,6 +65,7 @@ func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activ
 	w.RegisterWorkflowWithOptions(workflows.BuildRelease, workflow.RegisterOptions{Name: "BuildRelease"})
 	w.RegisterWorkflowWithOptions(workflows.ResolveRef, workflow.RegisterOptions{Name: "ResolveRef"})
 	w.RegisterWorkflowWithOptions(workflows.ZeroDowntimeDeploy, workflow.RegisterOptions{Name: "ZeroDowntimeDeploy"})
+	w.RegisterWorkflowWithOptions(workflows.ScheduledBuild, workflow.RegisterOptions{Name: "ScheduledBuild"})
 	w.RegisterWorkflowWithOptions(workflows.ScaleOutReadiness, workflow.RegisterOptions{Name: "ScaleOutReadiness"})
 	w.RegisterWorkflowWithOptions(workflows.WarmPoolImageRefresh, workflow.RegisterOptions{Name: "WarmPoolImageRefresh"})
 	w.RegisterActivity(acts)
