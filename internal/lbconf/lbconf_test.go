@@ -178,8 +178,18 @@ func TestNginxServesTheInclude(t *testing.T) {
 	if body != "i-a\n" {
 		t.Fatalf("verify body %q, want the member id", body)
 	}
-	if code, got := status(fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || got != "i-a" {
-		t.Fatalf("balancer answered %d %q, want the member", code, got)
+	// Old workers keep accepting for ~100 ms after a reload (nginx signals
+	// them after starting the new ones; SetMembers waits them out, this
+	// raw test polls).
+	for {
+		code, got := status(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if code == 200 && got == "i-a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("balancer answered %d %q, want the member", code, got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// nginx -t reports a member it cannot resolve.
