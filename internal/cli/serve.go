@@ -21,6 +21,7 @@ import (
 	"github.com/mageflow/mageflow/internal/scaling"
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/server"
+	"github.com/mageflow/mageflow/internal/sqspoll"
 	"github.com/mageflow/mageflow/internal/store"
 	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/webhook"
@@ -68,6 +69,20 @@ func Serve(ctx context.Context, cfg *config.Config, c client.Client, cdc *codec.
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 2)
+	if q := cfg.Server.LifecycleSQS; q != nil {
+		p, err := sqspoll.New(ctx, sqspoll.Config{QueueURL: q.QueueURL, Region: q.Region, Endpoint: q.Endpoint, VisibilityTimeout: q.VisibilityTimeout},
+			&scaling.Starter{Client: c, Config: cfg}, logger)
+		if err != nil {
+			return fmt.Errorf("server.lifecycle_sqs: %w", err)
+		}
+		go func() {
+			if err := p.Run(ctx); err != nil {
+				errc <- fmt.Errorf("lifecycle SQS poller: %w", err)
+			}
+		}()
+		logger.Info("polling lifecycle events", "queue", q.QueueURL)
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another mageflow serve running? choose another with --listen or server.listen)", cfg.Server.Listen, err)
@@ -77,7 +92,6 @@ func Serve(ctx context.Context, cfg *config.Config, c client.Client, cdc *codec.
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case <-ctx.Done():

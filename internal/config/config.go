@@ -93,6 +93,17 @@ type Server struct {
 	// LifecycleToken is the secret reference of the bearer token that
 	// EventBridge (API destination) sends to /hooks/aws-lifecycle.
 	LifecycleToken string `yaml:"lifecycle_token"`
+	// LifecycleSQS, when set, makes `mageflow serve` long-poll an SQS queue
+	// of lifecycle events too.
+	LifecycleSQS *LifecycleSQS `yaml:"lifecycle_sqs"`
+}
+
+// LifecycleSQS is the SQS queue EventBridge delivers lifecycle events to.
+type LifecycleSQS struct {
+	QueueURL          string `yaml:"queue_url"`
+	Region            string `yaml:"region"`
+	Endpoint          string `yaml:"endpoint"`
+	VisibilityTimeout int32  `yaml:"visibility_timeout"`
 }
 
 // Auth protects the dashboard's actions (deploy, approve, rollback). Without

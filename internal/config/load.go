@@ -294,6 +294,11 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	if (c.Server.Auth.BasicUser == "") != (c.Server.Auth.BasicPassword == "") {
 		add("server.auth", "server.auth.basic_user and basic_password go together", "set both, or use token")
 	}
+	if q := c.Server.LifecycleSQS; q != nil {
+		if u, err := url.Parse(q.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
+			add("server.lifecycle_sqs", fmt.Sprintf("server.lifecycle_sqs.queue_url %q is not a queue URL", q.QueueURL), "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/mageflow-lifecycle")
+		}
+	}
 	if c.Server.MaxBody < 0 {
 		add("server.max_body", "server.max_body must be positive", "bytes, e.g. 5242880")
 	}
