@@ -4,9 +4,10 @@ import (
 	"context"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/mageflow/mageflow/activities"
 )
 
 // AliveEvery is how often an agent's activities prove they still run.
@@ -37,21 +38,7 @@ type aliveActivity struct {
 // ExecuteActivity heartbeats (without details, so an activity's own
 // progress details are not needed to resume) until the activity returns.
 func (a *aliveActivity) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(AliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
-			}
-		}
-	}()
+	stop := activities.KeepAlive(ctx, AliveEvery)
+	defer stop()
 	return a.Next.ExecuteActivity(ctx, in)
 }
