@@ -181,8 +181,13 @@ func readyAfter(ctx context.Context, o Options, before time.Time) (bool, string)
 		}
 	}
 	if o.PIDFile == "" && o.Socket == "" {
-		// Nothing to observe: give the master the time it may take.
-		time.Sleep(time.Second)
+		// Nothing to observe (systemd unit without pid file or socket):
+		// give the master the second a graceful reload may take.
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err().Error()
+		case <-time.After(time.Second):
+		}
 	}
 	return true, ""
 }
