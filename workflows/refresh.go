@@ -72,6 +72,10 @@ type refreshRun struct {
 	// committed are replacements whose old instances are gone: an undo
 	// keeps them, or the group would shrink.
 	committed map[string]bool
+	// outOfLB are old instances taken out of nginx and not yet terminated:
+	// an undo puts them back before it removes any replacement, or a
+	// failure between the two steps would leave nginx short of members.
+	outOfLB []string
 }
 
 func (r *refreshRun) run(ctx workflow.Context) error {
@@ -173,6 +177,7 @@ func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
 		}
 		// Only now: out of nginx, drained, terminated with decrement.
 		if r.plan.Balancer != "" {
+			r.outOfLB = append(r.outOfLB[:0], batch...)
 			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: in.Group, Remove: batch}).Get(ctx, nil); err != nil {
 				return fmt.Errorf("remove %v from nginx: %w", batch, err)
 			}
@@ -185,6 +190,7 @@ func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
 				return fmt.Errorf("terminate %s: %w", id, err)
 			}
 			r.res.Replaced = append(r.res.Replaced, id)
+			r.outOfLB = r.outOfLB[1:]
 		}
 		for _, id := range added {
 			r.committed[id] = true
@@ -251,6 +257,19 @@ func (r *refreshRun) undo(ctx workflow.Context) {
 	ctl := controlCtx(ctx)
 	var g fleet.Group
 	if err := workflow.ExecuteActivity(ctl, fleetActs.DescribeGroup, r.in.Group).Get(ctx, &g); err == nil {
+		// Old instances still alive but out of nginx serve again first
+		// (versioned: runs started before this step existed replay without it).
+		if r.plan.Balancer != "" && workflow.GetVersion(ctx, "refresh-undo-readd", workflow.DefaultVersion, 1) == 1 {
+			var back []activities.Member
+			for _, id := range r.outOfLB {
+				if i, ok := g.Instance(id); ok && i.LifecycleState == fleet.StateInService && i.PrivateIP != "" {
+					back = append(back, activities.Member{ID: id, Addr: fmt.Sprintf("%s:%d", i.PrivateIP, r.plan.Port)})
+				}
+			}
+			if len(back) > 0 {
+				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: r.in.Group, Add: back}).Get(ctx, nil)
+			}
+		}
 		known := map[string]bool{}
 		for _, i := range r.start.Instances {
 			known[i.ID] = true

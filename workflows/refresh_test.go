@@ -35,6 +35,16 @@ type model struct {
 	floor    int
 	failNew  bool // new instances never become ready
 	violated []string
+	// inject, when set, is consulted before every activity the refresh
+	// calls; a non-nil error is what that activity returns.
+	inject func(step string) error
+}
+
+func (m *model) fault(step string) error {
+	if m.inject == nil {
+		return nil
+	}
+	return m.inject(step)
 }
 
 func newModel(t *testing.T, n int) *model {
@@ -100,35 +110,65 @@ func (m *model) group() *fleet.Group {
 	return g
 }
 
-func (m *model) wire(env *testsuite.TestWorkflowEnvironment, f *activities.FleetActivities, lb *activities.LBActivities) {
-	env.OnActivity(f.PlanGroup, mock.Anything, mock.Anything).Return(&activities.GroupPlan{Group: "web", Name: "asg", App: "shop", Env: "production", Balancer: "lb1", Port: 80}, nil)
-	env.OnActivity(f.DescribeGroup, mock.Anything, mock.Anything).Return(func(context.Context, string) (*fleet.Group, error) { return m.group(), nil })
-	env.OnActivity(f.PublishImage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PublishImageInput) (*fleet.LaunchTemplateRef, error) {
+// activities are the model's implementations of every activity a refresh
+// calls, by activity name: the workflow test environment mocks them, and
+// the restart test registers them on real workers.
+func (m *model) activities() map[string]any {
+	acts := map[string]any{}
+	add := func(name string, fn any) { acts[name] = fn }
+	add("PlanGroup", func(context.Context, string) (*activities.GroupPlan, error) {
+		if err := m.fault("PlanGroup"); err != nil {
+			return nil, err
+		}
+		return &activities.GroupPlan{Group: "web", Name: "asg", App: "shop", Env: "production", Balancer: "lb1", Port: 80}, nil
+	})
+	add("DescribeGroup", func(context.Context, string) (*fleet.Group, error) {
+		if err := m.fault("DescribeGroup"); err != nil {
+			return nil, err
+		}
+		return m.group(), nil
+	})
+	add("PublishImage", func(_ context.Context, in activities.PublishImageInput) (*fleet.LaunchTemplateRef, error) {
+		if err := m.fault("PublishImage"); err != nil {
+			return nil, err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.tmpl = fleet.LaunchTemplateRef{ID: "lt-1", Version: "2", ImageID: in.ImageID}
 		return &m.tmpl, nil
 	})
-	env.OnActivity(f.SetTemplate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetTemplateInput) error {
+	add("SetTemplate", func(_ context.Context, in activities.SetTemplateInput) error {
+		if err := m.fault("SetTemplate"); err != nil {
+			return err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.tmpl = in.Ref
 		return nil
 	})
-	env.OnActivity(f.SetMinMax, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetMinMaxInput) error {
+	add("SetMinMax", func(_ context.Context, in activities.SetMinMaxInput) error {
+		if err := m.fault("SetMinMax"); err != nil {
+			return err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.min, m.max = in.Min, in.Max
 		return nil
 	})
-	env.OnActivity(f.SetDesired, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetDesiredInput) error {
+	add("SetDesired", func(_ context.Context, in activities.SetDesiredInput) error {
+		if err := m.fault("SetDesired"); err != nil {
+			return err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.desired = in.Desired
 		m.check("set desired")
 		return nil
 	})
-	env.OnActivity(f.Terminate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.TerminateInput) error {
+	add("Terminate", func(_ context.Context, in activities.TerminateInput) error {
+		if err := m.fault("Terminate"); err != nil {
+			return err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if i := m.inst[in.InstanceID]; i != nil {
@@ -143,7 +183,10 @@ func (m *model) wire(env *testsuite.TestWorkflowEnvironment, f *activities.Fleet
 		m.check("terminate " + in.InstanceID)
 		return nil
 	})
-	env.OnActivity(lb.Members, mock.Anything, mock.Anything).Return(func(context.Context, string) (*activities.MembersResult, error) {
+	add("Members", func(context.Context, string) (*activities.MembersResult, error) {
+		if err := m.fault("Members"); err != nil {
+			return nil, err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var out activities.MembersResult
@@ -152,7 +195,10 @@ func (m *model) wire(env *testsuite.TestWorkflowEnvironment, f *activities.Fleet
 		}
 		return &out, nil
 	})
-	env.OnActivity(lb.SetMembers, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetMembersInput) (*activities.MembersResult, error) {
+	add("SetMembers", func(_ context.Context, in activities.SetMembersInput) (*activities.MembersResult, error) {
+		if err := m.fault("SetMembers"); err != nil {
+			return nil, err
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for _, a := range in.Add {
@@ -164,7 +210,14 @@ func (m *model) wire(env *testsuite.TestWorkflowEnvironment, f *activities.Fleet
 		m.check("nginx change")
 		return &activities.MembersResult{Changed: true}, nil
 	})
-	env.OnActivity(lb.Drain, mock.Anything, mock.Anything).Return(nil)
+	add("Drain", func(context.Context, activities.DrainInput) error { return m.fault("Drain") })
+	return acts
+}
+
+func (m *model) wire(env *testsuite.TestWorkflowEnvironment) {
+	for name, fn := range m.activities() {
+		env.OnActivity(name, mock.Anything, mock.Anything).Return(fn)
+	}
 }
 
 func refreshEnv(t *testing.T, n int) (*testsuite.TestWorkflowEnvironment, *model) {
@@ -176,7 +229,7 @@ func refreshEnv(t *testing.T, n int) (*testsuite.TestWorkflowEnvironment, *model
 	env.RegisterActivity(lb)
 	env.RegisterWorkflow(workflows.WarmPoolImageRefresh)
 	m := newModel(t, n)
-	m.wire(env, f, lb)
+	m.wire(env)
 	return env, m
 }
 
