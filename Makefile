@@ -14,8 +14,9 @@ BUILDER_IMAGE         ?= mageflow/builder:bookworm
 # Debian packages the tests and the demo use: git (reference for build numbers),
 # zstd/tar/gzip (artifact checks and the packaging baseline), debootstrap (builder
 # image), php-cli + composer (the local builder), docker-compose (compose file check),
-# time (peak memory in benchmarks), nginx-light + php8.2-fpm (hosts in dev and tests), chromium (dashboard test).
-DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time nginx-light php8.2-fpm chromium
+# time (peak memory in benchmarks), nginx-light + php8.2-fpm (hosts in dev and tests), chromium (dashboard test),
+# mariadb-server (M1 audit database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t checks).
+DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time nginx-light php8.2-fpm chromium mariadb-server openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal

@@ -86,3 +86,63 @@ func BenchmarkScanFiles20k(b *testing.B) {
 	b.ReportMetric(float64(perScan)/float64(baseline), "x_read_baseline")
 	b.ReportMetric(float64(baseline.Milliseconds()), "baseline_ms")
 }
+
+// BenchmarkAudit20k runs the whole read-only Audit (file scan, writability,
+// world-writable and VCS walk, configuration checks) over a clean
+// 20,000-file store and reports files/s and false_positives: results of
+// the file and configuration checks that are not pass or not_applicable on
+// a tree with nothing wrong (goal 0). sshd and the database are pointed at
+// nothing so only local work is timed.
+//
+//	go test ./internal/m1audit -run '^$' -bench Audit -benchtime 3x
+func BenchmarkAudit20k(b *testing.B) {
+	root := benchTree(b, 20000)
+	for p, c := range map[string]string{
+		"app/Mage.php":      mageOM,
+		"app/etc/local.xml": localXMLFixture("shop_backend", "localhost", ""),
+		"index.php":         phpHead + "require 'app/Mage.php';\n",
+	} {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := filepath.Walk(filepath.Join(root, "media"), func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, phpUID, phpUID)
+	}); err != nil {
+		b.Fatal(err)
+	}
+	tg := targetFor(root)
+	tg.Version, tg.OpenMage = "20.10.2", true
+	o := AuditOptions{Signatures: shipped(b), PHPIdentity: &Identity{UID: phpUID, GIDs: []int{phpUID}}, Now: func() time.Time { return fixedNow },
+		SSHDBinary: "/nonexistent/sshd", PasswdFile: "/nonexistent/passwd",
+		DB: &DBConfig{Socket: filepath.Join(root, "none.sock"), Name: "none"}}
+	fp := 0
+	b.ResetTimer()
+	for b.Loop() {
+		rs, err := Audit(context.Background(), tg, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fp = 0
+		for _, r := range rs {
+			if strings.HasPrefix(r.ID, "m1.db.") || strings.HasPrefix(r.ID, "m1.ssh.") {
+				continue
+			}
+			if r.Status != StatusPass && r.Status != StatusNotApplicable {
+				fp++
+				b.Logf("false positive %s: %s %s %s", r.ID, r.Status, r.Evidence.Detail, findingPaths(r))
+			}
+		}
+	}
+	per := b.Elapsed() / time.Duration(b.N)
+	b.ReportMetric(20003/per.Seconds(), "files/s")
+	b.ReportMetric(float64(per.Milliseconds()), "ms/audit")
+	b.ReportMetric(float64(fp), "false_positives")
+}
