@@ -11,6 +11,7 @@ TEMPORAL_VERSION      := v1.5.1
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 BUILDER_IMAGE         ?= mageflow/builder:bookworm
+INSTANCE_IMAGE        ?= mageflow/instance:bookworm
 # Debian packages the tests and the demo use: git (reference for build numbers),
 # zstd/tar/gzip (artifact checks and the packaging baseline), debootstrap (builder
 # image), php-cli + composer (the local builder), docker-compose (compose file check),
@@ -20,8 +21,11 @@ DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml ph
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal
+# The agent bind-mounted into docker fleet instances (static: the instance
+# image has no Go toolchain nor this machine's libc).
+export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
 
-.PHONY: demo-push run test build deps builder-image lint unit bench fuzz clean help compose-config image
+.PHONY: demo-push run test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
@@ -38,12 +42,14 @@ run: deps $(BIN)/temporal builder-image build
 demo-push: build
 	$(BIN)/mageflow demo
 
-build: $(BIN)/mageflow $(BIN)/mageflow-worker
+build: $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-worker-static
 
 $(BIN)/mageflow: FORCE
 	$(GO) build -o $@ ./starter
 $(BIN)/mageflow-worker: FORCE
 	$(GO) build -o $@ ./worker
+$(BIN)/mageflow-worker-static: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./worker
 FORCE:
 
 # Debian packages, installed only when one is missing.
@@ -74,13 +80,18 @@ $(BIN)/workflowcheck:
 builder-image: deps
 	internal/builder/image/build.sh $(BUILDER_IMAGE)
 
+# The docker fleet's instance image (php-fpm + nginx from Debian packages;
+# the agent is mounted, so code changes need no rebuild). Idempotent.
+fleet-image: deps
+	internal/fleet/docker/image/build.sh $(INSTANCE_IMAGE)
+
 lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed on:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 	$(BIN)/workflowcheck -show-pos ./...
 
-test: deps $(BIN)/temporal builder-image lint
+test: deps $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-worker-static lint
 	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
 
 compose-config:

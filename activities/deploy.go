@@ -17,6 +17,7 @@ import (
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 	fleetaws "github.com/mageflow/mageflow/internal/fleet/aws"
+	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/store"
 )
@@ -69,8 +70,15 @@ func OpenFleet(ctx context.Context, g *config.Group) (fleet.Provider, error) {
 	switch g.Provider {
 	case "aws":
 		return fleetaws.New(ctx, fleetaws.Config{Region: g.Region, Endpoint: g.Endpoint})
+	case "docker":
+		// The model of a group on this machine; the control worker runs its
+		// controller (Run) and this process only reads and changes state.
+		if g.Docker == nil {
+			return nil, fmt.Errorf("docker group %s has no docker settings (load the config with config.Load)", g.Name)
+		}
+		return dockerfleet.Open(g.Docker.StateDir, g.Docker.Network)
 	default:
-		return nil, fmt.Errorf("group provider %q is not available in this build (aws is)", g.Provider)
+		return nil, fmt.Errorf("group provider %q is not available in this build (aws and docker are)", g.Provider)
 	}
 }
 

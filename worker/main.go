@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/workerapp"
@@ -25,6 +26,7 @@ func main() {
 	agent := fs.Bool("agent", false, "run as a host agent (polls the host's own task queue, runs host activities)")
 	host := fs.String("host", "", "with --agent: this host's name from the config's hosts: section (or the instance id, with --group)")
 	group := fs.String("group", "", "with --agent: the host is an instance of this autoscaling group (groups: section)")
+	serveWeb := fs.Bool("serve-web", false, "with --agent: also run the host's nginx + php-fpm (docker fleet instances); the web tier keeps serving while the agent reconnects to Temporal")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -52,8 +54,45 @@ func main() {
 	if *agent && *metrics == "" {
 		*metrics = "-" // agents share hosts with the control worker's port
 	}
-	if err := workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics, AgentHost: *host, AgentGroup: *group}); err != nil {
+	opts := workerapp.Options{Config: cfg, Logger: logger, MetricsListen: *metrics, AgentHost: *host, AgentGroup: *group}
+	if *serveWeb {
+		if !*agent {
+			fmt.Fprintln(os.Stderr, "mageflow-worker: --serve-web needs --agent --host NAME")
+			os.Exit(2)
+		}
+		os.Exit(serveAndRun(ctx, opts, logger))
+	}
+	if err := workerapp.Run(ctx, opts); err != nil {
 		fmt.Fprintf(os.Stderr, "mageflow-worker: %v\n", err)
 		os.Exit(1)
+	}
+}
+
+// serveAndRun starts the host's web tier, then runs the agent, restarting
+// it after a failure (Temporal not reachable yet): an app server keeps
+// serving while its agent is down, as nginx and php-fpm would under systemd.
+func serveAndRun(ctx context.Context, opts workerapp.Options, logger *slog.Logger) int {
+	procs, err := workerapp.ServeWeb(ctx, opts.Config, opts.AgentHost, opts.AgentGroup)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mageflow-worker: --serve-web: %v\n", err)
+		return 1
+	}
+	defer func() {
+		for _, p := range procs {
+			_ = p.Stop()
+		}
+	}()
+	logger.Info("serving web", "host", opts.AgentHost, "group", opts.AgentGroup)
+	for {
+		err := workerapp.Run(ctx, opts)
+		if ctx.Err() != nil {
+			return 0
+		}
+		logger.Error("agent stopped; restarting in 5s", "error", err)
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(5 * time.Second):
+		}
 	}
 }

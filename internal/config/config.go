@@ -241,6 +241,9 @@ type Schedule struct {
 	Batch int    `yaml:"batch"`
 	App   string `yaml:"app"`
 	Ref   string `yaml:"ref"`
+	// Host and Apply: action harden audits (and with Apply fixes) a host.
+	Host  string `yaml:"host"`
+	Apply bool   `yaml:"apply"`
 	// Paused schedules are kept but do not fire.
 	Paused bool `yaml:"paused"`
 }
@@ -262,7 +265,61 @@ type Group struct {
 	// Balancer is the nginx host (running an agent) that owns the group's
 	// upstream, and the port members serve on.
 	Balancer Balancer `yaml:"balancer"`
+	// Docker shapes a provider: docker group (the local model of an Auto
+	// Scaling group, internal/fleet/docker); defaults apply when omitted.
+	Docker *DockerGroup `yaml:"docker"`
 }
+
+// DockerGroup is what the docker fleet provider needs to stand in for an
+// Auto Scaling group, its launch template and its lifecycle hooks.
+type DockerGroup struct {
+	// Image is launch template version 1 (default mageflow/instance:bookworm,
+	// built by internal/fleet/docker/image/build.sh).
+	Image string `yaml:"image"`
+	// Network is the bridge network instances join (default mageflow-fleet).
+	Network string `yaml:"network"`
+	// StateDir holds the fleet's state, shared by every process that acts on
+	// the group (default <worker.work_dir>/fleet).
+	StateDir string `yaml:"state_dir"`
+	// Min, Max and Desired are the group's bounds and initial capacity
+	// (defaults 0, 4, 1).
+	Min     int  `yaml:"min"`
+	Max     int  `yaml:"max"`
+	Desired *int `yaml:"desired"`
+	// WarmPool, when set, keeps stopped instances ready to start.
+	WarmPool *DockerWarmPool `yaml:"warm_pool"`
+	// LaunchHookTimeout and TerminateHookTimeout are the hooks' heartbeat
+	// timeouts (defaults 10m and 5m; at most 2h, as on AWS). The launch
+	// hook abandons on expiry, the terminate hook continues.
+	LaunchHookTimeout    Duration `yaml:"launch_hook_timeout"`
+	TerminateHookTimeout Duration `yaml:"terminate_hook_timeout"`
+	// Mounts are bind mounts "src:dst[:ro]"; a relative src is relative to
+	// this file.
+	Mounts []string `yaml:"mounts"`
+	// Env is set in every instance; "{{ID}}" becomes the instance id.
+	Env map[string]string `yaml:"env"`
+	// Agent is the static (CGO_ENABLED=0) mageflow-worker mounted at
+	// /opt/mageflow/mageflow-worker; empty mounts none.
+	Agent string `yaml:"agent"`
+}
+
+// DockerWarmPool is a docker group's warm pool.
+type DockerWarmPool struct {
+	MinSize int `yaml:"min_size"`
+	// MaxPreparedCapacity caps group plus pool (default: max).
+	MaxPreparedCapacity int `yaml:"max_prepared_capacity"`
+	// State is Stopped (default), Running or Hibernated.
+	State          string `yaml:"state"`
+	ReuseOnScaleIn bool   `yaml:"reuse_on_scale_in"`
+}
+
+// Docker fleet defaults.
+const (
+	DefaultInstanceImage        = "mageflow/instance:bookworm"
+	DefaultFleetNetwork         = "mageflow-fleet"
+	DefaultLaunchHookTimeout    = 10 * time.Minute
+	DefaultTerminateHookTimeout = 5 * time.Minute
+)
 
 // Balancer names the load balancer of a group: the host whose agent owns
 // the group's nginx upstream include.
@@ -300,6 +357,8 @@ type Host struct {
 	// a database upgrade (shell commands run by the agent).
 	JobsStop  string `yaml:"jobs_stop"`
 	JobsStart string `yaml:"jobs_start"`
+	// Hardening configures MagentoM1EOLHardening on this host (hardening.go).
+	Hardening *Hardening `yaml:"hardening"`
 }
 
 // PHPFPM says how to reload PHP gracefully on a host.
@@ -429,6 +488,9 @@ func (c *Config) applyDefaults(base string) {
 				g.Host.URL = "http://127.0.0.1"
 			}
 			hosts = append(hosts, &g.Host)
+			if g.Provider == "docker" {
+				g.dockerDefaults(c.Worker.WorkDir, rel)
+			}
 		}
 	}
 	for _, h := range hosts {
@@ -527,6 +589,26 @@ func (a *App) BranchEnvironments() map[string]string {
 	return m
 }
 
+// GroupKey returns the groups: key of a group named by its key or by its
+// name at the provider (an instance's agent is started with the latter:
+// the docker fleet passes MAGEFLOW_GROUP, EC2 user data the ASG name).
+func (c *Config) GroupKey(name string) (string, bool) {
+	if g := c.Groups[name]; g != nil {
+		return name, true
+	}
+	keys := make([]string, 0, len(c.Groups))
+	for k, g := range c.Groups {
+		if g != nil && g.Name == name {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) == 0 {
+		return "", false
+	}
+	return keys[0], true
+}
+
 // HostForAgent returns the host config an agent runs with: a declared host,
 // or, for an autoscaling instance (group set), a copy of the group's
 // template registered under the instance's name so every host step finds it.
@@ -538,14 +620,56 @@ func (c *Config) HostForAgent(name, group string) (*Host, error) {
 		}
 		return h, nil
 	}
-	g := c.Groups[group]
-	if g == nil {
+	key, ok := c.GroupKey(group)
+	if !ok {
 		return nil, fmt.Errorf("group %q is not declared under groups: in %s", group, c.File)
 	}
-	h := g.Host
+	h := c.Groups[key].Host
 	if c.Hosts == nil {
 		c.Hosts = map[string]*Host{}
 	}
 	c.Hosts[name] = &h
 	return &h, nil
+}
+
+// dockerDefaults fills a docker group's defaults; workDir is already
+// absolute, rel makes paths relative to the config file absolute.
+func (g *Group) dockerDefaults(workDir string, rel func(*string)) {
+	if g.Docker == nil {
+		g.Docker = &DockerGroup{}
+	}
+	d := g.Docker
+	if d.Image == "" {
+		d.Image = DefaultInstanceImage
+	}
+	if d.Network == "" {
+		d.Network = DefaultFleetNetwork
+	}
+	if d.StateDir == "" {
+		d.StateDir = filepath.Join(workDir, "fleet")
+	}
+	rel(&d.StateDir)
+	rel(&d.Agent)
+	if d.Max == 0 {
+		d.Max = 4
+	}
+	if d.Desired == nil {
+		one := min(max(1, d.Min), d.Max)
+		d.Desired = &one
+	}
+	if d.LaunchHookTimeout.Duration == 0 {
+		d.LaunchHookTimeout.Duration = DefaultLaunchHookTimeout
+	}
+	if d.TerminateHookTimeout.Duration == 0 {
+		d.TerminateHookTimeout.Duration = DefaultTerminateHookTimeout
+	}
+	if w := d.WarmPool; w != nil && w.State == "" {
+		w.State = "Stopped"
+	}
+	for i := range d.Mounts {
+		if src, rest, ok := strings.Cut(d.Mounts[i], ":"); ok && src != "" && !filepath.IsAbs(src) {
+			rel(&src)
+			d.Mounts[i] = src + ":" + rest
+		}
+	}
 }

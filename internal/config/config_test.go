@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -159,3 +160,110 @@ func TestPathPrecedence(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestDockerGroupDefaults(t *testing.T) {
+	c, err := parse(t, `worker: {work_dir: ./var/work}
+groups:
+  web: {provider: docker, name: web, host: {root: /srv/mageflow}}
+  big:
+    provider: docker
+    name: big
+    host: {root: /srv/mageflow}
+    docker:
+      image: mageflow/fleet-big:v7
+      network: shopnet
+      state_dir: ./fleet-state
+      min: 1
+      max: 6
+      desired: 2
+      warm_pool: {min_size: 1, max_prepared_capacity: 4, reuse_on_scale_in: true}
+      launch_hook_timeout: 20m
+      terminate_hook_timeout: 90s
+      mounts: ["./etc:/etc/mageflow:ro", "/srv/shared:/srv/mageflow/shop/shared"]
+      env: {MAGEFLOW_CONFIG: /etc/mageflow/mageflow.yaml, WHO: "{{ID}}"}
+      agent: ./bin/mageflow-worker
+`)
+	require.NoError(t, err)
+	base := filepath.Dir(c.File)
+	d := c.Groups["web"].Docker
+	require.NotNil(t, d, "a docker group gets its defaults without a docker: block")
+	require.Equal(t, config.DefaultInstanceImage, d.Image)
+	require.Equal(t, config.DefaultFleetNetwork, d.Network)
+	require.Equal(t, filepath.Join(base, "var", "work", "fleet"), d.StateDir, "shared with the control worker's work dir")
+	require.Equal(t, 0, d.Min)
+	require.Equal(t, 4, d.Max)
+	require.Equal(t, 1, *d.Desired)
+	require.Nil(t, d.WarmPool)
+	require.Equal(t, config.DefaultLaunchHookTimeout, d.LaunchHookTimeout.Duration)
+	require.Equal(t, config.DefaultTerminateHookTimeout, d.TerminateHookTimeout.Duration)
+
+	b := c.Groups["big"].Docker
+	require.Equal(t, "mageflow/fleet-big:v7", b.Image)
+	require.Equal(t, "shopnet", b.Network)
+	require.Equal(t, filepath.Join(base, "fleet-state"), b.StateDir)
+	require.Equal(t, 2, *b.Desired)
+	require.Equal(t, &config.DockerWarmPool{MinSize: 1, MaxPreparedCapacity: 4, State: "Stopped", ReuseOnScaleIn: true}, b.WarmPool)
+	require.Equal(t, 20*time.Minute, b.LaunchHookTimeout.Duration)
+	require.Equal(t, 90*time.Second, b.TerminateHookTimeout.Duration)
+	require.Equal(t, []string{filepath.Join(base, "etc") + ":/etc/mageflow:ro", "/srv/shared:/srv/mageflow/shop/shared"}, b.Mounts)
+	require.Equal(t, filepath.Join(base, "bin", "mageflow-worker"), b.Agent)
+	require.Equal(t, "{{ID}}", b.Env["WHO"])
+
+	zero, err := parse(t, "groups:\n  web:\n    provider: docker\n    name: web\n    host: {root: /srv}\n    docker: {desired: 0}\n")
+	require.NoError(t, err)
+	require.Equal(t, 0, *zero.Groups["web"].Docker.Desired, "an explicit desired: 0 is kept")
+}
+
+func TestDockerGroupErrors(t *testing.T) {
+	group := func(docker string) string {
+		return "groups:\n  web:\n    provider: docker\n    name: web\n    host: {root: /srv}\n    docker: " + docker + "\n"
+	}
+	cases := []struct {
+		name, yml string
+		line      int
+		want      []string
+	}{
+		{"unknown key", group("{imgae: x}"), 6, []string{`unknown key "imgae" in groups.web.docker`, `"image"`}},
+		{"bounds", group("{min: 3, max: 2}"), 6, []string{"0 <= min (3) <= desired"}},
+		{"desired above max", group("{max: 2, desired: 5}"), 6, []string{"desired (5) <= max (2)"}},
+		{"pool state", group("{warm_pool: {state: Sleeping}}"), 6, []string{`warm_pool.state "Sleeping" is not known`, "Hibernated"}},
+		{"pool sizes", group("{warm_pool: {min_size: -1}}"), 6, []string{"must not be negative"}},
+		{"prepared below desired", group("{desired: 3, warm_pool: {max_prepared_capacity: 2}}"), 6, []string{"below the desired capacity"}},
+		{"hook too long", group("{launch_hook_timeout: 3h}"), 6, []string{"launch_hook_timeout 3h0m0s is out of range", "2h"}},
+		{"hook too short", group("{terminate_hook_timeout: 1s}"), 6, []string{"terminate_hook_timeout 1s is out of range"}},
+		{"bad mount", group("{mounts: [\"/a:relative\"]}"), 6, []string{`mounts entry "/a:relative"`}},
+		{"bad mount mode", group("{mounts: [\"/a:/b:rx\"]}"), 6, []string{"not src:dst[:ro]"}},
+		{"bad env", group("{env: {\"BAD-KEY\": x}}"), 6, []string{`env key "BAD-KEY"`}},
+		{"bad network", group("{network: \"Not OK\"}"), 6, []string{"not a Docker network name"}},
+		{"docker on aws", "groups:\n  web:\n    provider: aws\n    name: web\n    host: {root: /srv}\n    docker: {max: 2}\n", 6, []string{"docker is set but the provider is \"aws\""}},
+		{"bad group name", "groups:\n  web:\n    provider: docker\n    name: Web_ASG\n    host: {root: /srv}\n", 4, []string{`name "Web_ASG" cannot name containers`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.yml)
+			require.Error(t, err)
+			msg := err.Error()
+			require.Contains(t, msg, "mageflow.yaml:"+itoa(tc.line)+":", msg)
+			for _, w := range tc.want {
+				require.Contains(t, msg, w)
+			}
+		})
+	}
+}
+
+func TestAgentFindsGroupByProviderName(t *testing.T) {
+	c, err := parse(t, "groups:\n  web: {provider: docker, name: shop-asg, host: {root: /srv/mageflow}}\n")
+	require.NoError(t, err)
+	for _, name := range []string{"web", "shop-asg"} {
+		k, ok := c.GroupKey(name)
+		require.True(t, ok, name)
+		require.Equal(t, "web", k)
+		h, err := c.HostForAgent("i-0123456789", name)
+		require.NoError(t, err)
+		require.Equal(t, "/srv/mageflow", h.Root)
+	}
+	_, ok := c.GroupKey("nope")
+	require.False(t, ok)
+	_, err = c.HostForAgent("i-0123456789", "nope")
+	require.ErrorContains(t, err, "not declared under groups")
+}

@@ -336,6 +336,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 		if h.PHPFPM.Service != "" && h.PHPFPM.PIDFile != "" {
 			add(hp+".php_fpm", fmt.Sprintf("%s.php_fpm: set service or pid_file, not both", hp), "service reloads with systemctl, pid_file with SIGUSR2")
 		}
+		validateHardening(hp, h.Hardening, add)
 		if ref := h.Nginx.MaintenanceBypass; ref != "" {
 			if err := CheckSecretRef(ref); err != nil {
 				add(hp+".nginx.maintenance_bypass", err.Error(), "write file:NAME or env:NAME")
@@ -352,6 +353,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 		if g.Provider != "aws" && g.Provider != "docker" {
 			add(gp+".provider", fmt.Sprintf("%s.provider %q is not known", gp, g.Provider), "aws or docker")
 		}
+		validateDockerGroup(gp, g, add)
 		if g.Name == "" {
 			add(gp, fmt.Sprintf("%s.name is required", gp), "the autoscaling group's name at the provider")
 		}
@@ -377,6 +379,8 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			if c.Groups[sc.Group] == nil {
 				add(sp+".group", fmt.Sprintf("%s.group %q is not declared in the groups section", sp, sc.Group), "a refresh rolls a new image through a group")
 			}
+		case "harden":
+			validateHardenSchedule(c, sp, sc, add)
 		case "build":
 			if c.Apps[sc.App] == nil || sc.Ref == "" {
 				add(sp, fmt.Sprintf("%s builds: it needs app: (a configured app) and ref:", sp), "")

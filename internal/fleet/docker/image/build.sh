@@ -1,0 +1,130 @@
+#!/bin/sh
+# build.sh [TAG] — build the instance image of the docker fleet provider from
+# Debian packages: what an app server of an autoscaling group runs.
+#
+# Why not a Dockerfile: build hosts often cannot pull from any registry, so
+# the image is assembled from the Debian archive alone (debootstrap + apt) and
+# turned into an image with `docker import`, like internal/builder/image.
+#
+# What is in it: php8.2-fpm and php8.2-cli (the fixture's bin/magento needs
+# php8.2-xml), nginx-light, ca-certificates and procps (ps, pkill for
+# operators). What is NOT in it: the mageflow agent. The provider bind-mounts
+# a statically linked mageflow-worker at /opt/mageflow/mageflow-worker, so a
+# code change needs no image rebuild. /usr/local/bin/mageflow-instance (the
+# image's CMD) starts it as the instance's agent and web server:
+#
+#   mageflow-worker --agent --serve-web --group $MAGEFLOW_GROUP --host $MAGEFLOW_INSTANCE_ID
+#
+# Idempotent: the image carries a label with the sha256 of this script; if an
+# image with TAG and the same checksum exists, nothing is done. Needs root
+# (debootstrap, chroot) and a reachable Docker engine. MIRROR selects another
+# Debian mirror; FORCE=1 rebuilds anyway.
+set -eu
+
+TAG="${1:-mageflow/instance:bookworm}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+LABEL_KEY="org.mageflow.instance.script-sha256"
+PACKAGES="php8.2-fpm php8.2-cli php8.2-xml php8.2-mbstring nginx-light ca-certificates procps"
+
+script_dir=$(cd "$(dirname "$0")" && pwd)
+sum=$(sha256sum "$script_dir/build.sh" | cut -d' ' -f1)
+
+if [ "${FORCE:-0}" != 1 ]; then
+	have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL_KEY\"}}" "$TAG" 2>/dev/null || true)
+	if [ "$have" = "$sum" ]; then
+		echo "instance image $TAG is up to date (script sha256 $sum)"
+		exit 0
+	fi
+fi
+
+if [ "$(id -u)" != 0 ]; then
+	echo "build.sh needs root for debootstrap/chroot: run it with sudo" >&2
+	exit 1
+fi
+docker version >/dev/null 2>&1 || {
+	echo "Docker engine not reachable: start it (systemctl start docker) and retry" >&2
+	exit 1
+}
+if ! command -v debootstrap >/dev/null 2>&1; then
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
+fi
+
+start=$(date +%s)
+root=$(mktemp -d /tmp/mageflow-instance-rootfs.XXXXXX)
+cleanup() {
+	for m in proc dev/pts dev sys; do
+		umount "$root/$m" 2>/dev/null || true
+	done
+	rm -rf "$root"
+}
+trap cleanup EXIT INT TERM
+
+echo "==> debootstrap bookworm into $root"
+debootstrap --variant=minbase bookworm "$root" "$MIRROR"
+
+cat >"$root/etc/apt/sources.list" <<SRC
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECURITY_MIRROR bookworm-security main
+SRC
+cat >"$root/etc/apt/apt.conf.d/90mageflow" <<'CONF'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Dpkg::Options { "--force-confold"; };
+CONF
+cat >"$root/etc/dpkg/dpkg.cfg.d/90mageflow-nodoc" <<'CONF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+CONF
+# Packages must not start services inside the chroot.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+
+mount -t proc proc "$root/proc"
+echo "==> apt-get install $PACKAGES"
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+	sh -euc "apt-get update -q && apt-get -y -q upgrade && apt-get install -y -q $PACKAGES && apt-get clean"
+umount "$root/proc"
+rm -f "$root/usr/sbin/policy-rc.d"
+
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old \
+	"$root"/var/log/* "$root"/tmp/* "$root"/root/.cache
+mkdir -p "$root/var/log/nginx" "$root/opt/mageflow" "$root/run/php" "$root/srv/mageflow"
+
+cat >"$root/usr/local/bin/mageflow-instance" <<'ENTRY'
+#!/bin/sh
+# The instance's main process: the mounted mageflow agent, which also runs
+# this instance's nginx + php-fpm (--serve-web). The provider sets
+# MAGEFLOW_GROUP, MAGEFLOW_INSTANCE_ID and MAGEFLOW_CONFIG.
+set -eu
+bin=/opt/mageflow/mageflow-worker
+if [ ! -x "$bin" ]; then
+	echo "mageflow-instance: $bin is missing: mount a static (CGO_ENABLED=0) mageflow-worker there" >&2
+	exit 1
+fi
+: "${MAGEFLOW_GROUP:?set by the docker fleet provider}"
+: "${MAGEFLOW_INSTANCE_ID:?set by the docker fleet provider}"
+exec "$bin" --agent --serve-web --group "$MAGEFLOW_GROUP" --host "$MAGEFLOW_INSTANCE_ID" "$@"
+ENTRY
+chmod 755 "$root/usr/local/bin/mageflow-instance"
+
+echo "==> docker import $TAG"
+tar --numeric-owner -C "$root" -c . | docker import \
+	--change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+	--change "ENV LANG=C.UTF-8" \
+	--change "EXPOSE 80" \
+	--change "CMD [\"/usr/local/bin/mageflow-instance\"]" \
+	--change "LABEL $LABEL_KEY=$sum" \
+	--change "LABEL org.opencontainers.image.title=mageflow-instance" \
+	--change "LABEL org.opencontainers.image.base.name=debian:bookworm" \
+	- "$TAG"
+
+end=$(date +%s)
+size=$(docker image inspect -f '{{.Size}}' "$TAG")
+echo "built $TAG in $((end - start))s, size $((size / 1024 / 1024)) MiB"
