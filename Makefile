@@ -16,8 +16,9 @@ INSTANCE_IMAGE        ?= mageflow/instance:bookworm
 # zstd/tar/gzip (artifact checks and the packaging baseline), debootstrap (builder
 # image), php-cli + composer (the local builder), docker-compose (compose file check),
 # time (peak memory in benchmarks), nginx-light + php8.2-fpm (hosts in dev and tests), chromium (dashboard test),
-# mariadb-server (M1 audit database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t checks).
-DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time nginx-light php8.2-fpm chromium mariadb-server openssh-server
+# mariadb-server (M1 audit database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t checks),
+# php8.2-mysql (the weak M1 store fixture reads its injected scripts from MariaDB).
+DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time nginx-light php8.2-fpm chromium mariadb-server openssh-server php8.2-mysql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal

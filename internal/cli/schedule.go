@@ -73,6 +73,13 @@ func scheduleAction(cfg *config.Config, s *config.Schedule, name string) (*clien
 			ID: workflows.RefreshWorkflowID(s.Group), Workflow: workflows.WarmPoolImageRefresh, TaskQueue: cfg.Temporal.TaskQueue,
 			Args: []any{workflows.RefreshInput{Group: s.Group, ImageID: s.Image, Batch: s.Batch}},
 		}, nil
+	case "harden":
+		// ScheduledHarden runs the hardening under harden/<host>, so a
+		// scheduled run never overlaps one a person started.
+		in := workflows.HardenInput{Host: s.Host, App: s.App, Environment: environmentOf(cfg, s.App, s.Host), Apply: s.Apply, RequestedBy: "schedule:" + name}
+		return &client.ScheduleWorkflowAction{
+			ID: "scheduled-harden/" + s.Host + "/" + name, Workflow: workflows.ScheduledHarden, TaskQueue: cfg.Temporal.TaskQueue, Args: []any{in},
+		}, nil
 	case "build":
 		app := cfg.Apps[s.App]
 		env, _ := app.EnvironmentForBranch(s.Ref)

@@ -142,6 +142,7 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		Lifecycle:      &scaling.Starter{Client: c, Config: cfg},
 		LifecycleToken: lifecycleToken,
 		Deploys:        deploys.Dashboard{C: &deploys.Client{Temporal: c, Config: cfg, Store: st}},
+		HardenReports:  hardenReports{cfg: cfg, st: st},
 		Auth:           auth,
 		Apps:           apps,
 		Builds:         buildsAdapter{starter},

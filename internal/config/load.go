@@ -386,7 +386,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 				add(sp, fmt.Sprintf("%s builds: it needs app: (a configured app) and ref:", sp), "")
 			}
 		default:
-			add(sp+".action", fmt.Sprintf("%s.action %q is not known", sp, sc.Action), "refresh or build")
+			add(sp+".action", fmt.Sprintf("%s.action %q is not known", sp, sc.Action), "refresh, build or harden")
 		}
 	}
 	for _, name := range c.AppNames() {

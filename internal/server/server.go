@@ -87,6 +87,9 @@ type Options struct {
 	// Auth protects the actions (and, with ProtectViews, the pages). With
 	// no credentials configured every action is refused.
 	Auth Auth
+	// HardenReports adds /reports/harden/ (latest hardening report per
+	// host, reports.go). Nil: no such pages.
+	HardenReports HardenReports
 }
 
 // DefaultMaxBody is the webhook body limit when Options.MaxBody is zero.
@@ -136,6 +139,10 @@ func New(opt Options) http.Handler {
 	s.mux.HandleFunc("GET /login", p.serveLogin)
 	s.mux.HandleFunc("POST /login", p.handleLogin)
 	s.mux.HandleFunc("POST /logout", p.handleLogout)
+	if opt.HardenReports != nil {
+		s.mux.HandleFunc("GET /reports/harden/{$}", p.protect(p.serveHardenIndex))
+		s.mux.HandleFunc("GET /reports/harden/{host}/{file}", p.protect(p.serveHardenReport))
+	}
 	if opt.Deploys != nil {
 		s.mux.HandleFunc("GET /deploys", p.protect(p.serveDeploysPage))
 		s.mux.HandleFunc("GET /api/environments", p.protect(p.serveEnvironmentsAPI))

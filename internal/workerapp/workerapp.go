@@ -68,6 +68,8 @@ func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activ
 	w.RegisterWorkflowWithOptions(workflows.ScheduledBuild, workflow.RegisterOptions{Name: "ScheduledBuild"})
 	w.RegisterWorkflowWithOptions(workflows.ScaleOutReadiness, workflow.RegisterOptions{Name: "ScaleOutReadiness"})
 	w.RegisterWorkflowWithOptions(workflows.WarmPoolImageRefresh, workflow.RegisterOptions{Name: "WarmPoolImageRefresh"})
+	w.RegisterWorkflowWithOptions(workflows.MagentoM1EOLHardening, workflow.RegisterOptions{Name: "MagentoM1EOLHardening"})
+	w.RegisterWorkflowWithOptions(workflows.ScheduledHarden, workflow.RegisterOptions{Name: "ScheduledHarden"})
 	w.RegisterActivity(acts)
 	w.RegisterActivity(deploy)
 	w.RegisterActivity(&activities.FleetActivities{Config: deploy.Config, Store: deploy.Store, Client: deploy.Client, Fleet: deploy.Fleet})
