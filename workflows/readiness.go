@@ -73,6 +73,12 @@ func ScaleOutReadiness(ctx workflow.Context, in ReadinessInput) (*ReadinessResul
 	if a.LeavesService() {
 		return res, scaleIn(ctx, in, plan, res, complete)
 	}
+	if a.Transition == fleet.TransitionTerminating {
+		// A warm-pool instance being terminated (Warmed:Terminating:Wait)
+		// never served: nothing to take out of nginx, nothing to drain.
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Warm-pool instance %s** is being terminated: it never served, continuing", a.InstanceID))
+		return res, complete(fleet.Continue, "warm-pool instance: nothing to drain")
+	}
 
 	// Keep the lifecycle action alive while the checks run.
 	hbCtx, stopHB := workflow.WithCancel(ctx)

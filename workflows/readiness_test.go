@@ -111,6 +111,16 @@ func TestReadinessScaleInDrainsFirst(t *testing.T) {
 	require.Equal(t, []fleet.Result{fleet.Continue}, r.completed)
 }
 
+func TestReadinessWarmPoolTerminationContinuesWithoutChecks(t *testing.T) {
+	r := newReadinessRig(t, true)
+	r.env.ExecuteWorkflow(workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: "web", Action: action("autoscaling:EC2_INSTANCE_TERMINATING", "WarmPool", "EC2")})
+	require.NoError(t, r.env.GetWorkflowError())
+	require.Empty(t, r.prepared, "a pooled instance on its way out is not prepared")
+	require.Empty(t, r.added)
+	require.Empty(t, r.removed)
+	require.Equal(t, []fleet.Result{fleet.Continue}, r.completed)
+}
+
 func TestReadinessWorkflowIDJoinsDuplicates(t *testing.T) {
 	a := action("autoscaling:EC2_INSTANCE_LAUNCHING", "EC2", "AutoScalingGroup")
 	require.Equal(t, workflows.ReadinessWorkflowID(a), workflows.ReadinessWorkflowID(a))
