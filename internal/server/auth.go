@@ -493,6 +493,19 @@ func (d *dashboard) viewer(r *http.Request) *principal {
 	return p
 }
 
+// protectSensitive wraps pages that show weak spots (hardening reports):
+// whenever credentials are configured they are required, with or without
+// ProtectViews; only a server with no auth at all (local dev) serves them
+// to anyone.
+func (d *dashboard) protectSensitive(h http.HandlerFunc) http.HandlerFunc {
+	if !d.opt.Auth.configured() {
+		return h
+	}
+	strict := *d
+	strict.opt.Auth.ProtectViews = true
+	return strict.protect(h)
+}
+
 // protect wraps a page or API handler: with ProtectViews, anonymous
 // browsers are sent to the login form and scripts get 401.
 func (d *dashboard) protect(h http.HandlerFunc) http.HandlerFunc {

@@ -53,3 +53,25 @@ func TestHardenReportRoutes(t *testing.T) {
 	require.Contains(t, body, `href="/reports/harden/web1/latest.md"`)
 	require.Contains(t, body, "web2: never hardened")
 }
+
+// Hardening reports list a store's weak spots: once the server has
+// credentials they are required, even when ordinary views are public.
+func TestHardenReportsNeedCredentialsWhenConfigured(t *testing.T) {
+	h := server.New(server.Options{
+		HardenReports: fakeReports{"web1.md": "# Hardening report web1"},
+		Auth:          server.Auth{Token: func() ([]byte, error) { return []byte("s3cret"), nil }},
+	})
+	get := func(path, bearer string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	require.NotEqual(t, 200, get("/reports/harden/web1/latest.md", ""), "anonymous")
+	require.NotEqual(t, 200, get("/reports/harden/", ""), "anonymous index")
+	require.Equal(t, 401, get("/reports/harden/web1/latest.md", "wrong"))
+	require.Equal(t, 200, get("/reports/harden/web1/latest.md", "s3cret"))
+}

@@ -140,8 +140,8 @@ func New(opt Options) http.Handler {
 	s.mux.HandleFunc("POST /login", p.handleLogin)
 	s.mux.HandleFunc("POST /logout", p.handleLogout)
 	if opt.HardenReports != nil {
-		s.mux.HandleFunc("GET /reports/harden/{$}", p.protect(p.serveHardenIndex))
-		s.mux.HandleFunc("GET /reports/harden/{host}/{file}", p.protect(p.serveHardenReport))
+		s.mux.HandleFunc("GET /reports/harden/{$}", p.protectSensitive(p.serveHardenIndex))
+		s.mux.HandleFunc("GET /reports/harden/{host}/{file}", p.protectSensitive(p.serveHardenReport))
 	}
 	if opt.Deploys != nil {
 		s.mux.HandleFunc("GET /deploys", p.protect(p.serveDeploysPage))
