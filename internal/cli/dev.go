@@ -44,6 +44,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	runDemo := e.fs.Bool("demo", true, "push a demo commit through the webhook and print the release")
 	demoSource := e.fs.String("demo-source", "./test/fixtures/magento2-app", "the demo app's source tree")
 	exitAfter := e.fs.Bool("exit-after-demo", false, "stop after the demo instead of running until Ctrl-C")
+	withFleet := e.fs.Bool("fleet", false, "also run the config's docker group behind a local nginx and show a deploy, a scale-out (ScaleOutReadiness) and a WarmPoolImageRefresh; Temporal then listens on the docker network's gateway so instances reach it")
 	if err := e.parse(args); err != nil {
 		return err
 	}
@@ -52,6 +53,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	logger := e.logger(stderr)
+	var ft *fleetTarget
+	if *withFleet {
+		if ft, err = findFleet(cfg); err != nil {
+			return err
+		}
+	}
 	cfg.Temporal.Address = net.JoinHostPort(*ip, strconv.Itoa(*port))
 	cfg.Temporal.UIURL = "http://" + net.JoinHostPort(*ip, strconv.Itoa(*uiPort))
 	if *listen != "" {
@@ -111,6 +118,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if ft != nil {
+		// Instances reach Temporal through the docker network's gateway;
+		// the dev server keeps listening on loopback only.
+		relay, err := relayTemporal(ctx, cfg, ft)
+		if err != nil {
+			return err
+		}
+		defer relay.Close()
+		fmt.Fprintf(stdout, "instances of group %s reach Temporal at %s\n", ft.key, relay.Addr())
+		lb, err := startFleetBalancer(ctx, cfg, ft, stdout)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, lb)
+	}
+	started := time.Now()
 	errc := make(chan error, 3+len(cfg.Hosts))
 	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
 	for _, h := range localHosts(cfg) {
@@ -142,9 +165,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "\nmageflow is running:\n  Temporal Web UI   %s\n  dashboard         %s/\n  webhooks          %s/hooks/{github,gitlab,bitbucket}\n  worker metrics    http://%s/metrics\n\n",
 		cfg.Temporal.UIURL, cfg.Server.PublicURL, cfg.Server.PublicURL, cfg.Worker.MetricsListen)
 
-	if *runDemo {
-		if err := runDemoBuild(ctx, cfg, c, *demoSource, stdout); err != nil {
+	if *runDemo || ft != nil {
+		rel, err := runDemoBuild(ctx, cfg, c, *demoSource, stdout)
+		if err != nil {
 			return fmt.Errorf("demo: %w", err)
+		}
+		if ft != nil {
+			if err := runFleetDemo(ctx, cfg, c, ft, rel, started, stdout); err != nil {
+				return fmt.Errorf("fleet demo: %w", err)
+			}
 		}
 	}
 	if *exitAfter {
@@ -207,13 +236,13 @@ func seedWebhookSecrets(cfg *config.Config) error {
 	return nil
 }
 
-func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, source string, stdout io.Writer) error {
+func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, source string, stdout io.Writer) (*release.Meta, error) {
 	app, err := cfg.App(DemoApp)
 	if err != nil {
-		return fmt.Errorf("%w (the shipped mageflow.yaml declares it; run from the repository root or pass --demo=false)", err)
+		return nil, fmt.Errorf("%w (the shipped mageflow.yaml declares it; run from the repository root or pass --demo=false)", err)
 	}
 	if app.Webhook == nil {
-		return errors.New("the demo app needs a webhook: section")
+		return nil, errors.New("the demo app needs a webhook: section")
 	}
 	branch := "main"
 	for _, env := range []string{"staging", "production"} {
@@ -224,16 +253,16 @@ func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, sour
 	}
 	repo := demo.Repo{Dir: filepath.Dir(app.Repo), Source: source, Branch: branch}
 	if filepath.Base(app.Repo) != "shop.git" {
-		return fmt.Errorf("the demo app's repo must be <dir>/shop.git, got %s", app.Repo)
+		return nil, fmt.Errorf("the demo app's repo must be <dir>/shop.git, got %s", app.Repo)
 	}
 	msg := fmt.Sprintf("Demo change at %s\n\nPushed by `mageflow dev` to show a push becoming a release.", time.Now().UTC().Format(time.RFC3339))
 	sha, err := repo.Push(ctx, msg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	secret, err := secrets.Area{Dir: cfg.Secrets.Dir}.Read(app.Webhook.Secret)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stdout, "demo: pushed %s to %s (%s); delivering the signed GitHub webhook …\n", sha[:7], repo.Bare(), branch)
 	id, err := demo.Delivery{
@@ -241,17 +270,17 @@ func runDemoBuild(ctx context.Context, cfg *config.Config, c client.Client, sour
 		RepoURL: "file://" + repo.Bare(), FullName: "mageflow/demo-shop", Branch: branch, After: sha, Message: msg,
 	}.Send(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stdout, "demo: webhook accepted, building %s\n  follow it: %s\n", id, WorkflowURL(cfg, id, ""))
 	var m release.Meta
 	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &m); err != nil {
-		return fmt.Errorf("build %s: %w (open %s for the failing step)", id, err, WorkflowURL(cfg, id, ""))
+		return nil, fmt.Errorf("build %s: %w (open %s for the failing step)", id, err, WorkflowURL(cfg, id, ""))
 	}
 	fmt.Fprintln(stdout)
 	PrintRelease(stdout, &m, WorkflowURL(cfg, id, ""))
 	fmt.Fprintf(stdout, "\n  list releases: ./bin/mageflow releases --app %s\n", DemoApp)
-	return waitDemoDeploy(ctx, cfg, c, app, branch, stdout)
+	return &m, waitDemoDeploy(ctx, cfg, c, app, branch, stdout)
 }
 
 // waitDemoDeploy follows the auto-deploy the build started and prints where
@@ -345,5 +374,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w (is `make run` running?)", err)
 	}
 	defer c.Close()
-	return runDemoBuild(ctx, cfg, c, *source, stdout)
+	_, err = runDemoBuild(ctx, cfg, c, *source, stdout)
+	return err
 }

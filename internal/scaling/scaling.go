@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/internal/config"
@@ -48,13 +49,39 @@ func (s *Starter) Handle(ctx context.Context, body []byte) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: group %q is not declared in the groups section", server.ErrIgnoredEvent, a.Group)
 	}
+	return s.startReadiness(ctx, group, *a)
+}
+
+// Notify starts (or joins) the readiness run of a lifecycle action a
+// provider reports directly — the docker fleet provider's controller calls
+// it for every instance it holds in a :Wait state, where AWS would send an
+// EventBridge event. The workflow id is the one the event would get, so a
+// controller that reports the same action again after a restart joins the
+// run instead of starting a second one.
+func (s *Starter) Notify(ctx context.Context, a fleet.LifecycleAction) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	group, ok := s.groupFor(a.Group)
+	if !ok {
+		return fmt.Errorf("lifecycle action for group %q, which no groups: entry of %s names: declare it or stop the provider's group", a.Group, s.Config.File)
+	}
+	_, err := s.startReadiness(ctx, group, a)
+	var done *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &done) {
+		return nil // a run for this action already finished: it decided
+	}
+	return err
+}
+
+func (s *Starter) startReadiness(ctx context.Context, group string, a fleet.LifecycleAction) (string, error) {
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.ReadinessWorkflowID(*a),
+		ID:                       workflows.ReadinessWorkflowID(a),
 		TaskQueue:                s.Config.Temporal.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("readiness of %s (%s) in %s", a.InstanceID, a.WaitState(), group),
-	}, workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: group, Action: *a})
+	}, workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: group, Action: a})
 	if err != nil {
 		return "", err
 	}

@@ -203,6 +203,9 @@ func Run(ctx context.Context, opt Options) error {
 		}
 		w = worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
 		Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
+		if err := startFleet(ctx, cfg, c, logger); err != nil {
+			return err
+		}
 	}
 
 	listen := cfg.Worker.MetricsListen

@@ -1,0 +1,471 @@
+// Command benchfleet measures scaling on the docker fleet provider with the
+// stack the fleet end-to-end tests use (test/fleetstack): a group of 3
+// instances with a warm pool of 1 behind a real nginx on this machine, the
+// control worker (workflows, fleet activities, the provider's controller)
+// as its own process, and a bounded load on the balancer.
+//
+//   - scale-out: from the request (SetDesired) to the first request a new
+//     instance serves through nginx, for a warm-pool instance (a stopped
+//     container started) and a cold launch (a new container), and the part
+//     of it that is mageflow's own orchestration: the total minus the
+//     instance's boot (container start to its agent polling) and the
+//     readiness checks (prepare, switch, PHP reload, warm-up, health);
+//   - a refresh of the 3 instances to a new image: total time, failed
+//     requests, fewest members nginx served.
+//
+// It starts its own Temporal dev server ($TEMPORAL_CLI or ./bin/temporal)
+// and needs Docker with the instance image
+// (internal/fleet/docker/image/build.sh), nginx-light, php-cli and git.
+// Run from the module root: go run ./test/benchfleet
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/fleet"
+	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
+	"github.com/mageflow/mageflow/internal/scaling"
+	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+	"github.com/mageflow/mageflow/test/fleetstack"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+func main() {
+	var (
+		reps    = flag.Int("reps", 3, "scale-outs of each kind (warm, cold)")
+		clients = flag.Int("clients", 4, "concurrent load clients")
+		pause   = flag.Duration("pause", 5*time.Millisecond, "pause of each client between requests")
+		work    = flag.String("dir", "var/bench/fleet", "work directory (emptied first)")
+		keep    = flag.Bool("keep", false, "keep the work directory (config, logs) for a look afterwards")
+	)
+	flag.Parse()
+	// Ctrl-C still removes the containers and stops the daemons.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, 15*time.Minute)
+	defer cancel()
+	_ = os.RemoveAll(*work)
+	err := run(ctx, *reps, *clients, *pause, *work)
+	if !*keep {
+		_ = os.RemoveAll(*work)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchfleet: %v (run with -keep to look at %s)\n", err, *work)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	s       *fleetstack.Stack
+	clients int
+	pause   time.Duration
+}
+
+func run(ctx context.Context, reps, clients int, pause time.Duration, work string) error {
+	dir, err := filepath.Abs(work)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dev, err := startDevServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer dev.Stop()
+	bin, err := fleetstack.BuildStaticWorker(ctx, dir)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	s, err := fleetstack.Start(ctx, fleetstack.Options{
+		Dir: filepath.Join(dir, "stack"), Temporal: dev.FrontendHostPort(), Queue: "bench-fleet",
+		Desired: 3, WarmPool: 1, WorkerBin: bin,
+		Log: func(f string, a ...any) { fmt.Printf("  "+f+"\n", a...) },
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Printf("stack up in %s: group %s, 3 instances + warm pool of 1 behind nginx %s\n\n", time.Since(t0).Round(time.Millisecond), s.GroupName, s.BalancerURL)
+	b := &bench{s: s, clients: clients, pause: pause}
+
+	var warm, cold []scaleOut
+	for i := 0; i < reps; i++ {
+		if err := b.waitPool(ctx, 1); err != nil {
+			return err
+		}
+		r, err := b.scaleOut(ctx, "warm")
+		if err != nil {
+			return fmt.Errorf("warm scale-out %d: %w", i+1, err)
+		}
+		warm = append(warm, r)
+		if err := b.scaleIn(ctx); err != nil {
+			return err
+		}
+	}
+	// No pool: every scale-out is a new container.
+	if err := s.Provider.PutWarmPool(ctx, s.GroupName, fleet.WarmPoolConfig{MinSize: 0, MaxPreparedCapacity: 3, State: fleet.PoolStopped}); err != nil {
+		return err
+	}
+	if err := b.waitPool(ctx, 0); err != nil {
+		return err
+	}
+	for i := 0; i < reps; i++ {
+		r, err := b.scaleOut(ctx, "cold")
+		if err != nil {
+			return fmt.Errorf("cold scale-out %d: %w", i+1, err)
+		}
+		cold = append(cold, r)
+		if err := b.scaleIn(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.Provider.PutWarmPool(ctx, s.GroupName, fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolStopped}); err != nil {
+		return err
+	}
+	if err := b.waitPool(ctx, 1); err != nil {
+		return err
+	}
+	ref, err := b.refresh(ctx)
+	if err != nil {
+		return err
+	}
+
+	fmt.Println("\nScale-out: SetDesired(+1) → first request served by the new instance through nginx")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kind\ttotal\tto launch\tinstance boot\tto readiness start\tchecks\tnginx add\tmageflow orchestration\t")
+	for _, r := range append(append([]scaleOut{}, warm...), cold...) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.kind, sec(r.total), sec(r.toLaunch), sec(r.boot), sec(r.toWorkflow), sec(r.checks), sec(r.nginx), sec(r.orchestration()))
+	}
+	tw.Flush()
+	mw, mc := median(warm, func(r scaleOut) time.Duration { return r.total }), median(cold, func(r scaleOut) time.Duration { return r.total })
+	fmt.Printf("\nmedian total: warm pool %s, cold launch %s, cold/warm %.2f×\n", sec(mw), sec(mc), float64(mc)/float64(mw))
+	fmt.Printf("median mageflow orchestration (total − boot − checks): warm %s, cold %s (goal < 2 s)\n",
+		sec(median(warm, scaleOut.orchestration)), sec(median(cold, scaleOut.orchestration)))
+	fmt.Printf("\nRefresh of 3 instances (batch 1, warm pool 1) under load: %s total, %s, nginx members min %d (desired 3), %d instances launched\n",
+		sec(ref.took), ref.load, ref.minMembers, ref.launched)
+	return nil
+}
+
+// scaleOut is one measured scale-out.
+type scaleOut struct {
+	kind     string
+	instance string
+	total    time.Duration // SetDesired → first request served by it
+	// toWorkflow: SetDesired → ScaleOutReadiness started (controller,
+	// container create/start, notification).
+	toWorkflow time.Duration
+	// toLaunch: SetDesired → the engine's first event for the instance
+	// (the controller's reaction). boot: that event → its agent polling
+	// (seen by the server). checks: Prepare+Switch+ReloadPHP+Warm+Health;
+	// nginx: SetMembers (render, nginx -t, reload, verify).
+	toLaunch, boot, checks, nginx time.Duration
+}
+
+// orchestration is what is neither the instance booting nor the checks.
+func (r scaleOut) orchestration() time.Duration { return r.total - r.boot - r.checks }
+
+func (b *bench) scaleOut(ctx context.Context, kind string) (scaleOut, error) {
+	s := b.s
+	r := scaleOut{kind: kind}
+	g, err := s.Describe(ctx)
+	if err != nil {
+		return r, err
+	}
+	old := map[string]bool{}
+	for _, i := range g.Instances {
+		old[i.ID] = true
+	}
+	events := fleetstack.WatchLaunches(s.Docker, dockerfleet.LabelGroup, s.GroupName)
+	defer events.Stop()
+	load := deploystack.StartLoad(s.BalancerURL, b.clients, b.pause)
+	defer load.Stop()
+	time.Sleep(200 * time.Millisecond)
+
+	t0 := time.Now()
+	if err := s.Provider.SetDesired(ctx, s.GroupName, g.Desired+1, false); err != nil {
+		return r, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	agents := watchAgents(wctx, s, events, old, t0)
+	var served deploystack.Sample
+	for served.Start.IsZero() {
+		for _, smp := range load.Samples() {
+			if smp.OK() && smp.Host != "" && !old[smp.Host] && smp.Start.After(t0) {
+				served = smp
+				break
+			}
+		}
+		if served.Start.IsZero() {
+			select {
+			case <-wctx.Done():
+				return r, fmt.Errorf("no request served by a new instance within 2 minutes (is X-Mageflow-Host the instance id?)")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	load.Stop()
+	r.instance, r.total = served.Host, served.End().Sub(t0)
+
+	// The instance's own time: from the engine's first event for it (a
+	// creation, or a warm container's start) to its agent polling, as the
+	// Temporal server saw it.
+	var launched time.Time
+	for _, e := range append(events.All(), events.Starts()...) {
+		if e.Instance == r.instance && e.At.After(t0) && (launched.IsZero() || e.At.Before(launched)) {
+			launched = e.At
+		}
+	}
+	agentUp := agents()[r.instance]
+	run, hist, err := readiness(ctx, s, r.instance, t0)
+	if err != nil {
+		return r, err
+	}
+	r.toWorkflow = run.Sub(t0)
+	spans := activitySpans(hist)
+	if agentUp.IsZero() {
+		agentUp = spans["CheckAgents"].end // missed by the 50 ms poll
+	}
+	if !launched.IsZero() && agentUp.After(launched) {
+		r.toLaunch, r.boot = launched.Sub(t0), agentUp.Sub(launched)
+	}
+	for _, a := range []string{"Prepare", "Switch", "ReloadPHP", "Warm", "Health"} {
+		r.checks += spans[a].ran
+	}
+	r.nginx = spans["SetMembers"].ran
+	fmt.Printf("  %s scale-out: %s served its first request %s after SetDesired\n", kind, r.instance, sec(r.total))
+	return r, nil
+}
+
+// scaleIn returns the group to 3 and waits until nginx serves 3 and the
+// terminated instance is gone.
+func (b *bench) scaleIn(ctx context.Context) error {
+	s := b.s
+	if err := s.Provider.SetDesired(ctx, s.GroupName, 3, false); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		g, err := s.Describe(wctx)
+		if err != nil {
+			return err
+		}
+		ids, _ := fleetstack.WaitMembers(wctx, s.VerifyURL, func([]string) bool { return true })
+		if len(g.Instances) == 3 && len(ids) == 3 {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("scale-in to 3 did not finish: %d instances, nginx %v", len(g.Instances), ids)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitPool waits until the warm pool holds n prepared (stopped) instances.
+func (b *bench) waitPool(ctx context.Context, n int) error {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return b.s.WaitPool(wctx, n)
+}
+
+type refreshResult struct {
+	took       time.Duration
+	load       deploystack.Summary
+	minMembers int
+	launched   int
+}
+
+func (b *bench) refresh(ctx context.Context) (refreshResult, error) {
+	s := b.s
+	var r refreshResult
+	img, err := s.DeriveImage(ctx, "mageflow/fleet-bench:v2-"+s.GroupName, map[string]string{"/etc/mageflow-image": "v2\n"})
+	if err != nil {
+		return r, err
+	}
+	events := fleetstack.WatchLaunches(s.Docker, dockerfleet.LabelGroup, s.GroupName)
+	defer events.Stop()
+	members := fleetstack.WatchMembers(s.VerifyURL, 20*time.Millisecond)
+	defer members.Stop()
+	load := deploystack.StartLoad(s.BalancerURL, b.clients, b.pause)
+	defer load.Stop()
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	run, err := (&scaling.Starter{Client: s.Client, Config: s.Cfg}).Refresh(rctx, workflows.RefreshInput{Group: s.Group, ImageID: img, Batch: 1, Poll: time.Second})
+	if err != nil {
+		return r, err
+	}
+	if err := run.Get(rctx, nil); err != nil {
+		return r, fmt.Errorf("refresh: %w", err)
+	}
+	r.took = time.Since(t0)
+	time.Sleep(300 * time.Millisecond)
+	r.load = deploystack.Summarize(load.Stop(), nil)
+	r.minMembers = fleetstack.SummarizeMembers(members.Stop()).Min
+	r.launched, _ = events.Count()
+	return r, nil
+}
+
+// watchAgents records, for every instance the engine creates or starts
+// that is not in old, when the Temporal server first lists a poller on its
+// host task queue; the returned func reads the times so far.
+//
+// A warm-pool instance's agent polled before it was stopped: only polls
+// the server received after since count.
+func watchAgents(ctx context.Context, s *fleetstack.Stack, events *fleetstack.Launches, old map[string]bool, since time.Time) func() map[string]time.Time {
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	go func() {
+		for ctx.Err() == nil {
+			for _, e := range append(events.All(), events.Starts()...) {
+				mu.Lock()
+				_, done := seen[e.Instance]
+				mu.Unlock()
+				if done || old[e.Instance] || e.Instance == "" {
+					continue
+				}
+				d, err := s.Client.DescribeTaskQueue(ctx, activities.HostTaskQueue(e.Instance), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+				if err != nil {
+					continue
+				}
+				for _, p := range d.Pollers {
+					if at := p.LastAccessTime.AsTime(); at.After(since) {
+						mu.Lock()
+						if cur, ok := seen[e.Instance]; !ok || at.Before(cur) {
+							seen[e.Instance] = at
+						}
+						mu.Unlock()
+					}
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() map[string]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]time.Time{}
+		for k, v := range seen {
+			out[k] = v
+		}
+		return out
+	}
+}
+
+// readiness finds the ScaleOutReadiness run of instance started after
+// since (a warm instance had one for entering the pool before) and reads
+// its history.
+func readiness(ctx context.Context, s *fleetstack.Stack, instance string, since time.Time) (time.Time, []*historypb.HistoryEvent, error) {
+	prefix := "readiness/" + s.GroupName + "/" + instance + "/"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: "default", PageSize: 200,
+			Query: fmt.Sprintf("WorkflowType = 'ScaleOutReadiness' AND TaskQueue = %q", s.Cfg.Temporal.TaskQueue),
+		})
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		for _, e := range resp.Executions {
+			st := e.StartTime.AsTime()
+			if strings.HasPrefix(e.Execution.WorkflowId, prefix) && st.After(since) && e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+				var hist []*historypb.HistoryEvent
+				it := s.Client.GetWorkflowHistory(ctx, e.Execution.WorkflowId, e.Execution.RunId, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+				for it.HasNext() {
+					ev, err := it.Next()
+					if err != nil {
+						return time.Time{}, nil, err
+					}
+					hist = append(hist, ev)
+				}
+				return st, hist, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, nil, errors.New("no completed ScaleOutReadiness of " + instance + " (visibility lags? look at the Web UI)")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+type span struct {
+	end time.Time     // completion of the activity (last attempt)
+	ran time.Duration // last attempt's start → completion
+}
+
+// activitySpans maps activity type → its (last) run in the history.
+func activitySpans(hist []*historypb.HistoryEvent) map[string]span {
+	types := map[int64]string{}
+	started := map[int64]time.Time{}
+	out := map[string]span{}
+	for _, ev := range hist {
+		switch {
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			types[ev.EventId] = ev.GetActivityTaskScheduledEventAttributes().ActivityType.GetName()
+		case ev.GetActivityTaskStartedEventAttributes() != nil:
+			started[ev.GetActivityTaskStartedEventAttributes().ScheduledEventId] = ev.EventTime.AsTime()
+		case ev.GetActivityTaskCompletedEventAttributes() != nil:
+			id := ev.GetActivityTaskCompletedEventAttributes().ScheduledEventId
+			end := ev.EventTime.AsTime()
+			out[types[id]] = span{end: end, ran: end.Sub(started[id])}
+		}
+	}
+	return out
+}
+
+func startDevServer(ctx context.Context) (*testsuite.DevServer, error) {
+	cli := os.Getenv("TEMPORAL_CLI")
+	if cli == "" {
+		cli, _ = filepath.Abs("bin/temporal")
+	}
+	if _, err := os.Stat(cli); err != nil {
+		return nil, fmt.Errorf("the benchmark needs the Temporal CLI: run `make bin/temporal` from the module root or set TEMPORAL_CLI (%v)", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
+		ExistingPath: cli, LogLevel: "error", SearchAttributes: searchattr.DevServerAttributes(),
+		ClientOptions: &client.Options{Namespace: "default"},
+		ExtraArgs:     []string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"},
+	})
+}
+
+func median(rs []scaleOut, f func(scaleOut) time.Duration) time.Duration {
+	if len(rs) == 0 {
+		return 0
+	}
+	ds := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		ds[i] = f(r)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
