@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -204,7 +205,7 @@ type ReleaseForInstanceInput struct{ App, Env string }
 // deploy of it is running, the one being deployed (Deploying set), so an
 // instance launching mid-deploy never joins on the old code.
 func (f *FleetActivities) ReleaseForInstance(ctx context.Context, in ReleaseForInstanceInput) (*release.Meta, error) {
-	if f.Client != nil {
+	if f.Client != nil && f.deployRunning(ctx, "deploy/"+in.App+"/"+in.Env) {
 		// The deploy workflow's id and status query (workflows.DeployWorkflowID,
 		// workflows.QueryStatus; not imported: workflows imports activities).
 		v, err := f.Client.QueryWorkflow(ctx, "deploy/"+in.App+"/"+in.Env, "", "status")
@@ -230,6 +231,18 @@ func (f *FleetActivities) ReleaseForInstance(ctx context.Context, in ReleaseForI
 		return nil, nil
 	}
 	return st.Release, nil
+}
+
+// deployRunning reports whether the environment's deploy workflow is
+// running now. A closed deploy still answers the status query (with the
+// release it failed or finished with), so the query alone would hand a new
+// instance the release of a deploy that failed.
+func (f *FleetActivities) deployRunning(ctx context.Context, id string) bool {
+	d, err := f.Client.DescribeWorkflow(ctx, id, "")
+	if err != nil || d == nil {
+		return false
+	}
+	return d.Status == enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // PublishImageInput publishes an image as the group's new launch template

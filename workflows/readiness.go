@@ -124,7 +124,9 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Waiting** for the agent of %s", host))
 	agentCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 20 * time.Second, ScheduleToCloseTimeout: wait,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 1.3, MaximumInterval: 15 * time.Second},
+		// The agent usually starts polling within seconds of the launch:
+		// look again soon, then back off.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 300 * time.Millisecond, BackoffCoefficient: 1.5, MaximumInterval: 15 * time.Second},
 	})
 	if err := workflow.ExecuteActivity(agentCtx, deployActs.CheckAgents, activities.CheckAgentsInput{Hosts: []string{host}}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("its agent did not poll within %s: %w", wait, err)
@@ -153,8 +155,11 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 		}
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Checking** %s (health, warm-up)", host))
-	// OPcache warm-up: best effort, the health check below decides.
-	_ = workflow.ExecuteActivity(hostCtx(ctx, host, 5*time.Minute, 0), hostActs.Warm, activities.WarmInput{HostTarget: t, Paths: []string{"/"}}).Get(ctx, nil)
+	// OPcache warm-up: best effort and a single attempt; the health check
+	// below decides, so
+	// a broken instance must not spend a minute in warm-up retries first.
+	warmCtx := workflow.WithRetryPolicy(hostCtx(ctx, host, 5*time.Minute, 0), temporal.RetryPolicy{MaximumAttempts: 1})
+	_ = workflow.ExecuteActivity(warmCtx, hostActs.Warm, activities.WarmInput{HostTarget: t, Paths: []string{"/"}}).Get(ctx, nil)
 	var hr activities.HealthResult
 	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hostActs.Health, activities.HealthInput{
 		HostTarget: t, Paths: []string{"/"}, ExpectRelease: res.ReleaseID}).Get(ctx, &hr); err != nil {
