@@ -26,10 +26,11 @@ export TEMPORAL_CLI := $(BIN)/temporal
 # image has no Go toolchain nor this machine's libc).
 export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
 
-.PHONY: demo-push run test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
+.PHONY: demo-push run run-fleet test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
+	@echo "make run-fleet    make run plus a docker group of 2 (+1 warm) behind nginx: scale-out and image refresh"
 	@echo "make test         install what the tests need and run the whole suite"
 	@echo "make bench        run the benchmarks and print their figures"
 	@echo "make build        build bin/mageflow and bin/mageflow-worker"
@@ -37,6 +38,12 @@ help:
 
 run: deps $(BIN)/temporal builder-image build
 	$(BIN)/mageflow dev --temporal-cli $(BIN)/temporal
+
+# The same plus the docker fleet demo: a group of 2 instances and a warm pool
+# of 1 behind a local nginx (mageflow.fleet.yaml); shows a scale-out through
+# ScaleOutReadiness and a WarmPoolImageRefresh, printing Web UI links.
+run-fleet: deps $(BIN)/temporal builder-image fleet-image build
+	$(BIN)/mageflow dev --config mageflow.fleet.yaml --temporal-cli $(BIN)/temporal --fleet
 
 # With `make run` running: push one more demo commit; it builds and deploys
 # to staging with zero downtime.
@@ -100,12 +107,14 @@ compose-config:
 
 # Benchmarks print figures with a baseline from the same run (git rev-list,
 # tar -czf, /healthz). Generated data is cached under var/bench.
-bench: deps
+bench: deps fleet-image $(BIN)/mageflow-worker-static
 	$(GO) run ./internal/gitmeta/cmd/bench-buildnumber -commits 100000 -dir $(VAR)/bench
 	$(GO) run ./internal/artifact/cmd/bench-package
 	$(GO) run ./internal/server/cmd/bench-webhook
 	$(GO) test ./internal/server -run '^$$' -bench BenchmarkHook -benchmem
 	$(GO) run ./test/benchdeploy
+	$(GO) run ./test/benchfleet
+	$(GO) test ./internal/m1audit -run '^$$' -bench 'Audit|ScanFiles' -benchtime 3x
 
 FUZZTIME ?= 30s
 fuzz:

@@ -488,6 +488,7 @@ func (c *Config) applyDefaults(base string) {
 				g.Host.URL = "http://127.0.0.1"
 			}
 			hosts = append(hosts, &g.Host)
+			rel(&g.Balancer.File)
 			if g.Provider == "docker" {
 				g.dockerDefaults(c.Worker.WorkDir, rel)
 			}
@@ -500,6 +501,10 @@ func (c *Config) applyDefaults(base string) {
 		rel(&h.Root)
 		rel(&h.PHPFPM.PIDFile)
 		rel(&h.PHPFPM.Config)
+		rel(&h.Nginx.Prefix)
+		rel(&h.Nginx.Conf)
+		rel(&h.Nginx.PIDFile)
+		rel(&h.Nginx.ErrorLog)
 		if !strings.Contains(h.PHPFPM.Socket, ":") {
 			rel(&h.PHPFPM.Socket)
 		}

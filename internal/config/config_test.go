@@ -60,10 +60,34 @@ func TestExampleLoads(t *testing.T) {
 }
 
 func TestShippedConfigLoads(t *testing.T) {
-	c, err := config.Load("../../mageflow.yaml", false)
+	for _, f := range []string{"../../mageflow.yaml", "../../mageflow.fleet.yaml"} {
+		c, err := config.Load(f, false)
+		require.NoError(t, err, f)
+		_, err = c.App("demo")
+		require.NoError(t, err, f)
+	}
+}
+
+func TestBalancerPathsResolveAgainstTheConfigFile(t *testing.T) {
+	c, err := parse(t, `hosts:
+  lb: {root: ./lb, nginx: {prefix: ./web/lb, conf: ./web/lb/nginx.conf, pid_file: ./web/lb/nginx.pid, error_log: ./web/lb/error.log, binary: nginx}}
+groups:
+  web:
+    provider: aws
+    name: asg-web
+    host: {root: /srv/mageflow}
+    balancer: {host: lb, file: ./web/lb/upstream-web.conf, upstream: web}
+`)
 	require.NoError(t, err)
-	_, err = c.App("demo")
-	require.NoError(t, err)
+	dir := filepath.Dir(c.File)
+	n := c.Hosts["lb"].Nginx
+	require.Equal(t, filepath.Join(dir, "web/lb"), n.Prefix)
+	require.Equal(t, filepath.Join(dir, "web/lb/nginx.conf"), n.Conf)
+	require.Equal(t, filepath.Join(dir, "web/lb/nginx.pid"), n.PIDFile)
+	require.Equal(t, filepath.Join(dir, "web/lb/error.log"), n.ErrorLog)
+	require.Equal(t, "nginx", n.Binary, "a binary name is looked up on PATH, not resolved")
+	require.Equal(t, filepath.Join(dir, "web/lb/upstream-web.conf"), c.Groups["web"].Balancer.File)
+	require.Equal(t, "/srv/mageflow", c.Groups["web"].Host.Root)
 }
 
 func TestErrorsNameFileLineAndHint(t *testing.T) {
