@@ -123,8 +123,14 @@ func dockerGroup(cfg *config.Config, key string) (dockerfleet.Options, *dockerfl
 			env[k] = true
 		}
 	}
-	if cfg.File != "" {
-		setEnv(config.EnvFile, cfg.File)
+	// The config is mounted at its absolute path: a relative one (mageflow
+	// dev --config mageflow.fleet.yaml) means nothing inside a container.
+	file := cfg.File
+	if file != "" {
+		if abs, err := filepath.Abs(file); err == nil {
+			file = abs
+		}
+		setEnv(config.EnvFile, file)
 	}
 	setEnv("TEMPORAL_ADDRESS", cfg.Temporal.Address)
 	setEnv("TEMPORAL_NAMESPACE", cfg.Temporal.Namespace)
@@ -149,7 +155,7 @@ func dockerGroup(cfg *config.Config, key string) (dockerfleet.Options, *dockerfl
 		spec.Mounts = append(spec.Mounts, p+":"+p+":ro")
 		mounted[p] = true
 	}
-	ro(cfg.File)
+	ro(file)
 	if cfg.Artifacts.S3 == nil {
 		ro(cfg.Artifacts.Dir)
 	}
