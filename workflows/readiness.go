@@ -125,8 +125,9 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 	agentCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 20 * time.Second, ScheduleToCloseTimeout: wait,
 		// The agent usually starts polling within seconds of the launch:
-		// look again soon, then back off.
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 300 * time.Millisecond, BackoffCoefficient: 1.5, MaximumInterval: 15 * time.Second},
+		// look again every second at most (retries add no history events;
+		// each is one DescribeTaskQueue call).
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 300 * time.Millisecond, BackoffCoefficient: 1.5, MaximumInterval: time.Second},
 	})
 	if err := workflow.ExecuteActivity(agentCtx, deployActs.CheckAgents, activities.CheckAgentsInput{Hosts: []string{host}}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("its agent did not poll within %s: %w", wait, err)

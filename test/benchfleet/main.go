@@ -5,8 +5,11 @@
 // as its own process, and a bounded load on the balancer.
 //
 //   - scale-out: from the request (SetDesired) to the first request a new
-//     instance serves through nginx, for a warm-pool instance (a stopped
-//     container started) and a cold launch (a new container), and the part
+//     instance serves through nginx, per kind (-kinds): warm-stopped (a
+//     stopped pool container started: the instance boots again, but its
+//     release is already prepared), warm-running (a running pool
+//     container moved into service: no boot, agent already polling,
+//     php-fpm and OPcache warm) and cold (a new container); and the part
 //     of it that is mageflow's own orchestration: the total minus the
 //     instance's boot (container start to its agent polling) and the
 //     readiness checks (prepare, switch, PHP reload, warm-up, health);
@@ -52,7 +55,8 @@ import (
 
 func main() {
 	var (
-		reps    = flag.Int("reps", 3, "scale-outs of each kind (warm, cold)")
+		reps    = flag.Int("reps", 3, "scale-outs of each kind")
+		kindsF  = flag.String("kinds", "warm-stopped,warm-running,cold", "kinds of scale-out, in order: warm-stopped (pool state Stopped), warm-running (Running), warm-hibernated (Hibernated: paused containers), cold (no pool)")
 		clients = flag.Int("clients", 4, "concurrent load clients")
 		pause   = flag.Duration("pause", 5*time.Millisecond, "pause of each client between requests")
 		work    = flag.String("dir", "var/bench/fleet", "work directory (emptied first)")
@@ -65,7 +69,14 @@ func main() {
 	ctx, cancel := context.WithTimeout(sctx, 15*time.Minute)
 	defer cancel()
 	_ = os.RemoveAll(*work)
-	err := run(ctx, *reps, *clients, *pause, *work)
+	kinds := strings.Split(*kindsF, ",")
+	for _, k := range kinds {
+		if _, n := kindPool(k); n < 0 {
+			fmt.Fprintf(os.Stderr, "benchfleet: unknown kind %q in -kinds (use warm-stopped, warm-running, warm-hibernated, cold)\n", k)
+			os.Exit(2)
+		}
+	}
+	err := run(ctx, kinds, *reps, *clients, *pause, *work)
 	if !*keep {
 		_ = os.RemoveAll(*work)
 	}
@@ -81,7 +92,7 @@ type bench struct {
 	pause   time.Duration
 }
 
-func run(ctx context.Context, reps, clients int, pause time.Duration, work string) error {
+func run(ctx context.Context, kinds []string, reps, clients int, pause time.Duration, work string) error {
 	dir, err := filepath.Abs(work)
 	if err != nil {
 		return err
@@ -111,41 +122,33 @@ func run(ctx context.Context, reps, clients int, pause time.Duration, work strin
 	fmt.Printf("stack up in %s: group %s, 3 instances + warm pool of 1 behind nginx %s\n\n", time.Since(t0).Round(time.Millisecond), s.GroupName, s.BalancerURL)
 	b := &bench{s: s, clients: clients, pause: pause}
 
-	var warm, cold []scaleOut
-	for i := 0; i < reps; i++ {
-		if err := b.waitPool(ctx, 1); err != nil {
-			return err
+	// The stack starts with a Stopped pool of 1. Each kind gets its own
+	// pool: drain the pool, then (for warm kinds) put the new one and wait
+	// until its instance went through the warm-pool entry readiness.
+	results := map[string][]scaleOut{}
+	for _, kind := range kinds {
+		pool, n := kindPool(kind)
+		if err := b.setPool(ctx, pool, n); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
 		}
-		r, err := b.scaleOut(ctx, "warm")
-		if err != nil {
-			return fmt.Errorf("warm scale-out %d: %w", i+1, err)
-		}
-		warm = append(warm, r)
-		if err := b.scaleIn(ctx); err != nil {
-			return err
+		for i := 0; i < reps; i++ {
+			if err := b.waitPool(ctx, pool.State, n); err != nil {
+				return err
+			}
+			r, err := b.scaleOut(ctx, kind)
+			if err != nil {
+				return fmt.Errorf("%s scale-out %d: %w", kind, i+1, err)
+			}
+			results[kind] = append(results[kind], r)
+			if err := b.scaleIn(ctx); err != nil {
+				return err
+			}
 		}
 	}
-	// No pool: every scale-out is a new container.
-	if err := s.Provider.PutWarmPool(ctx, s.GroupName, fleet.WarmPoolConfig{MinSize: 0, MaxPreparedCapacity: 3, State: fleet.PoolStopped}); err != nil {
+	if err := b.setPool(ctx, fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolStopped}, 1); err != nil {
 		return err
 	}
-	if err := b.waitPool(ctx, 0); err != nil {
-		return err
-	}
-	for i := 0; i < reps; i++ {
-		r, err := b.scaleOut(ctx, "cold")
-		if err != nil {
-			return fmt.Errorf("cold scale-out %d: %w", i+1, err)
-		}
-		cold = append(cold, r)
-		if err := b.scaleIn(ctx); err != nil {
-			return err
-		}
-	}
-	if err := s.Provider.PutWarmPool(ctx, s.GroupName, fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolStopped}); err != nil {
-		return err
-	}
-	if err := b.waitPool(ctx, 1); err != nil {
+	if err := b.waitPool(ctx, fleet.PoolStopped, 1); err != nil {
 		return err
 	}
 	ref, err := b.refresh(ctx)
@@ -155,15 +158,32 @@ func run(ctx context.Context, reps, clients int, pause time.Duration, work strin
 
 	fmt.Println("\nScale-out: SetDesired(+1) → first request served by the new instance through nginx")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\ttotal\tto launch\tinstance boot\tto readiness start\tchecks\tnginx add\tmageflow orchestration\t")
-	for _, r := range append(append([]scaleOut{}, warm...), cold...) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.kind, sec(r.total), sec(r.toLaunch), sec(r.boot), sec(r.toWorkflow), sec(r.checks), sec(r.nginx), sec(r.orchestration()))
+	fmt.Fprintln(tw, "kind\ttotal\tto launch\tinstance boot\tto readiness start\tagent polls at\tprepare starts at\tprepare\tswitch+reload\twarm+health\tnginx add\tmageflow orchestration\t")
+	for _, kind := range kinds {
+		for _, r := range results[kind] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.kind, sec(r.total), sec(r.toLaunch), sec(r.boot), sec(r.toWorkflow),
+				sec(r.agentAt), sec(r.prepareAt), sec(r.prepare), sec(r.switchReload), sec(r.checks-r.prepare-r.switchReload), sec(r.nginx), sec(r.orchestration()))
+		}
 	}
 	tw.Flush()
-	mw, mc := median(warm, func(r scaleOut) time.Duration { return r.total }), median(cold, func(r scaleOut) time.Duration { return r.total })
-	fmt.Printf("\nmedian total: warm pool %s, cold launch %s, cold/warm %.2f×\n", sec(mw), sec(mc), float64(mc)/float64(mw))
-	fmt.Printf("median mageflow orchestration (total − boot − checks): warm %s, cold %s (goal < 2 s)\n",
-		sec(median(warm, scaleOut.orchestration)), sec(median(cold, scaleOut.orchestration)))
+	fmt.Println("\nMedians (3 runs each unless -reps says otherwise)")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kind\ttotal\tcold/kind\tinstance boot\tchecks\tprepare\tmageflow orchestration\t")
+	cold := median(results["cold"], func(r scaleOut) time.Duration { return r.total })
+	for _, kind := range kinds {
+		rs := results[kind]
+		tot := median(rs, func(r scaleOut) time.Duration { return r.total })
+		ratio := "-"
+		if cold > 0 && tot > 0 {
+			ratio = fmt.Sprintf("%.2f×", float64(cold)/float64(tot))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", kind, sec(tot), ratio,
+			sec(median(rs, func(r scaleOut) time.Duration { return r.boot })),
+			sec(median(rs, func(r scaleOut) time.Duration { return r.checks })),
+			sec(median(rs, func(r scaleOut) time.Duration { return r.prepare })),
+			sec(median(rs, scaleOut.orchestration)))
+	}
+	tw.Flush()
 	fmt.Printf("\nRefresh of 3 instances (batch 1, warm pool 1) under load: %s total, %s, nginx members min %d (desired 3), %d instances launched\n",
 		sec(ref.took), ref.load, ref.minMembers, ref.launched)
 	return nil
@@ -182,6 +202,54 @@ type scaleOut struct {
 	// (seen by the server). checks: Prepare+Switch+ReloadPHP+Warm+Health;
 	// nginx: SetMembers (render, nginx -t, reload, verify).
 	toLaunch, boot, checks, nginx time.Duration
+	// prepare and switchReload are parts of checks: Prepare (download,
+	// extract, link — or "already prepared"), Switch + ReloadPHP.
+	prepare, switchReload time.Duration
+	// agentAt, prepareAt: SetDesired → the agent polling, → Prepare
+	// starting on it. Prepare is scheduled once CheckAgents passed; the
+	// gap says how long the host's first task waited for the agent.
+	agentAt, prepareAt time.Duration
+}
+
+// kindPool is the warm pool a kind of scale-out takes its instance from
+// and the number of prepared instances to wait for (-1: unknown kind).
+// The cold kind has no pool (MinSize 0, prepared capacity = desired).
+func kindPool(kind string) (fleet.WarmPoolConfig, int) {
+	switch kind {
+	case "warm-stopped":
+		return fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolStopped}, 1
+	case "warm-running":
+		return fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolRunning}, 1
+	case "warm-hibernated":
+		return fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolHibernated}, 1
+	case "cold":
+		return fleet.WarmPoolConfig{MinSize: 0, MaxPreparedCapacity: 3, State: fleet.PoolStopped}, 0
+	}
+	return fleet.WarmPoolConfig{}, -1
+}
+
+// setPool puts the warm pool a kind needs. Instances already in the pool
+// keep the state they were put in with, so the pool is emptied first when
+// the state changes: a Running pool must not hand out a stopped instance.
+func (b *bench) setPool(ctx context.Context, cfg fleet.WarmPoolConfig, n int) error {
+	s := b.s
+	g, err := s.Describe(ctx)
+	if err != nil {
+		return err
+	}
+	if g.WarmPool != nil && g.WarmPool.State != cfg.State && len(g.WarmPool.Instances) > 0 {
+		drain := fleet.WarmPoolConfig{MinSize: 0, MaxPreparedCapacity: g.Desired, State: g.WarmPool.State}
+		if err := s.Provider.PutWarmPool(ctx, s.GroupName, drain); err != nil {
+			return err
+		}
+		if err := b.waitPool(ctx, drain.State, 0); err != nil {
+			return err
+		}
+	}
+	if err := s.Provider.PutWarmPool(ctx, s.GroupName, cfg); err != nil {
+		return err
+	}
+	return b.waitPool(ctx, cfg.State, n)
 }
 
 // orchestration is what is neither the instance booting nor the checks.
@@ -249,12 +317,23 @@ func (b *bench) scaleOut(ctx context.Context, kind string) (scaleOut, error) {
 	if agentUp.IsZero() {
 		agentUp = spans["CheckAgents"].end // missed by the 50 ms poll
 	}
+	// A Running pool's instance is neither created nor started (a
+	// Hibernated one is unpaused): no event, no boot — its processes ran
+	// before.
 	if !launched.IsZero() && agentUp.After(launched) {
 		r.toLaunch, r.boot = launched.Sub(t0), agentUp.Sub(launched)
 	}
 	for _, a := range []string{"Prepare", "Switch", "ReloadPHP", "Warm", "Health"} {
 		r.checks += spans[a].ran
 	}
+	r.prepare = spans["Prepare"].ran
+	if !agentUp.IsZero() {
+		r.agentAt = agentUp.Sub(t0)
+	}
+	if p := spans["Prepare"]; !p.end.IsZero() {
+		r.prepareAt = p.end.Add(-p.ran).Sub(t0)
+	}
+	r.switchReload = spans["Switch"].ran + spans["ReloadPHP"].ran
 	r.nginx = spans["SetMembers"].ran
 	fmt.Printf("  %s scale-out: %s served its first request %s after SetDesired\n", kind, r.instance, sec(r.total))
 	return r, nil
@@ -286,11 +365,41 @@ func (b *bench) scaleIn(ctx context.Context) error {
 	}
 }
 
-// waitPool waits until the warm pool holds n prepared (stopped) instances.
-func (b *bench) waitPool(ctx context.Context, n int) error {
+// waitPool waits until the warm pool holds exactly n instances, all
+// prepared (through the warm-pool entry readiness) and in state.
+func (b *bench) waitPool(ctx context.Context, state fleet.PoolState, n int) error {
+	want := fleet.StateWarmedStopped
+	switch state {
+	case fleet.PoolRunning:
+		want = fleet.StateWarmedRunning
+	case fleet.PoolHibernated:
+		want = fleet.StateWarmedHibernated
+	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	return b.s.WaitPool(wctx, n)
+	for {
+		g, err := b.s.Describe(wctx)
+		if err != nil {
+			return err
+		}
+		got, all := 0, 0
+		if g.WarmPool != nil {
+			all = len(g.WarmPool.Instances)
+			for _, i := range g.WarmPool.Instances {
+				if i.LifecycleState == want {
+					got++
+				}
+			}
+		}
+		if got == n && all == n {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("the warm pool never held %d instances in %s (%d of %d)", n, want, got, all)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 type refreshResult struct {

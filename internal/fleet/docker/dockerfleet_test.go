@@ -2,13 +2,23 @@ package dockerfleet_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/internal/fleet"
@@ -442,4 +452,232 @@ func TestNotifyRetried(t *testing.T) {
 	e.reconcile()
 	require.Empty(t, e.box.take())
 	require.NoError(t, e.p.CompleteLifecycleAction(ctx, got[0], fleet.Continue))
+}
+
+// Running pools: instances wait running (agent polling, php-fpm and its
+// OPcache warm) with their address, and scale-out moves one into service
+// without stopping or restarting its container — the whole point of the
+// Running state — with a WarmPool → AutoScalingGroup action.
+func TestRunningWarmPool(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.spec()
+	s.Max = 3
+	s.WarmPool = &fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 1, State: fleet.PoolRunning}
+	s.LaunchHook = &dockerfleet.Hook{Name: "launch", Timeout: time.Minute, Default: fleet.Continue}
+	require.NoError(t, e.p.EnsureGroup(ctx, s))
+	e.reconcile()
+	got := e.box.take()
+	require.Len(t, got, 1)
+	require.True(t, got[0].EntersWarmPool(), "%+v", got[0])
+	id := got[0].InstanceID
+	before, ok := e.container(id)
+	require.True(t, ok)
+	require.NoError(t, e.p.CompleteLifecycleAction(ctx, got[0], fleet.Continue))
+	e.reconcile()
+
+	g := e.describe()
+	require.Empty(t, g.Instances)
+	require.Len(t, g.WarmPool.Instances, 1)
+	w := g.WarmPool.Instances[0]
+	require.Equal(t, fleet.StateWarmedRunning, w.LifecycleState)
+	require.NotEmpty(t, w.PrivateIP, "a running warm instance keeps its address")
+	require.Equal(t, id, get(t, w.PrivateIP), "it keeps running in the pool")
+	info, _ := e.container(id)
+	require.True(t, info.State.Running)
+	require.False(t, info.State.Paused)
+	require.Equal(t, before.State.StartedAt, info.State.StartedAt, "not restarted on entering the pool")
+
+	// Scale out: the running instance goes in as it is.
+	require.NoError(t, e.p.SetDesired(ctx, e.group, 1, false))
+	e.reconcile()
+	g = e.describe()
+	require.Len(t, g.Instances, 1)
+	in := g.Instances[0]
+	require.Equal(t, id, in.ID, "taken from the warm pool, not launched cold")
+	require.Equal(t, fleet.StatePendingWait, in.LifecycleState)
+	require.Equal(t, w.PrivateIP, in.PrivateIP)
+	info, _ = e.container(id)
+	require.Equal(t, before.ID, info.ID, "not re-created")
+	require.True(t, info.State.Running)
+	require.Equal(t, before.State.StartedAt, info.State.StartedAt, "moved into service without a restart")
+	got = e.box.take()
+	var out fleet.LifecycleAction
+	for _, a := range got {
+		if a.InstanceID == id {
+			out = a
+		} else {
+			require.True(t, a.EntersWarmPool(), "only the refill may be notified besides: %+v", a)
+		}
+	}
+	require.Equal(t, fleet.PlaceWarmPool, out.Origin)
+	require.True(t, out.EntersService())
+	require.NoError(t, e.p.CompleteLifecycleAction(ctx, out, fleet.Continue))
+	e.reconcile()
+	require.Equal(t, fleet.StateInService, e.states()[id])
+	info, _ = e.container(id)
+	require.Equal(t, before.State.StartedAt, info.State.StartedAt)
+}
+
+// slowEngine delays the engine calls match selects: an engine busy with
+// other containers (a docker stop can take its whole stop timeout).
+type slowEngine struct {
+	next  http.RoundTripper
+	match func(*http.Request) bool
+	delay time.Duration
+}
+
+func (s slowEngine) RoundTrip(r *http.Request) (*http.Response, error) {
+	if s.match(r) {
+		time.Sleep(s.delay)
+	}
+	return s.next.RoundTrip(r)
+}
+
+// slowClient is a docker client on the engine's unix socket whose calls
+// selected by match take delay longer.
+func slowClient(t *testing.T, match func(*http.Request) bool, delay time.Duration) *client.Client {
+	t.Helper()
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = client.DefaultDockerHost
+	}
+	sock := strings.TrimPrefix(host, "unix://")
+	require.True(t, strings.HasPrefix(sock, "/"), "this test talks to the engine over its unix socket; DOCKER_HOST is %q", host)
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithHTTPClient(&http.Client{Transport: slowEngine{next: tr, match: match, delay: delay}}), client.WithAPIVersionNegotiation())
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// A warm instance leaving a Running pool is notified (its readiness can
+// start) as soon as its own container is confirmed, not after the docker
+// work for other instances in the same pass — here the removal of the
+// instance it replaces; the two are independent, as on AWS. Before, a
+// round recorded all outcomes together, so the launch waited for the
+// slowest container of the round.
+func TestWarmLaunchNotWaitingForOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.spec()
+	s.Max, s.Desired = 3, 1
+	s.WarmPool = &fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 1, State: fleet.PoolRunning}
+	require.NoError(t, e.p.EnsureGroup(ctx, s)) // no hooks: straight to InService / Warmed:Running
+	e.reconcile()
+	g := e.describe()
+	require.Len(t, g.Instances, 1)
+	require.Len(t, g.WarmPool.Instances, 1)
+	old, warm := g.Instances[0].ID, g.WarmPool.Instances[0].ID
+	require.Equal(t, fleet.StateWarmedRunning, g.WarmPool.Instances[0].LifecycleState)
+
+	const delay = 3 * time.Second
+	slow := slowClient(t, func(r *http.Request) bool {
+		return r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/containers/")
+	}, delay)
+	var (
+		mu       sync.Mutex
+		notified = map[string]time.Duration{}
+		t0       time.Time
+	)
+	p, err := dockerfleet.New(dockerfleet.Options{StateDir: e.dir, Network: e.network, Docker: slow, Now: e.clk.Now,
+		Notify: func(_ context.Context, a fleet.LifecycleAction) error {
+			mu.Lock()
+			if _, ok := notified[a.InstanceID]; !ok {
+				notified[a.InstanceID] = time.Since(t0)
+			}
+			mu.Unlock()
+			return nil
+		}})
+	require.NoError(t, err)
+	s.LaunchHook = &dockerfleet.Hook{Name: "launch", Timeout: time.Minute, Default: fleet.Continue}
+	require.NoError(t, p.EnsureGroup(ctx, s))
+	require.NoError(t, p.Terminate(ctx, old, false)) // replaced: the warm instance goes in
+	t0 = time.Now()
+	require.NoError(t, p.Reconcile(ctx, e.group))
+	took := time.Since(t0)
+	require.GreaterOrEqual(t, took, delay, "the pass removed the old instance through the slow engine")
+
+	g = e.describe()
+	require.Len(t, g.Instances, 1)
+	require.Equal(t, warm, g.Instances[0].ID)
+	require.Equal(t, fleet.StatePendingWait, g.Instances[0].LifecycleState)
+	_, exists := e.container(old)
+	require.False(t, exists)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, notified, warm)
+	require.Less(t, notified[warm], delay/2, "the warm launch was notified only after the old instance's removal (%s, pass %s)", notified[warm], took)
+}
+
+// The pool's refill is created only once the instances leaving the pool
+// in the same pass are started: on one machine its create + start would
+// compete with theirs for the engine. It still happens in that pass.
+func TestRefillAfterWarmStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.spec()
+	s.Max = 3
+	s.WarmPool = &fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 1}
+	require.NoError(t, e.p.EnsureGroup(ctx, s))
+	e.reconcile()
+	g := e.describe()
+	require.Len(t, g.WarmPool.Instances, 1)
+	warm := g.WarmPool.Instances[0].ID
+	require.Equal(t, fleet.StateWarmedStopped, g.WarmPool.Instances[0].LifecycleState)
+
+	// Starts take a second longer: without the ordering the refill would
+	// be created while the warm instance is still starting.
+	slow := slowClient(t, func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/start")
+	}, time.Second)
+	p, err := dockerfleet.New(dockerfleet.Options{StateDir: e.dir, Network: e.network, Docker: slow, Now: e.clk.Now})
+	require.NoError(t, err)
+	since := time.Now().Add(-time.Second)
+	require.NoError(t, p.SetDesired(ctx, e.group, 1, false))
+	require.NoError(t, p.Reconcile(ctx, e.group))
+	until := time.Now().Add(time.Second)
+	g = e.describe()
+	require.Len(t, g.Instances, 1)
+	require.Equal(t, warm, g.Instances[0].ID)
+	require.Len(t, g.WarmPool.Instances, 1, "refilled in the same pass")
+	refill := g.WarmPool.Instances[0].ID
+	require.Equal(t, fleet.StateWarmedStopped, g.WarmPool.Instances[0].LifecycleState)
+
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msgs, errs := e.cli.Events(ectx, events.ListOptions{
+		Since: fmt.Sprint(since.Unix()), Until: fmt.Sprint(until.Unix() + 1),
+		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("label", dockerfleet.LabelGroup+"="+e.group)),
+	})
+	var order []string // "<action> <instance>" in engine order
+	for done := false; !done; {
+		select {
+		case m := <-msgs:
+			if m.Action == events.ActionCreate || m.Action == events.ActionStart {
+				order = append(order, string(m.Action)+" "+m.Actor.Attributes[dockerfleet.LabelInstance])
+			}
+		case err := <-errs:
+			if err != nil && !errors.Is(err, io.EOF) {
+				require.NoError(t, err)
+			}
+			done = true
+		}
+	}
+	// The warm instance's last start is the scale-out's (the first was its
+	// preparation on entering the pool).
+	iStart, iCreate := -1, slices.Index(order, "create "+refill)
+	for i, ev := range order {
+		if ev == "start "+warm {
+			iStart = i
+		}
+	}
+	require.GreaterOrEqual(t, iStart, 0, "events: %v", order)
+	require.GreaterOrEqual(t, iCreate, 0, "events: %v", order)
+	require.Less(t, iStart, iCreate, "the refill was created before the warm instance had started: %v", order)
 }

@@ -77,23 +77,51 @@ func (p *Provider) Reconcile(ctx context.Context, group string) error {
 		if err != nil {
 			return p.wrap("Reconcile", group, err)
 		}
-		outs := p.run(ctx, tasks)
-		changed := false
-		err = p.update(group, false, func(st *groupState) error {
-			changed = st.apply(outs, p.opts.Now())
-			return nil
-		})
-		if err != nil {
-			return p.wrap("Reconcile", group, err)
+		// An outcome that moves its instance on (a launch, a container
+		// stopped into the pool, a removal) is recorded and its actions
+		// notified as soon as its own docker work is done: a warm instance
+		// leaving the pool (no docker work when Running, a start when
+		// Stopped) must not wait for other instances' containers in the
+		// same round — on AWS they are independent. The rest (addresses,
+		// health of steady members) is recorded once, at the end.
+		var (
+			mu      sync.Mutex // changed, errs, steady; and one notify at a time
+			changed bool
+			errs    []error
+			steady  []outcome
+		)
+		record := func(outs []outcome) {
+			var ch bool
+			err := p.update(group, false, func(st *groupState) error {
+				ch = st.apply(outs, p.opts.Now())
+				return nil
+			})
+			changed = changed || ch
+			if err != nil {
+				errs = append(errs, p.wrap("Reconcile", group, err))
+			}
+			if ch {
+				_ = p.notify(ctx, group) // a failure is sent again below
+			}
 		}
-		if nerr := p.notify(ctx, group); nerr != nil {
-			return nerr
-		}
-		var errs []error
-		for _, o := range outs {
+		p.run(ctx, tasks, func(o outcome) {
+			mu.Lock()
+			defer mu.Unlock()
 			if o.err != nil {
 				errs = append(errs, fmt.Errorf("instance %s: %w", o.id, o.err))
 			}
+			if !advances(o.planned) {
+				steady = append(steady, o)
+				return
+			}
+			record([]outcome{o})
+		})
+		if len(steady) > 0 {
+			record(steady)
+		}
+		// Also sends what an earlier pass failed to deliver.
+		if nerr := p.notify(ctx, group); nerr != nil {
+			return nerr
 		}
 		if len(errs) > 0 {
 			return p.wrap("Reconcile", group, errors.Join(errs...))
@@ -150,6 +178,16 @@ func ready(m *member) bool {
 	return false
 }
 
+// advances reports whether a member planned in state s moves to another
+// state once its container reached what the plan wanted (see apply).
+func advances(s fleet.LifecycleState) bool {
+	switch s {
+	case fleet.StatePending, "Warmed:Pending", stateWarmedProceed, fleet.StateTerminatingProceed, stateWarmedTerminatingProceed:
+		return true
+	}
+	return false
+}
+
 // plan makes Auto Scaling's decisions on the recorded state and returns
 // the docker work they need.
 func (st *groupState) plan(group string, now time.Time) []task {
@@ -195,6 +233,7 @@ func (st *groupState) plan(group string, now time.Time) []task {
 		}
 	}
 	// Scale out: from the warm pool first (current version, then oldest).
+	fromPool := 0
 	if liveN < st.Desired {
 		var warm []*member
 		for _, m := range st.Members {
@@ -214,6 +253,7 @@ func (st *groupState) plan(group string, now time.Time) []task {
 			}
 			m.State, m.Origin = fleet.StatePending, fleet.PlaceWarmPool
 			liveN++
+			fromPool++
 		}
 		for ; liveN < st.Desired; liveN++ {
 			st.Members = append(st.Members, &member{
@@ -266,7 +306,10 @@ func (st *groupState) plan(group string, now time.Time) []task {
 			pool = append(pool, m)
 		}
 	}
-	for n := len(pool); n < target; n++ {
+	// The refill waits for the next round when instances leave the pool
+	// in this one: on one machine its create + start would compete with
+	// their start for the engine (AWS refills on other hardware).
+	for n := len(pool); n < target && fromPool == 0; n++ {
 		st.Members = append(st.Members, &member{
 			ID: newInstanceID(), State: "Warmed:Pending", Health: fleet.HealthHealthy,
 			Version: cur.Number, Image: cur.Image, Created: now, Origin: fleet.PlaceEC2,
@@ -394,22 +437,21 @@ func poolState(st *groupState) fleet.LifecycleState {
 	return fleet.StateWarmedStopped
 }
 
-// run does the tasks, a few at a time.
-func (p *Provider) run(ctx context.Context, tasks []task) []outcome {
-	outs := make([]outcome, len(tasks))
+// run does the tasks, a few at a time, and hands each outcome to done as
+// soon as it is known (done may be called concurrently).
+func (p *Provider) run(ctx context.Context, tasks []task, done func(outcome)) {
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
-	for i, t := range tasks {
+	for _, t := range tasks {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			outs[i] = p.ensure(ctx, t)
+			done(p.ensure(ctx, t))
 		}()
 	}
 	wg.Wait()
-	return outs
 }
 
 // ensure brings the member's container to t.want.
