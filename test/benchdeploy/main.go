@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,7 +23,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/artifact"
@@ -33,10 +31,8 @@ import (
 	"github.com/mageflow/mageflow/internal/deploys"
 	"github.com/mageflow/mageflow/internal/hostops"
 	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/searchattr"
 	"github.com/mageflow/mageflow/internal/store"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
-	"github.com/mageflow/mageflow/test/fixtures"
 )
 
 const app = "benchshop"
@@ -87,13 +83,13 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 	if err := os.RemoveAll(work); err != nil {
 		return err
 	}
-	dev, err := startDevServer(ctx)
+	dev, err := deploystack.StartDevServer(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = dev.Stop() }()
 
-	repo, err := fixtureRepo(filepath.Join(work, "repo"))
+	repo, err := deploystack.FixtureRepo(filepath.Join(work, "repo"))
 	if err != nil {
 		return err
 	}
@@ -183,42 +179,6 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 	}
 	fmt.Printf("\ntotal %s\n", time.Since(began).Round(time.Second))
 	return nil
-}
-
-func startDevServer(ctx context.Context) (*testsuite.DevServer, error) {
-	cli := os.Getenv("TEMPORAL_CLI")
-	if cli == "" {
-		cli, _ = filepath.Abs("bin/temporal")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		return nil, fmt.Errorf("the benchmark needs the Temporal CLI: run `make bin/temporal` from the module root or set TEMPORAL_CLI (%v)", err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
-		ExistingPath: cli, LogLevel: "error", SearchAttributes: searchattr.DevServerAttributes(),
-		ClientOptions: &client.Options{Namespace: "default"},
-	})
-}
-
-// fixtureRepo copies the Magento 2 fixture into dir as a git repository
-// with one commit on main (fixtures.Magento2App needs a *testing.T).
-func fixtureRepo(dir string) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	if out, err := exec.Command("cp", "-a", fixtures.Magento2AppSource(), dir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("copy the fixture: %v: %s", err, out)
-	}
-	for _, p := range []string{"vendor", "generated", "pub/static", "var", "app/etc/env.php"} {
-		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
-			return "", err
-		}
-	}
-	if out, err := exec.Command("git", "-C", dir, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("git init: %v: %s", err, out)
-	}
-	return dir, deploystack.Commit(dir, "Add Magento 2 fixture store")
 }
 
 func (b *bench) deploy(ctx context.Context, id string, timeout time.Duration) (*catalog.Deploy, error) {

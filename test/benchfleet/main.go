@@ -40,14 +40,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
 	"github.com/mageflow/mageflow/internal/scaling"
-	"github.com/mageflow/mageflow/internal/searchattr"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/test/fleetstack"
 	"github.com/mageflow/mageflow/workflows"
@@ -100,7 +97,7 @@ func run(ctx context.Context, kinds []string, reps, clients int, pause time.Dura
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	dev, err := startDevServer(ctx)
+	dev, err := deploystack.StartDevServer(ctx)
 	if err != nil {
 		return err
 	}
@@ -546,23 +543,6 @@ func activitySpans(hist []*historypb.HistoryEvent) map[string]span {
 		}
 	}
 	return out
-}
-
-func startDevServer(ctx context.Context) (*testsuite.DevServer, error) {
-	cli := os.Getenv("TEMPORAL_CLI")
-	if cli == "" {
-		cli, _ = filepath.Abs("bin/temporal")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		return nil, fmt.Errorf("the benchmark needs the Temporal CLI: run `make bin/temporal` from the module root or set TEMPORAL_CLI (%v)", err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
-		ExistingPath: cli, LogLevel: "error", SearchAttributes: searchattr.DevServerAttributes(),
-		ClientOptions: &client.Options{Namespace: "default"},
-		ExtraArgs:     []string{"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"},
-	})
 }
 
 func median(rs []scaleOut, f func(scaleOut) time.Duration) time.Duration {

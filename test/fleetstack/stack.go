@@ -27,7 +27,6 @@ import (
 	"github.com/mageflow/mageflow/internal/webstack"
 	"github.com/mageflow/mageflow/internal/workerapp"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
-	"github.com/mageflow/mageflow/test/fixtures"
 
 	tclient "go.temporal.io/sdk/client"
 )
@@ -169,7 +168,7 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	// environment's release on every instance it lets in. The build runs
 	// on a worker in this process, before the control worker (and with it
 	// the fleet's controller) starts.
-	if _, err := FixtureRepo(filepath.Join(dir, "repo")); err != nil {
+	if _, err := deploystack.FixtureRepo(filepath.Join(dir, "repo")); err != nil {
 		return nil, err
 	}
 	stopBuild, err := deploystack.StartControl(ctx, s.Client, s.Cfg)
@@ -342,27 +341,6 @@ func randSuffix() string {
 		f.Close()
 	}
 	return fmt.Sprintf("%x", b)
-}
-
-// FixtureRepo copies the Magento 2 fixture into dir as a git repository
-// with one commit on main (fixtures.Magento2App needs a *testing.T; the
-// benchmark has none).
-func FixtureRepo(dir string) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	if out, err := exec.Command("cp", "-a", fixtures.Magento2AppSource(), dir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("copy the fixture: %v: %s", err, out)
-	}
-	for _, p := range []string{"vendor", "generated", "pub/static", "var", "app/etc/env.php"} {
-		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
-			return "", err
-		}
-	}
-	if out, err := exec.Command("git", "-C", dir, "init", "-q", "-b", "main").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("git init: %v: %s", err, out)
-	}
-	return dir, deploystack.Commit(dir, "Add Magento 2 fixture store")
 }
 
 // writeConfig writes the stack's mageflow.yaml and its codec key.
