@@ -27,6 +27,10 @@ type ReadinessInput struct {
 	AgentWait time.Duration
 	// DrainTimeout bounds the drain on scale-in (default 60 s).
 	DrainTimeout time.Duration
+	// ReadyTimeout bounds the whole launch check (default 45 min): an
+	// instance whose agent stops answering mid-check would otherwise hold
+	// its lifecycle action, kept alive by the heartbeat, indefinitely.
+	ReadyTimeout time.Duration
 }
 
 // ReadinessResult says what happened to the instance.
@@ -92,7 +96,12 @@ func ScaleOutReadiness(ctx workflow.Context, in ReadinessInput) (*ReadinessResul
 	})
 	defer stopHB()
 
-	err := ready(ctx, in, plan, res)
+	var err error
+	if workflow.GetVersion(ctx, "readiness-deadline", workflow.DefaultVersion, 1) == 1 {
+		err = readyWithin(ctx, in, plan, res)
+	} else {
+		err = ready(ctx, in, plan, res)
+	}
 	if err != nil {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Instance %s is not ready**: %v — abandoning it, it never receives traffic", a.InstanceID, err))
 		if res.InNginx {
@@ -110,6 +119,32 @@ func ScaleOutReadiness(ctx workflow.Context, in ReadinessInput) (*ReadinessResul
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Instance %s is in service** with release `%s` (in nginx: %v)", a.InstanceID, res.ReleaseID, res.InNginx))
 	return res, nil
+}
+
+// readyWithin runs ready under the input's ReadyTimeout: when it expires
+// the checks are cancelled and the instance is abandoned like any other
+// that is not ready.
+func readyWithin(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, res *ReadinessResult) error {
+	limit := in.ReadyTimeout
+	if limit <= 0 {
+		limit = 45 * time.Minute
+	}
+	checkCtx, cancelChecks := workflow.WithCancel(ctx)
+	defer cancelChecks()
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	expired := false
+	workflow.Go(timerCtx, func(gctx workflow.Context) {
+		if workflow.NewTimer(gctx, limit).Get(gctx, nil) == nil {
+			expired = true
+			cancelChecks()
+		}
+	})
+	err := ready(checkCtx, in, plan, res)
+	if expired {
+		return fmt.Errorf("not ready within %s (its agent stopped answering, or a step never started): %v", limit, err)
+	}
+	return err
 }
 
 // ready runs the checks and, for instances entering service, the nginx

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
@@ -24,6 +25,12 @@ type readinessRig struct {
 }
 
 func newReadinessRig(t *testing.T, healthy bool) *readinessRig {
+	return newReadinessRigWith(t, healthy, 0)
+}
+
+// newReadinessRigWith delays Prepare's answer by prepareAfter on the
+// workflow clock (an agent that took the step and went away).
+func newReadinessRigWith(t *testing.T, healthy bool, prepareAfter time.Duration) *readinessRig {
 	var s testsuite.WorkflowTestSuite
 	r := &readinessRig{env: s.NewTestWorkflowEnvironment()}
 	var f *activities.FleetActivities
@@ -37,7 +44,7 @@ func newReadinessRig(t *testing.T, healthy bool) *readinessRig {
 	r.env.OnActivity(f.PlanGroup, mock.Anything, mock.Anything).Return(&activities.GroupPlan{Group: "web", Name: "asg", App: "shop", Env: "production", Balancer: "lb1", Port: 80}, nil)
 	r.env.OnActivity(d.CheckAgents, mock.Anything, mock.Anything).Return(nil)
 	r.env.OnActivity(f.ReleaseForInstance, mock.Anything, mock.Anything).Return(&release.Meta{ID: "9-abcdef0", BuildNumber: 9}, nil)
-	r.env.OnActivity(h.Prepare, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
+	r.env.OnActivity(h.Prepare, mock.Anything, mock.Anything).After(prepareAfter).Return(func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
 		r.prepared = append(r.prepared, in.Host+":"+in.ReleaseID)
 		return &activities.PrepareResult{}, nil
 	})
@@ -109,6 +116,19 @@ func TestReadinessScaleInDrainsFirst(t *testing.T) {
 	require.Equal(t, []string{"i-1"}, r.drained)
 	require.Empty(t, r.prepared)
 	require.Equal(t, []fleet.Result{fleet.Continue}, r.completed)
+}
+
+func TestReadinessAbandonsWhenAStepNeverFinishes(t *testing.T) {
+	// The instance's agent took the step and went away: the step never
+	// returns within the readiness limit.
+	r := newReadinessRigWith(t, true, 2*time.Hour)
+	r.env.ExecuteWorkflow(workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: "web", ReadyTimeout: 30 * time.Minute,
+		Action: action("autoscaling:EC2_INSTANCE_LAUNCHING", "EC2", "AutoScalingGroup")})
+	err := r.env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "not ready within 30m0s")
+	require.Empty(t, r.added, "never in nginx")
+	require.Equal(t, []fleet.Result{fleet.Abandon}, r.completed)
 }
 
 func TestReadinessWarmPoolTerminationContinuesWithoutChecks(t *testing.T) {
