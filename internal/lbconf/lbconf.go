@@ -38,13 +38,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/mageflow/mageflow/internal/hostops"
 )
 
 const (
@@ -363,32 +363,8 @@ server {
 // directory, synced, then renamed over path, so nginx (or `nginx -t`) never
 // reads half a file.
 func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := hostops.WriteFileAtomic(path, data, 0o644, hostops.NoChange); err != nil {
 		return fmt.Errorf("lbconf: write %s: %w (does the directory exist and may the agent write it?)", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("lbconf: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mageflow/mageflow/internal/hostops"
 )
 
 // change is one file Apply wants to replace (new == nil: leave it).
@@ -54,30 +56,8 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := hostops.WriteFileAtomic(path, data, mode, hostops.Owner{UID: -1, GID: gid}); err != nil {
 		return fmt.Errorf("write %s: %w (may this process write the directory?)", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil && gid >= 0 {
-		err = f.Chown(-1, gid)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
