@@ -112,9 +112,35 @@ func expandIncludes(ds []*Directive, parsed map[string][]*Directive, order []str
 }
 
 type ngxToken struct {
-	text   string
-	quoted bool
-	line   int
+	text     string
+	quoted   bool
+	line     int
+	off, end int // byte offsets of the token in the source (quotes included)
+}
+
+// NginxToken is one word, quoted string or punctuation ({ } ;) of an nginx
+// config, comments dropped. Off and End are byte offsets in the source
+// (quotes included), for tools that edit a config file in place.
+type NginxToken struct {
+	Text     string
+	Quoted   bool
+	Line     int
+	Off, End int
+}
+
+// TokenizeNginx splits an nginx config the way nginx's own lexer does for
+// the constructs mageflow reads (quotes, escapes, ${var} and regex braces
+// inside words); file only names the source in errors.
+func TokenizeNginx(file, src string) ([]NginxToken, error) {
+	toks, err := tokenizeNginx(file, src)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NginxToken, len(toks))
+	for i, t := range toks {
+		out[i] = NginxToken{Text: t.text, Quoted: t.quoted, Line: t.line, Off: t.off, End: t.end}
+	}
+	return out, nil
 }
 
 func tokenizeNginx(file, src string) ([]ngxToken, error) {
@@ -134,11 +160,11 @@ func tokenizeNginx(file, src string) ([]ngxToken, error) {
 				i++
 			}
 		case c == '{' || c == '}' || c == ';':
-			toks = append(toks, ngxToken{text: string(c), line: line})
+			toks = append(toks, ngxToken{text: string(c), line: line, off: i, end: i + 1})
 			i++
 		case c == '"' || c == '\'':
 			q := c
-			start := line
+			start, startOff := line, i
 			var b strings.Builder
 			i++
 			for i < len(src) && src[i] != q {
@@ -159,8 +185,9 @@ func tokenizeNginx(file, src string) ([]ngxToken, error) {
 				return nil, fmt.Errorf("%s:%d: unterminated quoted string", file, start)
 			}
 			i++
-			toks = append(toks, ngxToken{text: b.String(), quoted: true, line: start})
+			toks = append(toks, ngxToken{text: b.String(), quoted: true, line: start, off: startOff, end: i})
 		default:
+			startOff := i
 			var b strings.Builder
 			depth := 0 // ${var} and regex braces inside a word
 			for i < len(src) {
@@ -190,7 +217,7 @@ func tokenizeNginx(file, src string) ([]ngxToken, error) {
 				b.WriteByte(c)
 				i++
 			}
-			toks = append(toks, ngxToken{text: b.String(), line: line})
+			toks = append(toks, ngxToken{text: b.String(), line: line, off: startOff, end: i})
 		}
 	}
 	return toks, nil

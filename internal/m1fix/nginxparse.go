@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/mageflow/mageflow/internal/m1audit"
 )
 
 // token is one word of an nginx config with its byte offset and line.
@@ -18,57 +20,18 @@ type token struct {
 	line   int
 }
 
-// tokenize splits an nginx config into words, quoted strings and the
-// punctuation { } ; — comments dropped. It is just enough of nginx's own
-// lexer to find server blocks and their top-level directives; the config is
-// still checked by `nginx -t` after every change.
+// tokenize splits an nginx config into words with their offsets, using the
+// audit's lexer (m1audit.TokenizeNginx). A config it cannot read yields no
+// tokens, so no server block is found and Apply says so; the config is
+// checked by `nginx -t` after every change anyway.
 func tokenize(src string) []token {
-	var out []token
-	line := 1
-	i := 0
-	for i < len(src) {
-		c := src[i]
-		switch {
-		case c == '\n':
-			line++
-			i++
-		case c == ' ' || c == '\t' || c == '\r':
-			i++
-		case c == '#':
-			for i < len(src) && src[i] != '\n' {
-				i++
-			}
-		case c == '{' || c == '}' || c == ';':
-			out = append(out, token{text: string(c), off: i, end: i + 1, line: line})
-			i++
-		case c == '"' || c == '\'':
-			start, startLine := i, line
-			var b strings.Builder
-			i++
-			for i < len(src) && src[i] != c {
-				if src[i] == '\\' && i+1 < len(src) {
-					b.WriteByte(src[i+1])
-					i += 2
-					continue
-				}
-				if src[i] == '\n' {
-					line++
-				}
-				b.WriteByte(src[i])
-				i++
-			}
-			i++ // closing quote
-			out = append(out, token{text: b.String(), quoted: true, off: start, end: min(i, len(src)), line: startLine})
-		default:
-			start := i
-			for i < len(src) && !strings.ContainsRune(" \t\r\n{};#\"'", rune(src[i])) {
-				if src[i] == '\\' && i+1 < len(src) {
-					i++
-				}
-				i++
-			}
-			out = append(out, token{text: src[start:i], off: start, end: i, line: line})
-		}
+	toks, err := m1audit.TokenizeNginx("", src)
+	if err != nil {
+		return nil
+	}
+	out := make([]token, len(toks))
+	for i, t := range toks {
+		out[i] = token{text: t.Text, quoted: t.Quoted, off: t.Off, end: t.End, line: t.Line}
 	}
 	return out
 }
