@@ -3,8 +3,6 @@ package workflows_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/testenv"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -28,13 +27,7 @@ import (
 // continue where the refresh was, and finish it without launching an
 // instance more than a refresh needs (one replacement per old instance).
 func TestRefreshResumesAfterWorkerRestart(t *testing.T) {
-	cli := os.Getenv("TEMPORAL_CLI")
-	if cli == "" {
-		cli, _ = filepath.Abs("../bin/temporal")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		t.Fatalf("this test needs the Temporal CLI v1.5.1: run `make test` (it installs bin/temporal) or set TEMPORAL_CLI: %v", err)
-	}
+	cli := testenv.TemporalCLIOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
+	"github.com/mageflow/mageflow/internal/testenv"
 )
 
 // InstanceImage is what the real-instance test launches; build.sh makes it.
@@ -59,13 +60,7 @@ func buildWorker(t *testing.T) string {
 // server reached through the network's gateway.
 func TestInstanceImageServesPHPAndRunsAgent(t *testing.T) {
 	t.Parallel()
-	cliPath := os.Getenv("TEMPORAL_CLI")
-	if cliPath == "" {
-		t.Fatal("TEMPORAL_CLI is unset: point it at the Temporal CLI (make test sets it to ./bin/temporal)")
-	}
-	if _, err := os.Stat(cliPath); err != nil {
-		t.Fatalf("TEMPORAL_CLI %s: %v (make test installs it)", cliPath, err)
-	}
+	cliPath := testenv.TemporalCLIOrSkip(t)
 	start := time.Now()
 	ensureInstanceImage(t)
 	worker := buildWorker(t)

@@ -1,0 +1,79 @@
+// Package testenv tells tests where the tools `make test` installs are, and
+// what to do when they are missing: on a fresh checkout (`go test ./...`
+// with nothing installed) a test that needs a service skips and names the
+// make target that runs it; under `make test`, which exports TEMPORAL_CLI,
+// a missing tool is a failure, never a skip.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ErrNotInstalled means the tool is absent and nothing asked for it: the
+// caller should skip, quoting the error.
+var ErrNotInstalled = errors.New("not installed")
+
+// TemporalCLI returns the path of the pinned Temporal CLI: $TEMPORAL_CLI,
+// or bin/temporal at the module root. With TEMPORAL_CLI unset and no
+// bin/temporal the error wraps ErrNotInstalled; with TEMPORAL_CLI set to a
+// missing file it does not (make test promised the tool).
+func TemporalCLI() (string, error) {
+	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("TEMPORAL_CLI=%s: %w (make test installs it as bin/temporal)", p, err)
+		}
+		return p, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("the Temporal CLI v1.5.1 (bin/temporal) is %w: run `make test`, which installs it and runs this test", ErrNotInstalled)
+	}
+	return p, nil
+}
+
+// moduleRoot is the nearest directory above the working directory that
+// holds go.mod (tests run in their package's directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("testenv: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// TB is the part of testing.TB that TemporalCLIOrSkip uses.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+}
+
+// TemporalCLIOrSkip is TemporalCLI for a test: it skips when the CLI was
+// never installed and fails when make test promised it.
+func TemporalCLIOrSkip(t TB) string {
+	t.Helper()
+	p, err := TemporalCLI()
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
