@@ -10,19 +10,22 @@ import (
 	"github.com/mageflow/mageflow/workflows"
 )
 
+// errRefreshGroup is the usage error of a refresh without a group.
+var errRefreshGroup = errors.New("--group is required, e.g. mageflow refresh --group web --batch 1 --wait (add --image ami-0abc to roll a given image; without it an image of a running instance is taken)")
+
 // runRefresh starts WarmPoolImageRefresh for a group.
 func runRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	e := newFlags("refresh", stderr)
 	group := e.fs.String("group", "", "group name from the config's groups: (required)")
-	image := e.fs.String("image", "", "the new machine image (AMI id, or image tag for the docker provider) (required)")
+	image := e.fs.String("image", "", "the new machine image (AMI id, or image tag for the docker provider); empty: an image of a running instance of the group is taken first")
 	batch := e.fs.Int("batch", 1, "instances replaced at once")
 	checkpoint := e.fs.Bool("checkpoint", false, "wait for `mageflow approve --group G` after the first batch")
 	wait := e.fs.Bool("wait", false, "wait for the refresh to finish")
 	if err := e.parse(args); err != nil {
 		return err
 	}
-	if *group == "" || *image == "" {
-		return usageError{errors.New("--group and --image are required, e.g. mageflow refresh --group web --image ami-0abc --batch 1 --wait")}
+	if *group == "" {
+		return usageError{errRefreshGroup}
 	}
 	if *batch < 1 {
 		return usageError{errors.New("--batch must be at least 1")}

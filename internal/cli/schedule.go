@@ -22,10 +22,17 @@ import (
 // schedules it did not create.
 func scheduleID(name string) string { return "mageflow-" + name }
 
+// errScheduleUsage names the two subcommands.
+var errScheduleUsage = errors.New("use `mageflow schedule apply` (create or update the schedules in the config) or `mageflow schedule list`")
+
 // runSchedule is `mageflow schedule apply|list`.
 func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stderr, errScheduleUsage)
+		return nil
+	}
 	if len(args) == 0 || (args[0] != "apply" && args[0] != "list") {
-		return usageError{errors.New("use `mageflow schedule apply` (create or update the schedules in the config) or `mageflow schedule list`")}
+		return usageError{errScheduleUsage}
 	}
 	verb := args[0]
 	e := newFlags("schedule "+verb, stderr)
