@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RandSuffix returns 16 hex characters for temporary names: unguessable, so
@@ -28,13 +29,6 @@ type Owner struct{ UID, GID int }
 
 // NoChange leaves ownership as the process creates it.
 var NoChange = Owner{-1, -1}
-
-func (o Owner) apply(p string) error {
-	if o.UID < 0 && o.GID < 0 {
-		return nil
-	}
-	return os.Lchown(p, o.UID, o.GID)
-}
 
 // WriteFileAtomic writes data to p through a temporary file in the same
 // directory, fsyncs it and renames it into place: readers (nginx, PHP, the
@@ -60,7 +54,7 @@ func WriteFileAtomic(p string, data []byte, perm fs.FileMode, owner Owner) error
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := owner.apply(tmp); err != nil {
+	if err := owner.fchown(int(f.Fd())); err != nil {
 		return fmt.Errorf("chown %s: %w", tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
@@ -100,101 +94,111 @@ func FreeBytes(p string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// within reports whether p is dir or below it (both cleaned, absolute).
-func within(dir, p string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
-}
-
 // LinkShared makes releaseDir/rel a symlink to sharedDir/rel, creating the
 // shared side if it is missing: an empty directory, or for isFile an empty
 // file (seeded from the release's own copy when the artifact carries one,
 // so a first deploy starts from the packaged default). Whatever the release
 // has at rel is replaced: shared paths are state that must outlive releases.
 //
-// The link is created under a temporary name and renamed into place, so a
-// crash leaves either the old entry or the link. It is safe to call again.
+// Both sides are worked on through directory descriptors without following
+// symlinks: a parent of rel that is a symlink (in the release or in
+// shared/, unless an operator's root-owned link there) is refused with a
+// *LinkError, so the link and the seeded file always land beneath the two
+// trees. The link is created under a temporary name and renamed into
+// place, so a crash leaves either the old entry or the link. It is safe to
+// call again.
 func LinkShared(releaseDir, sharedDir, rel string, isFile bool, owner Owner) error {
-	rel = filepath.Clean(filepath.FromSlash(rel))
-	if filepath.IsAbs(rel) || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	comps, err := splitRel(rel)
+	if err != nil {
 		return fmt.Errorf("shared path %q must be relative to the app root, without \"..\" segments", rel)
 	}
+	rel = filepath.Join(comps...)
 	target := filepath.Join(sharedDir, rel)
-	link := filepath.Join(releaseDir, rel)
-
-	// The parent of the link must stay inside the release even if the
-	// artifact has symlinked directories on the way.
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return err
-	}
-	realRelease, err := filepath.EvalSymlinks(releaseDir)
-	if err != nil {
-		return err
-	}
-	realParent, err := filepath.EvalSymlinks(filepath.Dir(link))
-	if err != nil {
-		return err
-	}
-	if !within(realRelease, realParent) {
-		return fmt.Errorf("shared path %s: its parent directory resolves to %s, outside the release; the artifact must not symlink that directory", rel, realParent)
-	}
-
-	if err := ensureShared(target, link, isFile, owner); err != nil {
+	if err := ensureShared(sharedDir, releaseDir, comps, isFile, owner); err != nil {
 		return fmt.Errorf("shared path %s: %w", rel, err)
 	}
-	if cur, err := os.Readlink(link); err == nil && cur == target {
+	rfd, err := openDir(releaseDir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	parent := filepath.Join(append([]string{releaseDir}, comps[:len(comps)-1]...)...)
+	pfd, err := openBelow(rfd, releaseDir, comps[:len(comps)-1], true, NoChange)
+	if err != nil {
+		return fmt.Errorf("shared path %s: %w", rel, err)
+	}
+	defer unix.Close(pfd)
+	name := comps[len(comps)-1]
+	if cur, err := readlinkAt(pfd, name); err == nil && cur == target {
 		return nil
 	}
-	tmp := link + ".mageflow-link-" + RandSuffix()
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
+	tmp := name + ".mageflow-link-" + RandSuffix()
+	if err := unix.Symlinkat(target, pfd, tmp); err != nil {
+		return &fs.PathError{Op: "symlink", Path: filepath.Join(parent, tmp), Err: err}
 	}
 	// A directory cannot be replaced by rename(2); the release is not live
 	// yet, so removing it first is safe.
-	if fi, err := os.Lstat(link); err == nil && fi.IsDir() {
-		if err := os.RemoveAll(link); err != nil {
-			_ = os.Remove(tmp)
+	var st unix.Stat_t
+	if unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := removeAllAt(pfd, parent, name); err != nil {
+			_ = unix.Unlinkat(pfd, tmp, 0)
 			return err
 		}
 	}
-	if err := os.Rename(tmp, link); err != nil {
-		_ = os.Remove(tmp)
-		return err
+	if err := unix.Renameat(pfd, tmp, pfd, name); err != nil {
+		_ = unix.Unlinkat(pfd, tmp, 0)
+		return &fs.PathError{Op: "rename", Path: filepath.Join(parent, name), Err: err}
 	}
 	return nil
 }
 
-func ensureShared(target, releaseCopy string, isFile bool, owner Owner) error {
-	fi, err := os.Lstat(target)
+func ensureShared(sharedDir, releaseDir string, comps []string, isFile bool, owner Owner) error {
+	if err := os.MkdirAll(sharedDir, 0o755); err != nil {
+		return err
+	}
+	sfd, err := openDir(sharedDir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	parent := filepath.Join(append([]string{sharedDir}, comps[:len(comps)-1]...)...)
+	pfd, err := openBelowOpt(sfd, sharedDir, comps[:len(comps)-1], true, NoChange, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	name := comps[len(comps)-1]
+	var st unix.Stat_t
+	err = unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil {
-		if fi.Mode()&fs.ModeSymlink != 0 {
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			// An operator may point a shared path at another disk; accept it
 			// as long as it resolves.
-			if _, err := os.Stat(target); err != nil {
-				return fmt.Errorf("%s is a dangling symlink: %w", target, err)
+			if err := unix.Fstatat(pfd, name, &st, 0); err != nil {
+				return fmt.Errorf("%s is a dangling symlink: %w", filepath.Join(parent, name), err)
 			}
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
+	if !errors.Is(err, unix.ENOENT) {
+		return &fs.PathError{Op: "stat", Path: filepath.Join(parent, name), Err: err}
 	}
 	if !isFile {
-		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
+		if err := unix.Mkdirat(pfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return &fs.PathError{Op: "mkdir", Path: filepath.Join(parent, name), Err: err}
 		}
-		return owner.apply(target)
-	}
-	var seed []byte
-	if rfi, err := os.Lstat(releaseCopy); err == nil && rfi.Mode().IsRegular() {
-		if seed, err = os.ReadFile(releaseCopy); err != nil {
-			return err
+		fd, err := unix.Openat(pfd, name, dirFlags, 0)
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: filepath.Join(parent, name), Err: err}
 		}
+		defer unix.Close(fd)
+		return owner.fchown(fd)
 	}
-	return WriteFileAtomic(target, seed, 0o644, owner)
+	seed, _, err := ReadFileBeneath(releaseDir, filepath.Join(comps...))
+	if err != nil {
+		return err
+	}
+	return writeAt(pfd, parent, name, seed, 0o644, owner)
 }
 
 // ReadCurrent returns the release id current points at, "" when there is
@@ -313,17 +317,14 @@ func RemoveTree(releasesDir, name string) error {
 		}
 		SyncDir(releasesDir)
 	}
-	if err := os.RemoveAll(doomed); err != nil {
-		// A read-only directory in the artifact stops an unprivileged
-		// agent from removing its entries: make directories writable
-		// (WalkDir does not follow symlinks) and try once more.
-		_ = filepath.WalkDir(doomed, func(q string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				_ = os.Chmod(q, 0o700)
-			}
-			return nil
-		})
-		return os.RemoveAll(doomed)
+	dfd, err := openDir(releasesDir)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer unix.Close(dfd)
+	// Descriptor-based and never following a link: a PHP user who owns a
+	// writable directory of the release cannot redirect the removal (or
+	// the chmod of a read-only directory) outside it by swapping a
+	// directory for a symlink mid-way.
+	return removeAllAt(dfd, releasesDir, filepath.Base(doomed))
 }

@@ -1,12 +1,14 @@
 package hostops
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Users are the two identities of a hardened host: the deploy user owns
@@ -64,78 +66,191 @@ func WritableMode(m fs.FileMode, isDir bool) fs.FileMode {
 // ApplyOwnership gives the release tree to the deploy user (group: the PHP
 // user's group) with CodeMode, then the writable paths (relative to the
 // release, not symlinks into shared/) to the PHP user with WritableMode.
-// Symlinks are chowned themselves, never followed, so shared/ and anything
-// outside the release is untouched. Running it again changes nothing.
+//
+// It never follows a symlink and never changes anything by name: the tree
+// is walked through directory descriptors opened with O_NOFOLLOW, each
+// entry is opened with O_PATH|O_NOFOLLOW, and the owner and mode are
+// changed through that descriptor. A PHP user who owns a writable
+// directory and swaps a child for a symlink while the walk runs gets the
+// link chowned, never its target. Symlinks are chowned themselves; a
+// symlinked parent of a writable path is refused (*LinkError); files with
+// more than one hard link are left alone (one could be a link to a file
+// outside the release). Running it again changes nothing.
 func ApplyOwnership(releaseDir string, u Users, writable []string) error {
-	walk := func(top string, owner Owner, mode func(fs.FileMode, bool) fs.FileMode) error {
-		return filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if err := owner.apply(p); err != nil {
-				return fmt.Errorf("chown %s: %w", p, err)
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if want := mode(fi.Mode(), d.IsDir()); fi.Mode().Perm() != want {
-				if err := os.Chmod(p, want); err != nil {
-					return fmt.Errorf("chmod %s: %w", p, err)
-				}
-			}
-			return nil
-		})
+	rfd, err := openDir(releaseDir)
+	if err != nil {
+		return err
 	}
-	if err := walk(releaseDir, u.Deploy, CodeMode); err != nil {
+	defer unix.Close(rfd)
+	if err := ownTree(rfd, releaseDir, u.Deploy, CodeMode); err != nil {
 		return err
 	}
 	for _, w := range writable {
-		p := filepath.Join(releaseDir, filepath.Clean(filepath.FromSlash(w)))
-		if !within(releaseDir, p) {
-			return fmt.Errorf("writable path %q leaves the release", w)
+		if err := ownWritable(rfd, releaseDir, w, u); err != nil {
+			return fmt.Errorf("writable path %s: %w", w, err)
 		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			if os.IsNotExist(err) {
-				if err := os.MkdirAll(p, 0o770); err != nil {
-					return err
-				}
-				fi, err = os.Lstat(p)
-			}
-			if err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// ownWritable hands releaseDir/w (created 0770 if missing) and everything
+// below it to the PHP user. A symlink at w is a shared path, handled by
+// SharedWritable.
+func ownWritable(rfd int, releaseDir, w string, u Users) error {
+	comps, err := splitRel(w)
+	if err != nil {
+		return err
+	}
+	parent := filepath.Join(append([]string{releaseDir}, comps[:len(comps)-1]...)...)
+	pfd, err := openBelow(rfd, releaseDir, comps[:len(comps)-1], true, u.Deploy)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	name := comps[len(comps)-1]
+	if isLinkAt(pfd, name) {
+		return nil
+	}
+	if err := unix.Mkdirat(pfd, name, 0o770); err != nil && !errors.Is(err, unix.EEXIST) {
+		return &fs.PathError{Op: "mkdir", Path: filepath.Join(parent, name), Err: err}
+	}
+	fd, err := unix.Openat(pfd, name, dirFlags, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			// Not a directory: own the one entry, without following it.
+			return ownEntry(pfd, parent, name, u.PHP, WritableMode)
 		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			continue // shared: handled by SharedWritable
+		return &fs.PathError{Op: "open", Path: filepath.Join(parent, name), Err: err}
+	}
+	return ownTree(fd, filepath.Join(parent, name), u.PHP, WritableMode)
+}
+
+// ownTree gives the directory dfd (closed on return) and everything below
+// it to owner with mode(…).
+func ownTree(dfd int, p string, owner Owner, mode func(fs.FileMode, bool) fs.FileMode) error {
+	defer unix.Close(dfd)
+	if err := owner.fchown(dfd); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	if want := mode(fs.FileMode(st.Mode&0o777), true); st.Mode&0o7777 != uint32(want) {
+		if err := unix.Fchmod(dfd, uint32(want)); err != nil {
+			return fmt.Errorf("chmod %s: %w", p, err)
 		}
-		if err := walk(p, u.PHP, WritableMode); err != nil {
+	}
+	names, err := readNames(dfd, p)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := ownEntry(dfd, p, n, owner, mode); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// SharedWritable hands a shared directory to the PHP user. Only the
-// directory itself is changed: media folders hold millions of files that
-// PHP created and already owns, and walking them on every deploy would make
-// deploys slow for no gain.
-func SharedWritable(dir string, u Users) error {
-	// os.Chown follows a symlink: an operator who put shared/var on
-	// another disk wants the real directory handed over.
-	if err := os.Chown(dir, u.PHP.UID, u.PHP.GID); err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
+// ownEntry gives name in dirfd to owner through an O_PATH|O_NOFOLLOW
+// descriptor; a directory is descended into through that descriptor.
+func ownEntry(dirfd int, dir, name string, owner Owner, mode func(fs.FileMode, bool) fs.FileMode) error {
+	p := filepath.Join(dir, name)
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // removed meanwhile (PHP may clean its own files)
 	}
-	fi, err := os.Stat(dir)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		dfd, err := unix.Openat(fd, ".", dirFlags, 0)
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		return ownTree(dfd, p, owner, mode)
+	case unix.S_IFLNK:
+		// The link itself (lchown through the descriptor); never its target.
+		if err := owner.fchown(fd); err != nil {
+			return fmt.Errorf("chown symlink %s: %w", p, err)
+		}
+		return nil
+	}
+	if st.Nlink > 1 {
+		return nil // possibly a hard link to a file outside the release
+	}
+	if err := owner.fchown(fd); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	if want := mode(fs.FileMode(st.Mode&0o777), false); st.Mode&0o7777 != uint32(want) {
+		if err := fchmodPath(fd, want); err != nil {
+			return fmt.Errorf("chmod %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// SharedWritable hands sharedDir/rel to the PHP user. Only that entry is
+// changed: media folders hold millions of files that PHP created and
+// already owns, and walking them on every deploy would make deploys slow
+// for no gain. A missing directory is created (0770).
+//
+// No symlink is followed on the way except one owned by the agent's own
+// user (an operator who put shared/var on another disk wants the real
+// directory handed over); a link anybody else made (the PHP user owns
+// shared/var and could plant shared/var/log -> /etc) is refused with a
+// *LinkError. The change is made through a descriptor of the checked inode.
+func SharedWritable(sharedDir, rel string, u Users) error {
+	comps, err := splitRel(rel)
 	if err != nil {
 		return err
 	}
-	if want := WritableMode(fi.Mode(), fi.IsDir()); fi.Mode().Perm() != want {
-		return os.Chmod(dir, want)
+	sfd, err := openDir(sharedDir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	parent := filepath.Join(append([]string{sharedDir}, comps[:len(comps)-1]...)...)
+	pfd, err := openBelowOpt(sfd, sharedDir, comps[:len(comps)-1], false, NoChange, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	name, p := comps[len(comps)-1], filepath.Join(sharedDir, rel)
+	if err := unix.Mkdirat(pfd, name, 0o770); err != nil && !errors.Is(err, unix.EEXIST) {
+		return &fs.PathError{Op: "mkdir", Path: p, Err: err}
+	}
+	flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if ownLinkAt(pfd, name) {
+		flags &^= unix.O_NOFOLLOW
+	} else if isLinkAt(pfd, name) {
+		return linkErr(pfd, parent, name)
+	}
+	fd, err := unix.Openat(pfd, name, flags, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if !isDir && st.Nlink > 1 {
+		return fmt.Errorf("%s has %d hard links: refusing to hand it to php_user (one may be a file outside shared/); replace it by a copy", p, st.Nlink)
+	}
+	if err := u.PHP.fchown(fd); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	if want := WritableMode(fs.FileMode(st.Mode&0o777), isDir); st.Mode&0o7777 != uint32(want) {
+		return fchmodPath(fd, want)
 	}
 	return nil
 }
