@@ -3,6 +3,7 @@ package webhook
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -17,8 +18,16 @@ func checkParseInvariants(t *testing.T, p *Push, err error) {
 		if p == nil || p.Branch == "" || p.Ref != "refs/heads/"+p.Branch || p.Deleted || p.Tag != "" {
 			t.Fatalf("accepted push is incomplete: %+v", p)
 		}
-		if _, e := normalizeSHA("after", p.After); e != nil || isZeroSHA(p.After) {
-			t.Fatalf("accepted push has invalid After %q", p.After)
+		if len(p.Updates) == 0 || p.Updates[0].Branch != p.Branch || p.Updates[0].After != p.After {
+			t.Fatalf("accepted push does not list its first update: %+v", p)
+		}
+		for _, u := range p.Updates {
+			if u.Branch == "" || u.Ref != "refs/heads/"+u.Branch {
+				t.Fatalf("update names no branch: %+v", u)
+			}
+			if _, e := normalizeSHA("after", u.After); e != nil || isZeroSHA(u.After) || u.After != strings.ToLower(u.After) {
+				t.Fatalf("update has invalid After %q", u.After)
+			}
 		}
 	case errors.As(err, &ig):
 		if p == nil || ig.Reason == "" {
@@ -36,6 +45,11 @@ func checkParseInvariants(t *testing.T, p *Push, err error) {
 func FuzzParseGitHub(f *testing.F) {
 	f.Add("push", readTestdata(f, "github_push.json"))
 	f.Add("ping", readTestdata(f, "github_ping.json"))
+	f.Add("ping", readTestdata(f, "github_ping_org.json"))
+	f.Add("ping", readTestdata(f, "github_ping_app.json"))
+	f.Add("push", formBody(readTestdata(f, "github_push.json")))
+	f.Add("push", []byte("payload=%7B%22ref%22%3A%22refs%2Fheads%2Fx%22%7D&payload="))
+	f.Add("push", []byte(`{"ref":"refs/heads/a","after":"3f9a2c1e5b7d4a6c8e0f2b4d6a8c0e1f3a5b7c9d","repository":{"pushed_at":"2024-05-01T10:00:00Z"}}`))
 	f.Add("push", []byte(`{"ref":"refs/tags/v1","after":"3f9a2c1e5b7d4a6c8e0f2b4d6a8c0e1f3a5b7c9d","repository":{}}`))
 	f.Add("push", []byte(`{"ref":"refs/heads/x","deleted":true,"repository":{"clone_url":"x"}}`))
 	f.Add("push", []byte(`{"ref":null,"after":1,"repository":[]}`))
@@ -63,6 +77,7 @@ func FuzzParseGitLab(f *testing.F) {
 
 func FuzzParseBitbucket(f *testing.F) {
 	f.Add("repo:push", readTestdata(f, "bitbucket_push.json"))
+	f.Add("repo:push", readTestdata(f, "bitbucket_push_multi.json"))
 	f.Add("repo:push", []byte(`{"repository":{"full_name":"a/b"},"push":{"changes":[{"new":null,"old":{"type":"branch","name":"x"}}]}}`))
 	f.Add("repo:push", []byte(`{"repository":{},"push":{"changes":[{"new":{"type":"branch","name":"","target":null}}]}}`))
 	f.Add("repo:fork", []byte(`{}`))

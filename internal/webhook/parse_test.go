@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
@@ -50,6 +51,9 @@ func TestParseGitHubPush(t *testing.T) {
 		RepoFullName: "acme/shop", Ref: "refs/heads/main", Branch: "main",
 		After:  "3f9a2c1e5b7d4a6c8e0f2b4d6a8c0e1f3a5b7c9d",
 		Pusher: "alice", HeadMessage: "Add checkout step\n\nLonger description.",
+		Updates: []Update{{Ref: "refs/heads/main", Branch: "main", After: "3f9a2c1e5b7d4a6c8e0f2b4d6a8c0e1f3a5b7c9d",
+			HeadMessage: "Add checkout step\n\nLonger description."}},
+		PushedAt: time.Unix(1714557600, 0).UTC(),
 	}
 	if !reflect.DeepEqual(push, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", push, want)
@@ -136,6 +140,7 @@ func TestParseGitLabPush(t *testing.T) {
 		RepoURLs:     []string{"https://gitlab.example.com/acme/magento/shop.git", "git@gitlab.example.com:acme/magento/shop.git", "https://gitlab.example.com/acme/magento/shop"},
 		RepoFullName: "acme/magento/shop", Ref: "refs/heads/develop", Branch: "develop",
 		After: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Pusher: "jsmith", HeadMessage: "Fix cart totals\n\nsee #12",
+		Updates: []Update{{Ref: "refs/heads/develop", Branch: "develop", After: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", HeadMessage: "Fix cart totals\n\nsee #12"}},
 	}
 	if !reflect.DeepEqual(push, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", push, want)
@@ -187,6 +192,7 @@ func TestParseBitbucketPush(t *testing.T) {
 		RepoURLs:     []string{"https://bitbucket.org/acme/shop", "https://bitbucket.org/acme/shop.git", "git@bitbucket.org:acme/shop.git"},
 		RepoFullName: "acme/shop", Ref: "refs/heads/release/2.4", Branch: "release/2.4",
 		After: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Pusher: "bob", HeadMessage: "Bump version\n",
+		Updates: []Update{{Ref: "refs/heads/release/2.4", Branch: "release/2.4", After: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", HeadMessage: "Bump version\n"}},
 	}
 	if !reflect.DeepEqual(push, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", push, want)
