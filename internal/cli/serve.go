@@ -121,8 +121,9 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		apps = append(apps, sa)
 	}
 	var codecHandler http.Handler
+	codecOrigins := codec.UIOrigins(cfg.Temporal.UIURL)
 	if cdc != nil {
-		codecHandler = codec.Handler(cdc, append([]string{cfg.Temporal.UIURL}, codec.DefaultAllowedOrigins...))
+		codecHandler = codec.Handler(cdc, codecOrigins)
 	}
 	starter := &builds.Starter{Client: c, Config: cfg}
 	var auth server.Auth
@@ -133,7 +134,13 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		auth.BasicUser = cfg.Server.Auth.BasicUser
 		auth.BasicPassword = func() ([]byte, error) { return area.Read(ref) }
 	}
-	auth.ProtectViews = cfg.Server.Auth.ProtectViews
+	var explicitOff bool
+	auth.ProtectViews, explicitOff = cfg.Server.ViewsProtected()
+	if explicitOff {
+		logger.Warn("server.auth.protect_views is false on a listen address beyond loopback: anyone who reaches "+cfg.Server.Listen+
+			" reads releases, commit messages, hosts and deployers; remove the key (protected by default) unless a proxy in front authenticates", "listen", cfg.Server.Listen)
+	}
+	auth.AllowSelfApproval = cfg.Server.Auth.AllowSelfApproval
 	var lifecycleToken func() ([]byte, error)
 	if ref := cfg.Server.LifecycleToken; ref != "" {
 		lifecycleToken = func() ([]byte, error) { return area.Read(ref) }
@@ -148,6 +155,8 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		Builds:         buildsAdapter{starter},
 		Releases:       releasesAdapter{st},
 		Codec:          codecHandler,
+		CodecOrigins:   codecOrigins,
+		LoopbackOnly:   config.IsLoopbackListen(cfg.Server.Listen),
 		Logger:         logger,
 		MaxBody:        cfg.Server.MaxBody,
 		UIBaseURL:      cfg.Temporal.UIURL,

@@ -1,7 +1,9 @@
 package codec
 
 import (
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -15,6 +17,28 @@ const maxCodecBody = 8 << 20
 // DefaultAllowedOrigins are the origins of a local Temporal Web UI
 // (`temporal server start-dev`).
 var DefaultAllowedOrigins = []string{"http://localhost:8233", "http://127.0.0.1:8233"}
+
+// UIOrigins returns the browser origins (scheme://host[:port]) of the Web UI
+// at uiURL, the only pages allowed to call the codec with credentials. A UI
+// on loopback also gets its other spelling (localhost and 127.0.0.1 are
+// one machine, but two origins). Nil when uiURL is not an absolute URL.
+func UIOrigins(uiURL string) []string {
+	u, err := url.Parse(strings.TrimSpace(uiURL))
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil
+	}
+	origins := []string{strings.ToLower(u.Scheme + "://" + u.Host)}
+	port := u.Port()
+	alias := map[string]string{"localhost": "127.0.0.1", "127.0.0.1": "localhost"}[strings.ToLower(u.Hostname())]
+	if alias != "" {
+		host := alias
+		if port != "" {
+			host = net.JoinHostPort(alias, port)
+		}
+		origins = append(origins, strings.ToLower(u.Scheme)+"://"+host)
+	}
+	return origins
+}
 
 // Handler serves POST /encode and /decode for the Temporal Web UI and CLI
 // ("codec server"), with CORS for allowedOrigins. Requests carrying an Origin

@@ -6,6 +6,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -114,8 +116,40 @@ type Auth struct {
 	// BasicUser and BasicPassword (a secret reference) enable basic auth.
 	BasicUser     string `yaml:"basic_user"`
 	BasicPassword string `yaml:"basic_password"`
-	// ProtectViews requires authentication for the pages too.
-	ProtectViews bool `yaml:"protect_views"`
+	// ProtectViews requires authentication for the pages too. Unset, it is
+	// on whenever server.listen is not a loopback address (see
+	// Server.ViewsProtected).
+	ProtectViews *bool `yaml:"protect_views"`
+	// AllowSelfApproval lets whoever requested a deploy to an environment
+	// with `approval: required` approve it too. Off by default.
+	AllowSelfApproval bool `yaml:"allow_self_approval"`
+}
+
+// ViewsProtected resolves protect_views: an explicit value wins; unset, the
+// pages are protected unless the server listens on loopback only.
+// explicitOff reports `protect_views: false` on a non-loopback listen, which
+// the server warns about at start.
+func (s Server) ViewsProtected() (protected, explicitOff bool) {
+	loopback := IsLoopbackListen(s.Listen)
+	if p := s.Auth.ProtectViews; p != nil {
+		return *p, !*p && !loopback
+	}
+	return !loopback, false
+}
+
+// IsLoopbackListen reports whether a listen address (host:port) accepts
+// connections from this machine only: 127.0.0.0/8, ::1 or localhost. An
+// empty host (":8080") listens everywhere.
+func IsLoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // Worker configures mageflow-worker.

@@ -294,6 +294,9 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	if (c.Server.Auth.BasicUser == "") != (c.Server.Auth.BasicPassword == "") {
 		add("server.auth", "server.auth.basic_user and basic_password go together", "set both, or use token")
 	}
+	if strings.EqualFold(c.Server.Auth.BasicUser, "token") {
+		add("server.auth.basic_user", `server.auth.basic_user "token" is the name every token holder acts under`, "choose a person's name, e.g. ops")
+	}
 	if q := c.Server.LifecycleSQS; q != nil {
 		if u, err := url.Parse(q.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
 			add("server.lifecycle_sqs", fmt.Sprintf("server.lifecycle_sqs.queue_url %q is not a queue URL", q.QueueURL), "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/mageflow-lifecycle")

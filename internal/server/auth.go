@@ -10,10 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -29,7 +29,12 @@ import (
 //   - HTTP basic auth with BasicUser/BasicPassword (acting user BasicUser);
 //   - the /login form, which takes the token (plus a free-form name that
 //     becomes the acting user) or the basic credentials, and sets a signed
-//     session cookie.
+//     session cookie. Logging out revokes the session on the server.
+//
+// Failed credentials are rate limited per client address and overall
+// (ratelimit.go). For the rule that the requester of a deploy cannot
+// approve it, everyone holding the token is one identity, whatever name
+// they typed; only BasicUser is a named identity of its own.
 //
 // The secrets are functions so that a rotated secret file takes effect
 // without a restart, and so that no secret sits in a struct that might be
@@ -46,6 +51,9 @@ type Auth struct {
 	// too, not only for actions. /healthz, /hooks and /codec are never
 	// covered: they have their own protection.
 	ProtectViews bool
+	// AllowSelfApproval lets the principal who requested a deploy approve
+	// it too. Off (the default), the approval is refused with 403.
+	AllowSelfApproval bool
 }
 
 func (a Auth) configured() bool {
@@ -74,7 +82,18 @@ type principal struct {
 	// Session identifies what the CSRF token is bound to: the session
 	// cookie's nonce, or the basic-auth user.
 	Session string
+	// Identity is who this is for separation of duties: identityToken for
+	// everyone holding the token (bearer or a token login under any name),
+	// "user:"+BasicUser for the basic credentials.
+	Identity string
+	// session is the verified cookie, for logout.
+	session *sessionData
 }
+
+// identityToken is the one identity every token holder shares.
+const identityToken = "token"
+
+func userIdentity(name string) string { return "user:" + name }
 
 // keys are derived per request from the configured secrets, so rotating
 // the token (or password) logs every session out and voids every CSRF token
@@ -83,8 +102,18 @@ type keys struct{ session, csrf, flash []byte }
 
 // authenticator checks credentials and signs cookies.
 type authenticator struct {
-	auth Auth
-	log  *slog.Logger
+	auth    Auth
+	log     *slog.Logger
+	now     func() time.Time
+	limit   *limiter
+	revoked *revocations
+}
+
+func newAuthenticator(a Auth, log *slog.Logger, now func() time.Time) *authenticator {
+	if now == nil {
+		now = time.Now
+	}
+	return &authenticator{auth: a, log: log, now: now, limit: newLimiter(now), revoked: newRevocations(now(), maxRevoked)}
 }
 
 var errSecretUnreadable = errors.New("the dashboard credentials could not be read on the server; see the server log")
@@ -154,42 +183,24 @@ func equal(a, b []byte) bool {
 type authError struct {
 	status int
 	msg    string
+	// retryAfter, in seconds, is sent as Retry-After with a 429.
+	retryAfter int
 }
 
 func (e *authError) Error() string { return e.msg }
 
-var errUnauthenticated = &authError{http.StatusUnauthorized, "authentication required: log in at /login, or send Authorization: Bearer <token> or HTTP basic credentials"}
+var errUnauthenticated = &authError{status: http.StatusUnauthorized, msg: "authentication required: log in at /login, or send Authorization: Bearer <token> or HTTP basic credentials"}
 
 // authenticate returns who sent r. An Authorization header that is present
 // but wrong fails outright rather than falling back to the cookie, so a
-// script with a stale token learns about it.
+// script with a stale token learns about it. A client address over the
+// failure limit is refused before its header is checked.
 func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 	if !a.auth.configured() {
-		return nil, &authError{http.StatusForbidden, errNoAuth}
+		return nil, &authError{status: http.StatusForbidden, msg: errNoAuth}
 	}
-	token, password, err := a.secrets()
-	if err != nil {
-		return nil, &authError{http.StatusServiceUnavailable, err.Error()}
-	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, cred, _ := strings.Cut(h, " ")
-		switch strings.ToLower(scheme) {
-		case "bearer":
-			if len(token) > 0 && equal([]byte(strings.TrimSpace(cred)), token) {
-				return &principal{User: "token", Method: "bearer"}, nil
-			}
-		case "basic":
-			if user, pass, ok := r.BasicAuth(); ok && len(password) > 0 {
-				// Both compared, always, so timing says nothing about
-				// which one was wrong.
-				okUser := equal([]byte(user), []byte(a.auth.BasicUser))
-				okPass := equal([]byte(pass), password)
-				if okUser && okPass {
-					return &principal{User: a.auth.BasicUser, Method: "basic", Session: "basic:" + a.auth.BasicUser}, nil
-				}
-			}
-		}
-		return nil, &authError{http.StatusUnauthorized, "the credentials in the Authorization header are wrong"}
+	if r.Header.Get("Authorization") != "" {
+		return a.authenticateHeader(r)
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
@@ -197,35 +208,98 @@ func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 	}
 	k, err := a.keys()
 	if err != nil {
-		return nil, &authError{http.StatusServiceUnavailable, err.Error()}
+		return nil, &authError{status: http.StatusServiceUnavailable, msg: err.Error()}
 	}
 	var s sessionData
-	if !openSigned(k.session, c.Value, &s) || time.Now().Unix() > s.Expires || s.Nonce == "" {
-		return nil, &authError{http.StatusUnauthorized, "your session has expired or the server's credentials changed; log in again at /login"}
+	if !openSigned(k.session, c.Value, &s) || a.now().Unix() > s.Expires || s.Nonce == "" {
+		return nil, errSessionExpired
 	}
-	return &principal{User: s.User, Method: "session", Session: "session:" + s.Nonce}, nil
+	if !a.revoked.valid(s) {
+		return nil, errSessionRevoked
+	}
+	id := identityToken
+	if s.Kind == kindBasic {
+		id = userIdentity(s.User)
+	}
+	return &principal{User: s.User, Method: "session", Session: "session:" + s.Nonce, Identity: id, session: &s}, nil
 }
 
+var (
+	errSessionExpired = &authError{status: http.StatusUnauthorized, msg: "your session has expired or the server's credentials changed; log in again at /login"}
+	errSessionRevoked = &authError{status: http.StatusUnauthorized, msg: "this session was logged out (or the server restarted since it began); log in again at /login"}
+)
+
+// authenticateHeader checks a bearer token or basic credentials.
+func (a *authenticator) authenticateHeader(r *http.Request) (*principal, error) {
+	if wait := a.limit.blocked(r); wait > 0 {
+		return nil, tooManyFailures(wait)
+	}
+	token, password, err := a.secrets()
+	if err != nil {
+		return nil, &authError{status: http.StatusServiceUnavailable, msg: err.Error()}
+	}
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		if len(token) > 0 && equal([]byte(strings.TrimSpace(cred)), token) {
+			return &principal{User: "token", Method: "bearer", Identity: identityToken}, nil
+		}
+	case "basic":
+		if user, pass, ok := r.BasicAuth(); ok && len(password) > 0 {
+			// Both compared, always, so timing says nothing about
+			// which one was wrong.
+			okUser := equal([]byte(user), []byte(a.auth.BasicUser))
+			okPass := equal([]byte(pass), password)
+			if okUser && okPass {
+				return &principal{User: a.auth.BasicUser, Method: "basic", Session: "basic:" + a.auth.BasicUser, Identity: userIdentity(a.auth.BasicUser)}, nil
+			}
+		}
+	}
+	a.limit.fail(r)
+	a.log.Warn("dashboard auth: wrong credentials in the Authorization header", slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
+	return nil, &authError{status: http.StatusUnauthorized, msg: "the credentials in the Authorization header are wrong"}
+}
+
+// errTooManyFailures is the message of a 429; %d is the wait in seconds.
+const errTooManyFailures = "too many failed logins from your address (or from everywhere): wait %d s and try again; nothing is checked until then, a right password included"
+
+// tooManyFailures is the refusal of a blocked address.
+func tooManyFailures(wait time.Duration) *authError {
+	secs := retryAfterSeconds(wait)
+	return &authError{status: http.StatusTooManyRequests, msg: fmt.Sprintf(errTooManyFailures, secs), retryAfter: secs}
+}
+
+// errNameTaken refuses a token login under the basic user's name, which
+// would let the token holder pass for that user (and approve their own
+// deploys); %q is the name.
+const errNameTaken = "the name %q belongs to the basic-auth user: log in with that user's password, or type your own name with the token"
+
+// errWrongPassword is the answer to wrong login credentials.
+var errWrongPassword = &authError{status: http.StatusUnauthorized, msg: "wrong name or password"}
+
 // checkPassword validates the login form. With the token, the acting user is
-// the name typed in (or "token"); with the basic credentials it is the
-// basic user.
-func (a *authenticator) checkPassword(name, password string) (user string, ok bool, err error) {
+// the name typed in (or "token") and the kind is kindToken; with the basic
+// credentials it is the basic user and kindBasic. Errors are *authError.
+func (a *authenticator) checkPassword(name, password string) (user, kind string, err error) {
 	token, basicPass, err := a.secrets()
 	if err != nil {
-		return "", false, err
+		return "", "", &authError{status: http.StatusServiceUnavailable, msg: err.Error()}
 	}
 	okBasic := len(basicPass) > 0 && equal([]byte(name), []byte(a.auth.BasicUser)) && equal([]byte(password), basicPass)
 	okToken := len(token) > 0 && equal([]byte(password), token)
 	switch {
 	case okBasic:
-		return a.auth.BasicUser, true, nil
+		return a.auth.BasicUser, kindBasic, nil
 	case okToken:
 		if name = cleanName(name); name == "" {
 			name = "token"
 		}
-		return name, true, nil
+		if a.auth.BasicUser != "" && strings.EqualFold(name, a.auth.BasicUser) {
+			return "", "", &authError{status: http.StatusForbidden, msg: fmt.Sprintf(errNameTaken, name)}
+		}
+		return name, kindToken, nil
 	}
-	return "", false, nil
+	return "", "", errWrongPassword
 }
 
 // cleanName keeps a login name printable and short: it ends up in deploy
@@ -241,12 +315,6 @@ func cleanName(s string) string {
 		s = string(r[:maxNameLen])
 	}
 	return strings.TrimSpace(s)
-}
-
-type sessionData struct {
-	User    string `json:"u"`
-	Expires int64  `json:"e"`
-	Nonce   string `json:"n"`
 }
 
 // seal encodes v and appends its HMAC: base64url(json) "." base64url(mac).
@@ -348,87 +416,6 @@ func localPath(next string) string {
 	return next
 }
 
-type loginView struct {
-	chrome
-	Next, Name, Error string
-	BasicUser         string
-	Configured        bool
-}
-
-var loginTemplate = template.Must(template.ParseFS(templateFS, "templates/base.html", "templates/login.html"))
-
-// serveLogin shows the login form. The form carries a random value that is
-// also set as a cookie (double submit): a cross-site page cannot read the
-// cookie, so it cannot log a victim into the attacker's session.
-func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
-	d.renderLogin(w, r, http.StatusOK, loginView{Next: localPath(r.URL.Query().Get("next"))})
-}
-
-func (d *dashboard) renderLogin(w http.ResponseWriter, r *http.Request, status int, v loginView) {
-	nonce := randomString()
-	setCookie(w, r, loginCookie, nonce, 30*time.Minute)
-	v.chrome = chrome{Title: "log in", CSRF: nonce, AuthConfigured: d.opt.Auth.configured()}
-	v.Configured = d.opt.Auth.configured()
-	v.BasicUser = d.opt.Auth.BasicUser
-	if !v.Configured {
-		v.Error = errNoAuth
-		status = http.StatusForbidden
-	}
-	d.render(w, status, loginTemplate, v)
-}
-
-func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
-	if !d.opt.Auth.configured() {
-		d.renderLogin(w, r, http.StatusForbidden, loginView{})
-		return
-	}
-	if err := sameOrigin(r); err != nil {
-		http.Error(w, err.Error(), http.StatusForbidden)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormLen)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "could not read the form", http.StatusBadRequest)
-		return
-	}
-	next := localPath(r.PostForm.Get("next"))
-	c, err := r.Cookie(loginCookie)
-	if err != nil || c.Value == "" || !equal([]byte(c.Value), []byte(r.PostForm.Get("csrf"))) {
-		d.renderLogin(w, r, http.StatusForbidden, loginView{Next: next, Error: "the login form expired; try again"})
-		return
-	}
-	name := r.PostForm.Get("name")
-	user, ok, err := d.auth.checkPassword(name, r.PostForm.Get("password"))
-	if err != nil {
-		d.renderLogin(w, r, http.StatusServiceUnavailable, loginView{Next: next, Name: name, Error: err.Error()})
-		return
-	}
-	if !ok {
-		d.log.Warn("dashboard login failed", slog.String("name", cleanName(name)), slog.String("remote", r.RemoteAddr))
-		d.renderLogin(w, r, http.StatusUnauthorized, loginView{Next: next, Name: name, Error: "wrong name or password"})
-		return
-	}
-	k, err := d.auth.keys()
-	if err != nil {
-		d.renderLogin(w, r, http.StatusServiceUnavailable, loginView{Next: next, Error: err.Error()})
-		return
-	}
-	setCookie(w, r, sessionCookie, seal(k.session, sessionData{User: user, Expires: time.Now().Add(sessionTTL).Unix(), Nonce: randomString()}), sessionTTL)
-	setCookie(w, r, loginCookie, "", 0)
-	d.log.Info("dashboard login", slog.String("user", user), slog.String("remote", r.RemoteAddr))
-	http.Redirect(w, r, next, http.StatusSeeOther)
-}
-
-func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request) {
-	p, ok := d.authorizeAction(w, r)
-	if !ok {
-		return
-	}
-	setCookie(w, r, sessionCookie, "", 0)
-	d.log.Info("dashboard logout", slog.String("user", p.User))
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
 // authorizeAction runs every check a state-changing POST needs, in order:
 // credentials configured, same origin, authenticated, form readable, CSRF
 // token. It answers the request itself when one fails.
@@ -444,13 +431,7 @@ func (d *dashboard) authorizeAction(w http.ResponseWriter, r *http.Request) (*pr
 	}
 	p, err := d.auth.authenticate(r)
 	if err != nil {
-		var ae *authError
-		if errors.As(err, &ae) {
-			if ae.status == http.StatusUnauthorized && d.opt.Auth.BasicUser != "" {
-				w.Header().Set("WWW-Authenticate", `Basic realm="mageflow", charset="UTF-8"`)
-			}
-			d.refuse(w, r, ae.status, ae.msg)
-		}
+		d.refuseAuth(w, r, err)
 		return nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormLen)
@@ -528,9 +509,23 @@ func (d *dashboard) protect(h http.HandlerFunc) http.HandlerFunc {
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		if ae.status == http.StatusUnauthorized && d.opt.Auth.BasicUser != "" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mageflow", charset="UTF-8"`)
-		}
-		d.refuse(w, r, ae.status, ae.msg)
+		d.refuseAuth(w, r, err)
 	}
+}
+
+// refuseAuth answers a failed authenticate: the basic-auth challenge with a
+// 401, Retry-After with a 429.
+func (d *dashboard) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *authError
+	if !errors.As(err, &ae) {
+		d.refuse(w, r, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if ae.status == http.StatusUnauthorized && d.opt.Auth.BasicUser != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mageflow", charset="UTF-8"`)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
+	d.refuse(w, r, ae.status, ae.msg)
 }

@@ -36,7 +36,7 @@ type dashboard struct {
 }
 
 func newDashboard(opt Options) *dashboard {
-	return &dashboard{opt: opt, log: opt.Logger, auth: &authenticator{auth: opt.Auth, log: opt.Logger}}
+	return &dashboard{opt: opt, log: opt.Logger, auth: newAuthenticator(opt.Auth, opt.Logger, opt.clock)}
 }
 
 type appView struct {

@@ -398,8 +398,11 @@ func (d *dashboard) serveDeploysAPI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, deps)
 }
 
-// actionForm is what every action form posts.
-type actionForm struct{ App, Env, Reason string }
+// actionForm is what every action form posts, and the environment it names.
+type actionForm struct {
+	App, Env, Reason string
+	env              *EnvView
+}
 
 // readAction authorizes the request and checks the fields every action
 // shares; it answers the request itself when something is wrong.
@@ -414,11 +417,13 @@ func (d *dashboard) readAction(w http.ResponseWriter, r *http.Request) (*princip
 		return nil, actionForm{}, nil, nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), actionTimeout)
-	if _, err := d.findEnv(ctx, f.App, f.Env); err != nil {
+	env, err := d.findEnv(ctx, f.App, f.Env)
+	if err != nil {
 		cancel()
 		d.done(w, r, "", "", err)
 		return nil, actionForm{}, nil, nil, false
 	}
+	f.env = env
 	return p, f, ctx, cancel, true
 }
 
@@ -464,6 +469,13 @@ func (d *dashboard) handleApproval(w http.ResponseWriter, r *http.Request, appro
 		d.done(w, r, "", "", err)
 		return
 	}
+	if approve {
+		if msg := d.selfApproval(p, f.env); msg != "" {
+			d.audit(r, p, "approve", f, slog.String("workflow_id", wf), slog.String("error", msg))
+			d.refuse(w, r, http.StatusForbidden, msg)
+			return
+		}
+	}
 	err = d.opt.Deploys.Approve(ctx, ApprovalRequest{App: f.App, Env: f.Env, WorkflowID: wf, By: p.User, Reason: f.Reason, Approve: approve})
 	verb, msg := "reject", "Rejected the deploy to %s/%s"
 	if approve {
@@ -471,6 +483,31 @@ func (d *dashboard) handleApproval(w http.ResponseWriter, r *http.Request, appro
 	}
 	d.audit(r, p, verb, f, slog.String("workflow_id", wf), errAttr(err))
 	d.done(w, r, fmt.Sprintf(msg, f.App, f.Env), wf, err)
+}
+
+// errSelfApproval refuses an approval by the deploy's requester; %q are the
+// requester and the environment.
+const errSelfApproval = "refused: %q requested this deploy and cannot approve it too (server.auth.allow_self_approval is off); " +
+	"someone else must approve %s, logged in as a different identity. Everyone holding the token counts as one identity, " +
+	"whatever name they typed; a second person logs in as server.auth.basic_user, or approves with `mageflow approve`"
+
+// selfApproval says why p may not approve the deploy running on env, or ""
+// when it may. The requester's identity is read from the deploy's
+// RequestedBy: the basic user's name is that user (token logins may not
+// take it), any other name is the token's. An environment that needs no
+// approval, or no running deploy, is left to the deploy side to refuse.
+func (d *dashboard) selfApproval(p *principal, env *EnvView) string {
+	if d.opt.Auth.AllowSelfApproval || env == nil || !env.ApprovalRequired || env.Running == nil {
+		return ""
+	}
+	requester := identityToken
+	if by := env.Running.RequestedBy; d.opt.Auth.BasicUser != "" && by == d.opt.Auth.BasicUser {
+		requester = userIdentity(by)
+	}
+	if requester != p.Identity {
+		return ""
+	}
+	return fmt.Sprintf(errSelfApproval, env.Running.RequestedBy, env.App+"/"+env.Env)
 }
 
 func (d *dashboard) handleRollback(w http.ResponseWriter, r *http.Request) {

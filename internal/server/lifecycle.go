@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"io"
 	"net/http"
@@ -25,23 +24,34 @@ var ErrIgnoredEvent = errors.New("not a lifecycle action")
 // ErrBadEvent marks deliveries that cannot be parsed.
 var ErrBadEvent = errors.New("malformed lifecycle event")
 
+const (
+	errLifecycleNoToken  = "missing bearer token: send the header Authorization: Bearer <server.lifecycle_token> (the API destination's connection, API key auth)"
+	errLifecycleBadToken = "wrong bearer token: the Authorization header does not match server.lifecycle_token; update the API destination's connection"
+)
+
 // handleLifecycle is POST /hooks/aws-lifecycle. EventBridge API
 // destinations authenticate with a header the operator configures: here a
-// bearer token compared in constant time.
+// bearer token. The tokens' sha256 digests are compared in constant time
+// (equal), so neither the content nor the length of the token leaks through
+// the response time.
 func (s *server) handleLifecycle(w http.ResponseWriter, r *http.Request) {
 	if s.opt.Lifecycle == nil || s.opt.LifecycleToken == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"status": "error", "error": "lifecycle hooks are not configured (groups: and server.lifecycle_token)"})
 		return
 	}
-	want, err := s.opt.LifecycleToken()
+	want, err := readSecret(s.opt.LifecycleToken)
 	if err != nil || len(want) == 0 {
 		s.opt.Logger.Error("lifecycle token unreadable", "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "error", "error": "the server cannot read its lifecycle token"})
 		return
 	}
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "missing or wrong bearer token"})
+	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(got) == "" {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": errLifecycleNoToken})
+		return
+	}
+	if !equal([]byte(strings.TrimSpace(got)), want) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": errLifecycleBadToken})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))

@@ -67,8 +67,17 @@ type Options struct {
 	Builds   Builds
 	Releases Releases
 	// Codec, when set, is mounted at /codec/ with the prefix stripped, so
-	// the Web UI's codec endpoint is http://HOST/codec.
-	Codec  http.Handler
+	// the Web UI's codec endpoint is http://HOST/codec. It answers only
+	// the credentials Auth accepts (codecauth.go).
+	Codec http.Handler
+	// CodecOrigins are the origins of the Temporal Web UI that may call the
+	// codec from a browser, with credentials (scheme://host:port).
+	CodecOrigins []string
+	// LoopbackOnly says the server listens on loopback only. Then, and only
+	// then, a server with no credentials configured serves the codec to
+	// anyone (local development).
+	LoopbackOnly bool
+
 	Logger *slog.Logger
 	// MaxBody bounds a webhook body; larger deliveries get 413. Default 5 MiB
 	// (GitHub caps payloads at 25 MB, but pushes with that much metadata are
@@ -90,6 +99,9 @@ type Options struct {
 	// HardenReports adds /reports/harden/ (latest hardening report per
 	// host, reports.go). Nil: no such pages.
 	HardenReports HardenReports
+
+	// clock replaces time.Now for sessions and rate limits in tests.
+	clock func() time.Time
 }
 
 // DefaultMaxBody is the webhook body limit when Options.MaxBody is zero.
@@ -112,7 +124,7 @@ const (
 type server struct {
 	opt   Options
 	log   *slog.Logger
-	seen  *lru
+	seen  *lru[accepted]
 	mux   *http.ServeMux
 	pages *dashboard
 }
@@ -153,7 +165,7 @@ func New(opt Options) http.Handler {
 		s.mux.HandleFunc("POST /actions/rollback", p.handleRollback)
 	}
 	if opt.Codec != nil {
-		s.mux.Handle("/codec/", http.StripPrefix("/codec", opt.Codec))
+		s.mux.Handle("/codec/", s.codecHandler())
 	}
 	return s.accessLog(s.mux)
 }
