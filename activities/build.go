@@ -351,11 +351,16 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	stop = a.heartbeatWhile(ctx, current)
 	ar, err := artifact.WriteFile(ctx, staged, src, mb, artifact.Options{Exclude: SharedPaths(app), ModTime: in.Commit.CommittedAt})
 	stop()
+	if errors.Is(err, artifact.ErrEscapingLink) {
+		// The same commit builds the same link again: do not retry.
+		fmt.Fprintf(logf, "package: %v\n", err)
+		return res, temporal.NewNonRetryableApplicationError("package: "+err.Error(), ErrBuildStepFailed, err)
+	}
 	if err != nil {
 		return res, fmt.Errorf("package: %w", err)
 	}
 	fmt.Fprintf(logf, "packaged %d files, %d bytes -> %d bytes, sha256 %s\n", ar.Files, ar.UncompressedBytes, ar.Size, ar.SHA256)
-	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size}
+	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size, UncompressedSize: ar.TarSize}
 	res.Files = ar.Files
 	return res, nil
 }

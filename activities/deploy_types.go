@@ -30,6 +30,12 @@ type PrepareInput struct {
 	ArtifactURI string
 	SHA256      string
 	Size        int64
+	// UncompressedSize is the size of the artifact's unpacked tar stream
+	// as its build recorded it (release.Artifact.UncompressedSize): the
+	// host refuses to unpack more, and checks for that much free space.
+	// Zero for releases built before it was recorded: a bound of 64× Size
+	// applies then.
+	UncompressedSize int64
 	// ContentVersion is written into the release so every host serves the
 	// same static content version (pub/static/deployed_version.txt).
 	ContentVersion string

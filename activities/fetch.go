@@ -78,6 +78,27 @@ func (h *HostActivities) openArtifact(ctx context.Context, in PrepareInput) (io.
 	return rc, size, nil
 }
 
+// fallbackUnpackRatio bounds the unpacked size of a release whose build did
+// not record it (built before mageflow recorded TarSize): 64 times the
+// compressed size. A Magento tree compresses 5-10× with zstd, so no real
+// release comes near it, while a decompression bomb (thousands of times
+// smaller than what it unpacks to) is stopped after 64× its size.
+const fallbackUnpackRatio = 64
+
+// fallbackFreeRatio is the free-space check for such a release: the
+// compressed copy plus an unpacked tree of about twice its size.
+const fallbackFreeRatio = 3
+
+// artifactTempName is the private copy of the artifact inside the work
+// directory, verified before anything is extracted from it.
+const artifactTempName = "artifact.tar.zst"
+
+// download puts the artifact of in at dst: it copies it from the store
+// into a private file while hashing it (never more bytes than the release
+// recorded), checks the sha256, and only then extracts that file, bounded
+// by the unpacked size the build recorded, into a work directory that is
+// renamed to dst once complete. Nothing reaches the release tree before
+// the digest matched.
 func (h *HostActivities) download(ctx context.Context, c *hostCtx, in PrepareInput, dst string) error {
 	rels := c.releases()
 	want := strings.ToLower(strings.TrimSpace(in.SHA256))
@@ -91,53 +112,26 @@ func (h *HostActivities) download(ctx context.Context, c *hostCtx, in PrepareInp
 		return err
 	}
 	defer rc.Close()
-	free, err := hostops.FreeBytes(rels)
-	if err != nil {
-		return err
+	unpacked := in.UncompressedSize
+	if unpacked <= 0 {
+		unpacked = fallbackUnpackRatio * size
 	}
-	need := max(uint64(max(c.host.MinFreeBytes, 0)), 3*uint64(size))
-	if free < need {
-		keep := "keep_releases"
-		if c.env != nil {
-			keep = fmt.Sprintf("apps.%s.environments.%s.keep_releases (now %d)", c.app.Name, in.Env, c.env.KeepReleases)
-		}
-		return nonRetryable(ErrDiskFull, "host %s: only %s free on the file system of %s, %s needed for release %s (max of hosts.%s.min_free_bytes and 3× the %s artifact); delete old releases under %s (lower %s, then the next deploy prunes), or free space on that disk",
-			h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(need)), in.ReleaseID, h.Host, units.Bytes(size), rels, keep)
+	if err := h.checkFree(c, in, size); err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp(rels, hostops.TmpPrefix+in.ReleaseID+"-")
 	if err != nil {
 		return fmt.Errorf("create a work directory in %s: %w", rels, err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename it holds nothing
-	cr := &countingReader{r: rc}
-	sum := sha256.New()
-	tee := io.TeeReader(cr, sum)
-	stop := h.heartbeatWhile(ctx, func() any {
-		return HostProgress{Step: "download and extract", Bytes: cr.n.Load(), Total: size}
-	})
+	f, err := h.fetchVerified(ctx, rc, in, filepath.Join(tmp, artifactTempName), size, want)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	tree := filepath.Join(tmp, "tree")
-	xerr := artifact.Extract(ctx, tee, tree)
-	if ctx.Err() == nil {
-		// The tar end marker may come before the end of the stream:
-		// read the rest so the digest covers every byte.
-		_, _ = io.Copy(io.Discard, tee)
-	}
-	stop()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	got := hex.EncodeToString(sum.Sum(nil))
-	if got != want {
-		return nonRetryable(ErrChecksum, "artifact %s of release %s has sha256 %s, the release says %s: the stored artifact is corrupt or was replaced; rebuild the release (nothing was installed)", in.ArtifactURI, in.ReleaseID, got, want)
-	}
-	if xerr != nil {
-		if errors.Is(xerr, syscall.ENOSPC) {
-			return nonRetryable(ErrDiskFull, "host %s ran out of disk extracting release %s into %s: %v; delete old releases or free space", h.Host, in.ReleaseID, rels, xerr)
-		}
-		if errors.Is(xerr, artifact.ErrUnsafeEntry) {
-			return nonRetryable(ErrArtifactCorrupt, "release %s: %v", in.ReleaseID, xerr)
-		}
-		return fmt.Errorf("extract release %s: %w", in.ReleaseID, xerr)
+	if err := h.extract(ctx, in, f, size, tree, unpacked); err != nil {
+		return err
 	}
 	if b, err := os.ReadFile(filepath.Join(tree, artifact.ManifestName)); err == nil {
 		var m release.Meta
@@ -150,4 +144,110 @@ func (h *HostActivities) download(ctx context.Context, c *hostCtx, in PrepareInp
 	}
 	hostops.SyncDir(rels)
 	return nil
+}
+
+// checkFree refuses a release the file system of releases/ cannot hold:
+// the compressed copy plus the unpacked tree the build recorded (or
+// fallbackFreeRatio× the artifact for a release that did not record it),
+// and never less than hosts.<host>.min_free_bytes.
+func (h *HostActivities) checkFree(c *hostCtx, in PrepareInput, size int64) error {
+	rels := c.releases()
+	free, err := hostops.FreeBytes(rels)
+	if err != nil {
+		return err
+	}
+	need, what := uint64(fallbackFreeRatio*size), fmt.Sprintf("%d× the %s artifact", fallbackFreeRatio, units.Bytes(size))
+	if in.UncompressedSize > 0 {
+		need, what = uint64(size+in.UncompressedSize), fmt.Sprintf("the %s artifact plus the %s it unpacks to", units.Bytes(size), units.Bytes(in.UncompressedSize))
+	}
+	need = max(uint64(max(c.host.MinFreeBytes, 0)), need)
+	if free >= need {
+		return nil
+	}
+	keep := "keep_releases"
+	if c.env != nil {
+		keep = fmt.Sprintf("apps.%s.environments.%s.keep_releases (now %d)", c.app.Name, in.Env, c.env.KeepReleases)
+	}
+	return nonRetryable(ErrDiskFull, "host %s: only %s free on the file system of %s, %s needed for release %s (max of hosts.%s.min_free_bytes and %s); delete old releases under %s (lower %s, then the next deploy prunes), or free space on that disk",
+		h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(need)), in.ReleaseID, h.Host, what, rels, keep)
+}
+
+// fetchVerified copies the artifact from rc into the new private file
+// path (0600, O_EXCL) while hashing it, refusing it as soon as more than
+// size bytes arrive, and checks the digest. It returns the file, open and
+// rewound, only when the digest matched.
+func (h *HostActivities) fetchVerified(ctx context.Context, rc io.Reader, in PrepareInput, path string, size int64, want string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create the download file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+		}
+	}()
+	cr := &countingReader{r: &ctxReader{ctx: ctx, r: rc}}
+	stop := h.heartbeatWhile(ctx, func() any {
+		return HostProgress{Step: "download", Bytes: cr.n.Load(), Total: size}
+	})
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, sum), io.LimitReader(cr, size+1))
+	stop()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, nonRetryable(ErrDiskFull, "host %s ran out of disk downloading release %s into %s: %v; delete old releases or free space", h.Host, in.ReleaseID, path, err)
+		}
+		return nil, fmt.Errorf("download artifact %s: %w", in.ArtifactURI, err)
+	}
+	if n > size {
+		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s is larger than the %d bytes the release recorded: the stored artifact was replaced; rebuild the release (nothing was installed)", in.ArtifactURI, in.ReleaseID, size)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != want {
+		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s has sha256 %s (%d bytes), the release says %s (%d bytes): the stored artifact is corrupt or was replaced; rebuild the release (nothing was installed)", in.ArtifactURI, in.ReleaseID, got, n, want, size)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewind %s: %w", path, err)
+	}
+	ok = true
+	return f, nil
+}
+
+// extract unpacks the verified artifact f into tree, refusing more than
+// maxBytes of unpacked stream.
+func (h *HostActivities) extract(ctx context.Context, in PrepareInput, f io.Reader, size int64, tree string, maxBytes int64) error {
+	cr := &countingReader{r: f}
+	stop := h.heartbeatWhile(ctx, func() any {
+		return HostProgress{Step: "extract", Bytes: cr.n.Load(), Total: size}
+	})
+	err := artifact.Extract(ctx, cr, tree, artifact.ExtractOptions{MaxBytes: maxBytes})
+	stop()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, syscall.ENOSPC):
+		return nonRetryable(ErrDiskFull, "host %s ran out of disk extracting release %s into %s: %v; delete old releases or free space", h.Host, in.ReleaseID, filepath.Dir(tree), err)
+	case errors.Is(err, artifact.ErrUnsafeEntry), errors.Is(err, artifact.ErrTooLarge):
+		return nonRetryable(ErrArtifactCorrupt, "release %s: %v (nothing was installed)", in.ReleaseID, err)
+	}
+	return fmt.Errorf("extract release %s: %w", in.ReleaseID, err)
+}
+
+// ctxReader ends a copy promptly when the activity is cancelled, also for
+// stores whose readers ignore the context (local files).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
 }

@@ -266,7 +266,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Minute, time.Minute), hostActs.Prepare, activities.PrepareInput{
 			HostTarget: d.target(h), ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256,
-			Size: rel.Artifact.Size, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
+			Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
 		})
 	}, func(h string, f workflow.Future) error {
 		var res activities.PrepareResult

@@ -179,7 +179,7 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 		res.ReleaseID = rel.ID
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Putting release** `%s` on %s", rel.ID, host))
 		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, time.Minute), hostActs.Prepare, activities.PrepareInput{
-			HostTarget: t, ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256, Size: rel.Artifact.Size,
+			HostTarget: t, ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256, Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize,
 			ContentVersion: fmt.Sprintf("%d", rel.BuildNumber)}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("prepare release %s: %w", rel.ID, err)
 		}

@@ -124,7 +124,7 @@ func TestRoundTrip(t *testing.T) {
 
 	dst := filepath.Join(t.TempDir(), "releases", "1-abcdef0")
 	require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
-	require.NoError(t, Extract(context.Background(), bytes.NewReader(data), dst))
+	require.NoError(t, Extract(context.Background(), bytes.NewReader(data), dst, ExtractOptions{MaxBytes: res.TarSize}))
 
 	wantFiles := 0
 	var wantBytes int64 = int64(len(manifest))
@@ -288,7 +288,7 @@ func TestFramesDeterministicAndReadable(t *testing.T) {
 	require.Equal(t, outs[0], outs[2])
 
 	dst := filepath.Join(t.TempDir(), "r")
-	require.NoError(t, Extract(context.Background(), bytes.NewReader(outs[0]), dst))
+	require.NoError(t, Extract(context.Background(), bytes.NewReader(outs[0]), dst, ExtractOptions{}))
 	for i := range 3 {
 		want, err := os.ReadFile(filepath.Join(src, fmt.Sprintf("f%d.php", i)))
 		require.NoError(t, err)
@@ -412,7 +412,7 @@ func TestExtractDestinationExists(t *testing.T) {
 	writeTree(t, src, tree{"a": "a"}, nil)
 	data, _ := writeArtifact(t, src, []byte("{}"), Options{})
 	dst := t.TempDir()
-	err := Extract(context.Background(), bytes.NewReader(data), dst)
+	err := Extract(context.Background(), bytes.NewReader(data), dst, ExtractOptions{})
 	require.ErrorContains(t, err, "already exists")
 }
 
@@ -486,7 +486,7 @@ func TestExtractRejectsMaliciousArchives(t *testing.T) {
 				addFile(t, tw, ManifestName, "{}")
 				fill(tw)
 			})
-			err := Extract(context.Background(), bytes.NewReader(data), dst)
+			err := Extract(context.Background(), bytes.NewReader(data), dst, ExtractOptions{})
 			require.ErrorIs(t, err, ErrUnsafeEntry)
 			ents, rerr := os.ReadDir(parent)
 			require.NoError(t, rerr)
@@ -502,7 +502,7 @@ func TestExtractTruncatedArchive(t *testing.T) {
 	writeTree(t, src, tree{"a": strings.Repeat("abc", 100000)}, nil)
 	data, _ := writeArtifact(t, src, []byte("{}"), Options{})
 	parent := t.TempDir()
-	err := Extract(context.Background(), bytes.NewReader(data[:len(data)/2]), filepath.Join(parent, "r"))
+	err := Extract(context.Background(), bytes.NewReader(data[:len(data)/2]), filepath.Join(parent, "r"), ExtractOptions{})
 	require.Error(t, err)
 	ents, _ := os.ReadDir(parent)
 	require.Empty(t, ents)
@@ -515,7 +515,7 @@ func TestExtractCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	parent := t.TempDir()
-	err := Extract(ctx, bytes.NewReader(data), filepath.Join(parent, "r"))
+	err := Extract(ctx, bytes.NewReader(data), filepath.Join(parent, "r"), ExtractOptions{})
 	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
 	ents, _ := os.ReadDir(parent)
 	require.Empty(t, ents)

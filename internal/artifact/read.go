@@ -97,6 +97,21 @@ func VerifyFile(path, wantSHA256 string) error {
 	return nil
 }
 
+// ErrTooLarge is returned (wrapped) by Extract when the archive unpacks to
+// more than ExtractOptions.MaxBytes: a decompression bomb, or an artifact
+// other than the one the build measured.
+var ErrTooLarge = errors.New("artifact unpacks to more than the size its build recorded")
+
+// ExtractOptions control Extract.
+type ExtractOptions struct {
+	// MaxBytes bounds the uncompressed tar stream, normally the
+	// Result.TarSize its build recorded. Extraction stops with ErrTooLarge
+	// as soon as one more byte is decompressed, so at most MaxBytes (plus
+	// directory and inode overhead) reach the disk. Zero or less means no
+	// limit.
+	MaxBytes int64
+}
+
 // Extract unpacks the artifact read from r into the new directory dst.
 //
 // It extracts into a temporary directory next to dst and renames it to dst
@@ -104,15 +119,20 @@ func VerifyFile(path, wantSHA256 string) error {
 // complete or does not exist: a deploy can never switch a symlink to a
 // half-extracted release. dst must not exist yet.
 //
-// Entries are confined to dst: absolute names, names with "..", symlinks
-// whose target leaves dst, writes through symlinks, hard links, devices
-// and FIFOs are refused with ErrUnsafeEntry, and all file operations go
-// through an os.Root so the kernel enforces the confinement too. File
+// Entries are confined to dst: absolute names, names with "..", writes
+// through symlinks, hard links, devices and FIFOs are refused with
+// ErrUnsafeEntry, and all file operations go through an os.Root so the
+// kernel enforces the confinement too. Symlinks are resolved, not judged
+// by their text: each one is followed through the links already extracted
+// when it is created, and all of them again once the archive is complete
+// (a later link can change where an earlier one leads); one that leads
+// outside dst, has an absolute target or loops is refused with
+// ErrUnsafeEntry naming it and where it leads. File
 // permission bits are kept; setuid, setgid and sticky bits and ownership
 // are dropped, because a deploy agent running as root must not create
 // setuid binaries from an artifact. release.json is extracted like any
 // other file.
-func Extract(ctx context.Context, r io.Reader, dst string) error {
+func Extract(ctx context.Context, r io.Reader, dst string, opt ExtractOptions) error {
 	dst = filepath.Clean(dst)
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("artifact: extract destination %s already exists; remove it first or extract into a new directory", dst)
@@ -129,7 +149,7 @@ func Extract(ctx context.Context, r io.Reader, dst string) error {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	if err := extractInto(ctx, r, tmp); err != nil {
+	if err := extractInto(ctx, r, tmp, opt.MaxBytes); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -142,7 +162,7 @@ func Extract(ctx context.Context, r io.Reader, dst string) error {
 	return nil
 }
 
-func extractInto(ctx context.Context, r io.Reader, dir string) error {
+func extractInto(ctx context.Context, r io.Reader, dir string, maxBytes int64) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("artifact: %w", err)
@@ -154,9 +174,13 @@ func extractInto(ctx context.Context, r io.Reader, dir string) error {
 	}
 	defer d.Close()
 
-	x := &extractor{ctx: ctx, root: root, symlinks: map[string]bool{}, buf: copyBufPool.Get().(*[]byte)}
+	x := &extractor{ctx: ctx, root: root, links: linkSet{}, buf: copyBufPool.Get().(*[]byte)}
 	defer copyBufPool.Put(x.buf)
-	tr := tar.NewReader(d)
+	var stream io.Reader = d
+	if maxBytes > 0 {
+		stream = &limitReader{r: d, left: maxBytes, max: maxBytes}
+	}
+	tr := tar.NewReader(stream)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -171,6 +195,11 @@ func extractInto(ctx context.Context, r io.Reader, dir string) error {
 		if err := x.entry(hdr, tr); err != nil {
 			return err
 		}
+	}
+	// Every link again, now that all are known: a link created later
+	// can change where an earlier one leads.
+	if name, to, err := x.links.escapes(); err != nil {
+		return unsafeLink(name, x.links[name], to, err)
 	}
 	// Directory modes and mtimes last, deepest first: a read-only
 	// directory must not stop its children from being created, and
@@ -194,11 +223,11 @@ type dirAttr struct {
 }
 
 type extractor struct {
-	ctx      context.Context
-	root     *os.Root
-	symlinks map[string]bool
-	dirs     []dirAttr
-	buf      *[]byte
+	ctx   context.Context
+	root  *os.Root
+	links linkSet
+	dirs  []dirAttr
+	buf   *[]byte
 }
 
 func unsafeEntry(name, why string) error {
@@ -213,19 +242,18 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	if name != path.Clean(name) {
 		return unsafeEntry(hdr.Name, "name is not in canonical form")
 	}
-	// No entry may be written through a symlink created earlier: the
-	// lexical target check below only holds for the link's own
-	// directory, and a link such as "a" -> "." would make "a/../x" style
-	// targets escape.
+	// No entry may be written through a symlink created earlier: links
+	// are only ever resolved by linkSet, never by the kernel on our
+	// behalf, and linkSet assumes link paths contain no links.
 	for p := path.Dir(name); p != "."; p = path.Dir(p) {
-		if x.symlinks[p] {
+		if _, ok := x.links[p]; ok {
 			return unsafeEntry(hdr.Name, "path goes through the symlink "+p)
 		}
 	}
 	perm := fs.FileMode(hdr.Mode).Perm()
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if x.symlinks[name] {
+		if _, ok := x.links[name]; ok {
 			return unsafeEntry(hdr.Name, "directory entry replaces a symlink")
 		}
 		if err := x.root.MkdirAll(name, 0o755); err != nil {
@@ -236,21 +264,45 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	case tar.TypeReg:
 		return x.file(name, hdr, perm, tr)
 	case tar.TypeSymlink:
-		t := hdr.Linkname
-		if t == "" || path.IsAbs(t) || !filepath.IsLocal(path.Join(path.Dir(name), t)) {
-			return unsafeEntry(hdr.Name, fmt.Sprintf("symlink target %q points outside the release", t))
-		}
-		if err := x.mkParent(name); err != nil {
-			return err
-		}
-		if err := x.root.Symlink(t, name); err != nil {
-			return fmt.Errorf("artifact: create symlink %s: %w", name, err)
-		}
-		x.symlinks[name] = true
-		return nil
+		return x.symlink(name, hdr)
 	default:
 		return unsafeEntry(hdr.Name, fmt.Sprintf("entry type %q (hard link, device, FIFO or unknown) is not allowed in a release", hdr.Typeflag))
 	}
+}
+
+// symlink creates the link name after checking where it leads, through
+// the links extracted so far.
+func (x *extractor) symlink(name string, hdr *tar.Header) error {
+	t := hdr.Linkname
+	if t == "" || len(t) > maxLinkTarget || strings.ContainsRune(t, 0) {
+		return unsafeEntry(hdr.Name, fmt.Sprintf("symlink target %q is empty, too long or not a path", t))
+	}
+	if _, dup := x.links[name]; dup {
+		return unsafeEntry(hdr.Name, "duplicate entry")
+	}
+	x.links[name] = t
+	if to, err := x.links.resolve(name); err != nil {
+		return unsafeLink(hdr.Name, t, to, err)
+	}
+	if err := x.mkParent(name); err != nil {
+		return err
+	}
+	if err := x.root.Symlink(t, name); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return unsafeEntry(hdr.Name, "duplicate entry")
+		}
+		return fmt.Errorf("artifact: create symlink %s: %w", name, err)
+	}
+	return nil
+}
+
+// unsafeLink is the error for the link name -> target that leads to
+// resolved, outside the release, or loops (err).
+func unsafeLink(name, target, resolved string, err error) error {
+	if errors.Is(err, errLinkLoop) {
+		return unsafeEntry(name, fmt.Sprintf("symlink -> %q %v", target, err))
+	}
+	return unsafeEntry(name, fmt.Sprintf("symlink -> %q resolves to %q, outside the release", target, resolved))
 }
 
 func (x *extractor) mkParent(name string) error {
@@ -260,6 +312,31 @@ func (x *extractor) mkParent(name string) error {
 		}
 	}
 	return nil
+}
+
+// limitReader passes on at most max bytes of r and fails with ErrTooLarge
+// when r has more.
+type limitReader struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (l *limitReader) Read(b []byte) (int, error) {
+	if l.left <= 0 {
+		// The limit is reached: the stream must end here.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%w (%d bytes); the artifact is not the one that was built, or is a decompression bomb: rebuild the release", ErrTooLarge, l.max)
+		}
+		return 0, err
+	}
+	if int64(len(b)) > l.left {
+		b = b[:l.left]
+	}
+	n, err := l.r.Read(b)
+	l.left -= int64(n)
+	return n, err
 }
 
 func (x *extractor) file(name string, hdr *tar.Header, perm fs.FileMode, tr io.Reader) error {

@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -91,7 +92,16 @@ type Result struct {
 	Files int
 	// UncompressedBytes is the total size of the packaged file contents.
 	UncompressedBytes int64
+	// TarSize is the size in bytes of the uncompressed tar stream: what
+	// Extract decompresses, and the bound to give it as
+	// ExtractOptions.MaxBytes.
+	TarSize int64
 }
+
+// ErrEscapingLink is returned (wrapped) by Write for a symbolic link in
+// the source tree that does not resolve inside it: Extract would refuse
+// the artifact, and a host must never be handed a link out of a release.
+var ErrEscapingLink = errors.New("symbolic link leads outside the build directory")
 
 // Write packages srcDir into w as tar+zstd with manifest as the first entry
 // named release.json. It returns the sha256 and size of what it wrote to w.
@@ -99,6 +109,10 @@ type Result struct {
 //
 // Regular files, directories and symbolic links are packaged (symlinks as
 // links, never followed); hard links are stored as independent copies.
+// Every packaged link must resolve inside srcDir (through the other
+// packaged links, as Extract will resolve it): an absolute target, a loop
+// or one that leads out is refused with ErrEscapingLink naming the link
+// and where it leads, so such an artifact is never made.
 // Sockets, devices and named pipes are an error: they have no place in a
 // release and would be rejected by Extract anyway.
 func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt Options) (Result, error) {
@@ -130,11 +144,13 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	if err != nil {
 		return res, fmt.Errorf("artifact: create zstd encoder: %w", err)
 	}
+	tarCount := &countWriter{}
 	p := &packer{
 		ctx:      ctx,
 		root:     root,
 		excl:     excl,
-		tw:       tar.NewWriter(enc),
+		tw:       tar.NewWriter(io.MultiWriter(enc, tarCount)),
+		links:    linkSet{},
 		mtime:    normalizeTime(opt.ModTime),
 		progress: opt.Progress,
 		buf:      copyBufPool.Get().(*[]byte),
@@ -142,6 +158,9 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	defer copyBufPool.Put(p.buf)
 
 	err = p.run(manifest)
+	if err == nil {
+		err = p.checkLinks()
+	}
 	if err == nil {
 		err = p.tw.Close()
 	}
@@ -160,6 +179,7 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 		Size:              cw.n,
 		Files:             p.files,
 		UncompressedBytes: p.bytes,
+		TarSize:           tarCount.n,
 	}, nil
 }
 
@@ -226,6 +246,7 @@ type packer struct {
 	progress func(int, int64)
 	lastProg time.Time
 	buf      *[]byte
+	links    linkSet
 
 	files int
 	bytes int64
@@ -300,6 +321,9 @@ func (p *packer) add(full, rel string, d fs.DirEntry) error {
 		hdr.Typeflag = tar.TypeSymlink
 		hdr.Linkname = target
 		hdr.Mode = 0o777
+		if p.links != nil {
+			p.links[rel] = target
+		}
 	default:
 		return fmt.Errorf("artifact: %s is a %s, which cannot be part of a release; delete it in the build or add %q to the excluded paths", full, mode.Type(), rel)
 	}
@@ -315,6 +339,26 @@ func (p *packer) add(full, rel string, d fs.DirEntry) error {
 		p.report()
 	}
 	return nil
+}
+
+// checkLinks refuses the tree if a packaged link leads out of it. It runs
+// once every link is known: a link packaged later can change where an
+// earlier one leads.
+func (p *packer) checkLinks() error {
+	name, to, err := p.links.escapes()
+	if err == nil {
+		return nil
+	}
+	full := filepath.Join(p.root, filepath.FromSlash(name))
+	target := p.links[name]
+	if errors.Is(err, errLinkLoop) {
+		return fmt.Errorf("artifact: %w: %s -> %s %v; fix or remove the link in the repository or the build (or add %q to the excluded paths)", ErrEscapingLink, full, target, err, name)
+	}
+	where := to
+	if !path.IsAbs(to) {
+		where = filepath.Join(p.root, filepath.FromSlash(to))
+	}
+	return fmt.Errorf("artifact: %w: %s -> %s resolves to %s, outside %s; links in a release must stay inside it (make it a relative link to a path in the repository, or remove it, or add %q to the excluded paths)", ErrEscapingLink, full, target, where, p.root, name)
 }
 
 func (p *packer) copyFile(full string, size int64) error {

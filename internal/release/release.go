@@ -44,6 +44,11 @@ type Artifact struct {
 	URI    string `json:"uri"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// UncompressedSize is the size in bytes of the unpacked tar stream,
+	// measured by the build. Hosts refuse to unpack more than this, so a
+	// swapped or hostile artifact cannot fill their disks. Zero in
+	// releases built before it was recorded.
+	UncompressedSize int64 `json:"uncompressed_size,omitempty"`
 }
 
 // StepDuration records how long one build step took, for release.json and

@@ -317,7 +317,7 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 	if err != nil {
 		return err
 	}
-	err = artifact.Extract(ctx, rc, stage)
+	err = artifact.Extract(ctx, rc, stage, artifact.ExtractOptions{})
 	rc.Close()
 	if err != nil {
 		return err
