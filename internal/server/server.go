@@ -83,6 +83,11 @@ type Options struct {
 	// (GitHub caps payloads at 25 MB, but pushes with that much metadata are
 	// not worth buffering).
 	MaxBody int64
+	// WebhookMaxAge refuses a delivery whose signed push time (GitHub's
+	// repository.pushed_at) is older than this, so a captured delivery
+	// cannot be replayed later. Zero means DefaultWebhookMaxAge; negative
+	// turns the check off.
+	WebhookMaxAge time.Duration
 	// UIBaseURL is the Temporal Web UI (e.g. http://127.0.0.1:8233), used for
 	// links from the dashboard to workflows.
 	UIBaseURL string
@@ -125,6 +130,7 @@ type server struct {
 	opt   Options
 	log   *slog.Logger
 	seen  *lru[accepted]
+	heads *lru[branchHead] // newest accepted push per app and branch (hooks_replay.go)
 	mux   *http.ServeMux
 	pages *dashboard
 }
@@ -140,7 +146,7 @@ func New(opt Options) http.Handler {
 	if opt.Namespace == "" {
 		opt.Namespace = "default"
 	}
-	s := &server{opt: opt, log: opt.Logger, seen: newLRU(dedupSize), mux: http.NewServeMux()}
+	s := &server{opt: opt, log: opt.Logger, seen: newLRU(dedupSize), heads: newCache[branchHead](dedupSize), mux: http.NewServeMux()}
 	s.pages = newDashboard(opt)
 	s.mux.HandleFunc("POST /hooks/aws-lifecycle", s.handleLifecycle)
 	s.mux.HandleFunc("POST /hooks/{provider}", s.handleHook)
