@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -99,12 +100,19 @@ func (s *syncBuffer) String() string {
 // status commands exit 2 by design): err is set only when the command
 // could not run at all or ctx ended.
 func (c CLI) Run(ctx context.Context, args ...string) (Result, error) {
+	return c.run(ctx, name(args), nil, append([]string{"bin/magento"}, args...)...)
+}
+
+// run runs php with argv in Dir, stdin (if not nil) as its standard input;
+// what names the command in errors.
+func (c CLI) run(ctx context.Context, what string, stdin io.Reader, argv ...string) (Result, error) {
 	php := c.PHP
 	if php == "" {
 		php = "php"
 	}
-	cmd := exec.CommandContext(ctx, php, append([]string{"bin/magento"}, args...)...)
+	cmd := exec.CommandContext(ctx, php, argv...)
 	cmd.Dir = c.Dir
+	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), c.Env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -119,12 +127,12 @@ func (c CLI) Run(ctx context.Context, args ...string) (Result, error) {
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		return res, fmt.Errorf("bin/magento %s: %w", name(args), ctx.Err())
+		return res, fmt.Errorf("bin/magento %s: %w", what, ctx.Err())
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode()
 		return res, nil
 	case err != nil:
-		return res, fmt.Errorf("run %s bin/magento %s in %s: %w (is php-cli installed and the release complete?)", php, name(args), c.Dir, err)
+		return res, fmt.Errorf("run %s bin/magento %s in %s: %w (is php-cli installed and the release complete?)", php, what, c.Dir, err)
 	}
 	return res, nil
 }

@@ -3,7 +3,9 @@ package magento
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -54,10 +56,29 @@ func ParseConfig(data []byte) ([]Setting, error) {
 	return out, nil
 }
 
+// argvScript is the PHP program ApplyConfig hands to php on standard
+// input: it gives bin/magento the command line it would have had (the
+// base64 JSON array replaces %s) and runs it in the same process. The
+// value is thereby on no command line and in no environment: every local
+// user can read /proc/<pid>/cmdline, and audit logs and process agents
+// record it; a pipe is readable by nobody else.
+const argvScript = `<?php
+$argv = json_decode(base64_decode('%s'), true);
+$argc = count($argv);
+$_SERVER['argv'] = $argv;
+$_SERVER['argc'] = $argc;
+$_SERVER['SCRIPT_NAME'] = $_SERVER['PHP_SELF'] = 'bin/magento';
+$_SERVER['SCRIPT_FILENAME'] = getcwd() . '/bin/magento';
+require getcwd() . '/bin/magento';
+`
+
 // ApplyConfig stores every setting with config:set, or with
 // config:sensitive:set for the paths listed in sensitive (which Magento
-// keeps out of config dumps). Values never appear in errors: they are
-// redacted from the output tail and the arguments are not quoted.
+// keeps out of config dumps). The values never reach a command line: php
+// runs with no arguments and reads a small program from its standard input
+// that runs bin/magento in-process with the command line in $argv (see
+// argvScript). Values never appear in errors either: they are redacted
+// from the output tail and the arguments are not quoted.
 func (c CLI) ApplyConfig(ctx context.Context, settings []Setting, sensitive []string) error {
 	values := make([]string, len(settings))
 	for i, s := range settings {
@@ -69,8 +90,17 @@ func (c CLI) ApplyConfig(ctx context.Context, settings []Setting, sensitive []st
 			cmd = "config:sensitive:set"
 		}
 		// "--" stops option parsing: a value starting with "-" is data.
-		if _, err := c.Must(ctx, values, cmd, "--", s.Path, s.Value); err != nil {
+		argv, err := json.Marshal([]string{"bin/magento", cmd, "--", s.Path, s.Value})
+		if err != nil {
 			return fmt.Errorf("config path %s: %w", s.Path, err)
+		}
+		script := fmt.Sprintf(argvScript, base64.StdEncoding.EncodeToString(argv))
+		r, err := c.run(ctx, cmd, strings.NewReader(script))
+		if err != nil {
+			return fmt.Errorf("config path %s: %w", s.Path, errors.New(Redact(err.Error(), values...)))
+		}
+		if r.ExitCode != 0 {
+			return fmt.Errorf("config path %s: %w", s.Path, &CommandError{Command: cmd, ExitCode: r.ExitCode, Tail: Redact(r.Tail(15), values...)})
 		}
 	}
 	return nil
