@@ -403,7 +403,17 @@ http {
 
 // writeNginxConf writes dir/nginx.conf: a self-contained main config (pid,
 // logs and temp paths under dir) around the rendered sites.
+//
+// Secrets (SecretFile lines) go to files of their own, mode 0600; nginx.conf
+// only includes them.
 func writeNginxConf(dir string, confs []string) error {
+	confs, secretFiles, err := splitSecrets(confs)
+	if err != nil {
+		return err
+	}
+	if err := writeSecrets(dir, secretFiles); err != nil {
+		return err
+	}
 	data := map[string]any{"Dir": dir, "Confs": confs}
 	if _, err := os.Stat("/etc/nginx/mime.types"); err == nil {
 		data["MimeTypes"] = "/etc/nginx/mime.types"

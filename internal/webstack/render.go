@@ -345,15 +345,19 @@ func RenderHost(s HostSite) (string, error) {
 	if retry < time.Second {
 		return "", fmt.Errorf("webstack: retry-after %s: use whole seconds, at least 1s", retry)
 	}
+	id := slug(s.Host, s.App, s.Listen)
+	bypassFile := "mageflow-bypass-" + id + ".map"
 	return render(hostTmpl, map[string]any{
-		"S":          s,
-		"ID":         slug(s.Host, s.App, s.Listen),
-		"ServerName": orDefault(s.ServerName, "_"),
-		"DocRoot":    DocRoot(s.Root, s.App),
-		"Flag":       MaintenanceFlag(s.Root, s.App),
-		"FastCGI":    fastcgi,
-		"RetryAfter": int(retry / time.Second),
-		"Marker":     ReleaseMarker,
+		"S":             s,
+		"ID":            id,
+		"BypassFile":    bypassFile,
+		"BypassSection": SecretFile(bypassFile, []byte(`"`+s.BypassSecret+`" 1;`+"\n")),
+		"ServerName":    orDefault(s.ServerName, "_"),
+		"DocRoot":       DocRoot(s.Root, s.App),
+		"Flag":          MaintenanceFlag(s.Root, s.App),
+		"FastCGI":       fastcgi,
+		"RetryAfter":    int(retry / time.Second),
+		"Marker":        ReleaseMarker,
 	})
 }
 
@@ -500,10 +504,12 @@ geo $mageflow_allow_{{.ID}} {
 {{- end}}
 {{- if .S.BypassSecret}}
 # Requests carrying the deploy's bypass secret pass maintenance too.
+# The secret itself is in the included file, never in this config.
 map $http_x_mageflow_bypass $mageflow_bypass_{{.ID}} {
     default 0;
-    "{{.S.BypassSecret}}" 1;
+    include {{.BypassFile}};
 }
+{{.BypassSection}}
 {{- end}}
 
 server {

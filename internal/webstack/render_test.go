@@ -204,7 +204,14 @@ func TestLongNamesStayWithinNginxLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	main := "pid " + dir + "/nginx.pid; error_log " + dir + "/error.log; events {} http { " + conf + " }"
+	confs, files, err := splitSecrets([]string{conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSecrets(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	main := "pid " + dir + "/nginx.pid; error_log " + dir + "/error.log; events {} http { " + confs[0] + " }"
 	if err := os.WriteFile(dir+"/nginx.conf", []byte(main), 0o644); err != nil {
 		t.Fatal(err)
 	}
