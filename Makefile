@@ -121,6 +121,7 @@ fuzz:
 	for f in FuzzParseGitHub FuzzParseGitLab FuzzParseBitbucket FuzzVerifyGitHub FuzzVerifyGitLab FuzzMatchRepo; do \
 	  $(GO) test ./internal/webhook -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHookGitHub$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/artifact -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) $(VAR)/work

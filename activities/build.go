@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -302,6 +303,11 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	if err != nil {
 		return res, fmt.Errorf("check out %s: %w", in.Commit.Commit, err)
 	}
+	// A committed link out of the checkout is refused before any build
+	// step runs next to it; packaging checks the build's own links too.
+	if err := artifact.CheckLinks(src, SharedPaths(app)); err != nil {
+		return res, escapingLinkFailure(logf, "commit "+in.Commit.Commit, err)
+	}
 
 	spec := BuilderSpec(app)
 	steps, err := builder.Plan(spec, src)
@@ -352,9 +358,7 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	ar, err := artifact.WriteFile(ctx, staged, src, mb, artifact.Options{Exclude: SharedPaths(app), ModTime: in.Commit.CommittedAt})
 	stop()
 	if errors.Is(err, artifact.ErrEscapingLink) {
-		// The same commit builds the same link again: do not retry.
-		fmt.Fprintf(logf, "package: %v\n", err)
-		return res, temporal.NewNonRetryableApplicationError("package: "+err.Error(), ErrBuildStepFailed, err)
+		return res, escapingLinkFailure(logf, "build output", err)
 	}
 	if err != nil {
 		return res, fmt.Errorf("package: %w", err)
@@ -363,6 +367,18 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size, UncompressedSize: ar.TarSize}
 	res.Files = ar.Files
 	return res, nil
+}
+
+// escapingLinkFailure is the build's failure for a link that leaves the
+// build directory (in the commit or made by a build step): the same
+// commit builds the same link again, so it is not retried.
+func escapingLinkFailure(logf io.Writer, where string, err error) error {
+	if errors.Is(err, artifact.ErrEscapingLink) {
+		msg := fmt.Sprintf("%s: %v", where, err)
+		fmt.Fprintln(logf, msg)
+		return temporal.NewNonRetryableApplicationError(msg, ErrBuildStepFailed, err)
+	}
+	return err
 }
 
 // uploadLog stores the build log beside the artifact (overwriting an

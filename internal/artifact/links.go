@@ -2,7 +2,11 @@ package artifact
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -112,4 +116,43 @@ func (ls linkSet) escapes() (name, resolved string, err error) {
 		}
 	}
 	return "", "", nil
+}
+
+// CheckLinks walks srcDir as Write would package it (skipping .git
+// directories and the exclude patterns of Options.Exclude) and returns an
+// ErrEscapingLink error for the first symbolic link that does not resolve
+// inside it. The build runs it right after the checkout, so no build step
+// ever runs next to a committed link out of the checkout.
+func CheckLinks(srcDir string, exclude []string) error {
+	excl, err := compileExcludes(exclude)
+	if err != nil {
+		return err
+	}
+	root, err := filepath.Abs(srcDir)
+	if err != nil {
+		return fmt.Errorf("artifact: resolve source dir %q: %w", srcDir, err)
+	}
+	p := &packer{root: root, excl: excl, links: linkSet{}}
+	err = filepath.WalkDir(root, func(full string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("artifact: read source tree: %w", err)
+		}
+		rel, skip := p.relOf(full, d)
+		if skip {
+			return skipDirIf(d.IsDir() && full != root)
+		}
+		if d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("artifact: read symlink %s: %w", full, err)
+		}
+		p.links[rel] = target
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return p.checkLinks()
 }

@@ -56,14 +56,15 @@ var escapeShapes = map[string]struct {
 }
 
 // deepSandbox makes base/1/2/3/4/release as the destination, with bait
-// files four levels up (where the escape shapes lead) and next to it. It
+// files four levels up (base/1/bait, where the escape shapes lead) and
+// next to it. It
 // returns base and the destination.
 func deepSandbox(t *testing.T) (string, string) {
 	base := t.TempDir()
 	parent := filepath.Join(base, "1", "2", "3", "4")
 	require.NoError(t, os.MkdirAll(parent, 0o755))
-	require.NoError(t, os.MkdirAll(filepath.Join(base, "bait"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(base, "bait", "secret"), []byte("root only"), 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(base, "1", "bait"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(base, "1", "bait", "secret"), []byte("root only"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(parent, "sibling"), []byte("sibling"), 0o640))
 	return base, filepath.Join(parent, "release")
 }
@@ -180,6 +181,9 @@ func TestWriteRefusesEscapingRepositoryLinks(t *testing.T) {
 			src := filepath.Join(base, "checkout", "src")
 			require.NoError(t, os.MkdirAll(src, 0o755))
 			writeTree(t, src, c.tr, nil)
+			cerr := CheckLinks(src, nil)
+			require.ErrorIs(t, cerr, ErrEscapingLink)
+			require.ErrorContains(t, cerr, filepath.Join(src, c.link))
 			out := filepath.Join(base, "a.tar.zst")
 			_, err := WriteFile(context.Background(), out, src, []byte("{}"), Options{})
 			require.ErrorIs(t, err, ErrEscapingLink)
@@ -201,6 +205,8 @@ func TestWriteRefusesEscapingRepositoryLinks(t *testing.T) {
 	writeTree(t, src, tree{"var": "->/var/lib/shop", "pub/x": "->../var/x"}, nil)
 	_, err := Write(context.Background(), io.Discard, src, []byte("{}"), Options{Exclude: []string{"var"}})
 	require.NoError(t, err)
+	require.NoError(t, CheckLinks(src, []string{"var"}))
+	require.ErrorIs(t, CheckLinks(src, nil), ErrEscapingLink)
 }
 
 // snapshot is what must not change about one path outside a release.

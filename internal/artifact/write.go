@@ -278,22 +278,36 @@ func (p *packer) run(manifest []byte) error {
 		if err := p.ctx.Err(); err != nil {
 			return err
 		}
-		if full == p.root {
-			return nil
-		}
-		rel, err := filepath.Rel(p.root, full)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if d.Name() == ".git" || p.excl.match(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
+		rel, skip := p.relOf(full, d)
+		if skip {
+			return skipDirIf(d.IsDir() && full != p.root)
 		}
 		return p.add(full, rel, d)
 	})
+}
+
+// relOf returns the slash-separated path of full relative to the root,
+// and whether the walk must leave it out: the root itself, .git
+// directories and excluded paths.
+func (p *packer) relOf(full string, d fs.DirEntry) (string, bool) {
+	if full == p.root {
+		return "", true
+	}
+	rel, err := filepath.Rel(p.root, full)
+	if err != nil {
+		return "", true // cannot happen: WalkDir only visits paths under the root
+	}
+	rel = filepath.ToSlash(rel)
+	return rel, d.Name() == ".git" || p.excl.match(rel)
+}
+
+// skipDirIf is the WalkDir answer that skips a directory's content when
+// skip is true.
+func skipDirIf(skip bool) error {
+	if skip {
+		return filepath.SkipDir
+	}
+	return nil
 }
 
 func (p *packer) add(full, rel string, d fs.DirEntry) error {
