@@ -257,9 +257,6 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 			if err != nil {
 				return nonRetryable(ErrConfig, "apps.%s.environments.%s.env_php: %v", c.app.Name, in.Env, err)
 			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
 			// A temporary copy left by a killed attempt holds the secret:
 			// remove it before writing anew.
 			if olds, _ := filepath.Glob(filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".tmp-*")); len(olds) > 0 {
@@ -269,7 +266,7 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 			}
 			// Rewritten every time: the secret is the source of truth, and
 			// mode and owner follow the current host config.
-			if err := hostops.WriteFileAtomic(target, val, 0o640, codeOwner); err != nil {
+			if err := hostops.WriteFileBeneath(c.shared(), envFile, val, 0o640, codeOwner); err != nil {
 				return fmt.Errorf("install %s: %w", target, err)
 			}
 		default:
@@ -293,24 +290,19 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 			owner = c.users.PHP
 		}
 		if err := hostops.LinkShared(dst, c.shared(), p, isFile, owner); err != nil {
-			return fmt.Errorf("link shared path: %w", err)
+			return linkRefusal(err, "link shared path")
 		}
 	}
-	// Static markers.
-	marker := filepath.Join(dst, hostops.ReleaseMarkerPath(c.app.Type))
-	if err := os.MkdirAll(filepath.Dir(marker), 0o755); err != nil {
-		return err
-	}
-	if err := hostops.WriteFileAtomic(marker, []byte(in.ReleaseID+"\n"), 0o644, hostops.NoChange); err != nil {
-		return err
+	// Static markers, written beneath the release without following links:
+	// a pub/static committed as a symlink (or swapped in by a local user)
+	// is refused, never written through.
+	marker := hostops.ReleaseMarkerPath(c.app.Type)
+	if err := hostops.WriteFileBeneath(dst, marker, []byte(in.ReleaseID+"\n"), 0o644, hostops.NoChange); err != nil {
+		return linkRefusal(err, "write %s into release %s", marker, in.ReleaseID)
 	}
 	if in.ContentVersion != "" && c.isMagento2() {
-		p := filepath.Join(dst, "pub/static/deployed_version.txt")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := hostops.WriteFileAtomic(p, []byte(in.ContentVersion), 0o644, hostops.NoChange); err != nil {
-			return err
+		if err := hostops.WriteFileBeneath(dst, "pub/static/deployed_version.txt", []byte(in.ContentVersion), 0o644, hostops.NoChange); err != nil {
+			return linkRefusal(err, "write pub/static/deployed_version.txt into release %s", in.ReleaseID)
 		}
 	}
 	// Ownership.
@@ -322,9 +314,9 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 		var inRelease []string
 		for _, w := range append(c.sharedWritable(), writable...) {
 			w = path.Clean(filepath.ToSlash(w))
-			if slices.Contains(SharedPaths(c.app), w) {
-				if err := hostops.SharedWritable(filepath.Join(c.shared(), w), c.users); err != nil {
-					return fmt.Errorf("make shared %s writable for php_user: %w", w, err)
+			if underShared(SharedPaths(c.app), w) {
+				if err := hostops.SharedWritable(c.shared(), w, c.users); err != nil {
+					return linkRefusal(err, "make shared %s writable for php_user", w)
 				}
 				continue
 			}
@@ -334,7 +326,7 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 		err := hostops.ApplyOwnership(dst, c.users, inRelease)
 		stop()
 		if err != nil {
-			return fmt.Errorf("set ownership of %s (hosts.%s.deploy_user/php_user): %w", dst, h.Host, err)
+			return linkRefusal(err, "set ownership of %s (hosts.%s.deploy_user/php_user)", dst, h.Host)
 		}
 	}
 	// Config values, from the secret area, through bin/magento.
@@ -356,10 +348,34 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 		activity.GetLogger(ctx).Info("config applied", "paths", len(settings))
 	}
 	done, _ := json.Marshal(map[string]any{"release": in.ReleaseID, "sha256": in.SHA256, "prepared_at": time.Now().UTC()})
-	if err := hostops.WriteFileAtomic(filepath.Join(dst, hostops.CompleteMarker), append(done, '\n'), 0o644, codeOwner); err != nil {
+	if err := hostops.WriteFileBeneath(dst, hostops.CompleteMarker, append(done, '\n'), 0o644, codeOwner); err != nil {
 		return err
 	}
 	return nil
+}
+
+// linkRefusal wraps an error of a step inside the release: a symlink where
+// the agent refuses one (*hostops.LinkError, planted by the artifact or a
+// local user) will not go away by retrying, so it fails the step for good;
+// anything else (a full disk) is retried.
+func linkRefusal(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	var le *hostops.LinkError
+	if errors.As(err, &le) {
+		return nonRetryable(ErrInvalidInput, "%s: %v", msg, err)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// underShared reports whether the writable path w is a shared path or lies
+// below one: it is then made writable in shared/, not in the release.
+func underShared(shared []string, w string) bool {
+	for _, s := range shared {
+		if w == s || strings.HasPrefix(w, s+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // requireComplete refuses to act on a release Prepare did not finish.

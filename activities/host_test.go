@@ -82,24 +82,31 @@ type hostFixture struct {
 	targets activities.HostTarget
 }
 
-// phpWrapper stands in for php-cli: bin/magento config:set and
-// config:sensitive:set (which the fixture's bin/magento does not have) are
-// recorded; "fail/me" fails echoing its value like a careless command
-// would; setup:upgrade fails when $DIR/fail-upgrade exists; everything else
-// runs the real php.
+// phpWrapper stands in for php-cli: setup:upgrade fails when
+// $DIR/fail-upgrade exists; everything else runs the real php.
 const phpWrapper = `#!/bin/sh
-if [ "$1" = bin/magento ]; then
-  case "$2" in
-  config:set|config:sensitive:set)
-    [ "$3" = "--" ] || { echo "expected -- before the path"; exit 1; }
-    if [ "$4" = fail/me ]; then echo "cannot save value $5"; exit 1; fi
-    printf '%s %s %s\n' "$2" "$4" "$5" >> "@LOG@"
-    exit 0;;
-  setup:upgrade)
-    if [ -e "@DIR@/fail-upgrade" ]; then echo "SQLSTATE[HY000] [2002] Connection refused"; exit 1; fi;;
-  esac
+if [ "$1" = bin/magento ] && [ "$2" = setup:upgrade ] && [ -e "@DIR@/fail-upgrade" ]; then
+  echo "SQLSTATE[HY000] [2002] Connection refused"; exit 1
 fi
 exec php "$@"
+`
+
+// configSetFront replaces the fixture's bin/magento (renamed
+// bin/magento-fixture), which has no config:set: config:set and
+// config:sensitive:set are recorded in @LOG@, "fail/me" fails echoing its
+// value like a careless command would, everything else runs the fixture.
+// It reads the command line from $argv, so it sees what the agent passed
+// however php was started.
+const configSetFront = `#!/usr/bin/env php
+<?php
+$cmd = $argv[1] ?? '';
+if ($cmd === 'config:set' || $cmd === 'config:sensitive:set') {
+    if (($argv[2] ?? '') !== '--') { echo "expected -- before the path\n"; exit(1); }
+    if ($argv[3] === 'fail/me') { echo "cannot save value {$argv[4]}\n"; exit(1); }
+    file_put_contents('@LOG@', "$cmd {$argv[3]} {$argv[4]}\n", FILE_APPEND);
+    exit(0);
+}
+require __DIR__ . '/magento-fixture';
 `
 
 func newHostFixture(t *testing.T, hostExtra string) *hostFixture {
@@ -170,8 +177,11 @@ apps:
 	f.st, err = store.NewLocal(cfg.Artifacts.Dir)
 	require.NoError(t, err)
 
+	bin := filepath.Join(f.repo, "bin")
+	require.NoError(t, os.Rename(filepath.Join(bin, "magento"), filepath.Join(bin, "magento-fixture")))
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "magento"), []byte(strings.ReplaceAll(configSetFront, "@LOG@", f.phpLog)), 0o755))
 	wrapper := filepath.Join(f.dir, "php")
-	w := strings.ReplaceAll(strings.ReplaceAll(phpWrapper, "@LOG@", f.phpLog), "@DIR@", f.dir)
+	w := strings.ReplaceAll(phpWrapper, "@DIR@", f.dir)
 	require.NoError(t, os.WriteFile(wrapper, []byte(w), 0o755))
 
 	f.acts = &activities.HostActivities{Host: "web1", Config: cfg, Store: f.st, Secrets: area, PHP: wrapper, HeartbeatEvery: 50 * time.Millisecond}

@@ -82,7 +82,11 @@ func ApplyOwnership(releaseDir string, u Users, writable []string) error {
 		return err
 	}
 	defer unix.Close(rfd)
-	if err := ownTree(rfd, releaseDir, u.Deploy, CodeMode); err != nil {
+	dup, err := unix.Dup(rfd)
+	if err != nil {
+		return err
+	}
+	if err := ownTree(dup, releaseDir, u.Deploy, CodeMode); err != nil {
 		return err
 	}
 	for _, w := range writable {
