@@ -182,7 +182,7 @@ func TestAttackRedeliveryStartsNothing(t *testing.T) {
 	}
 }
 
-func readFixture(t *testing.T, name string) []byte {
+func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "webhook", "testdata", name))
 	if err != nil {
@@ -191,4 +191,170 @@ func readFixture(t *testing.T, name string) []byte {
 	return b
 }
 
-var _ = url.Values{}
+// TestBitbucketEveryMappedBranchBuilds: a Bitbucket delivery of
+// `git push --all` whose first change is an unmapped branch must still
+// build the mapped production branch behind it; two mapped branches build
+// twice, each under its own commit's workflow id; the redelivery builds
+// nothing more.
+func TestBitbucketEveryMappedBranchBuilds(t *testing.T) {
+	h, fb, _ := newTest(t, func(o *Options) {
+		o.Apps[2].Branches = map[string]string{"release/2.4": "production", "main": "staging"}
+	})
+	base := realServer(t, h)
+	body := readFixture(t, "bitbucket_push_multi.json") // feature/wishlist, release/2.4, tag v2.4.1, main
+	body = bytes.ReplaceAll(body, []byte("acme/shop"), []byte("acme/outlet"))
+	code, resp := post(t, base, signedBitbucket("r-multi", body))
+	if code != http.StatusAccepted || resp.Status != "accepted" {
+		t.Fatalf("multi-branch delivery: %d %+v", code, resp)
+	}
+	calls := fb.Calls()
+	if len(calls) != 2 || calls[0].Branch != "release/2.4" || calls[0].Commit != "709d658dc5b6d6afcd46049c2f332ee3f515a67d" ||
+		calls[1].Branch != "main" || calls[1].Commit != "8e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b" {
+		t.Fatalf("StartBuild calls %+v, want release/2.4 then main", calls)
+	}
+	if len(resp.Builds) != 2 || resp.Builds[0].Environment != "production" || resp.Builds[1].Environment != "staging" ||
+		resp.Builds[0].WorkflowID == resp.Builds[1].WorkflowID {
+		t.Fatalf("answer lists %+v", resp.Builds)
+	}
+	if code, resp := post(t, base, signedBitbucket("r-multi", body)); code != http.StatusAccepted || resp.Status != "duplicate" || len(fb.Calls()) != 2 {
+		t.Fatalf("redelivery: %d %+v, calls %d", code, resp, len(fb.Calls()))
+	}
+
+	// Only the unmapped branch first, the mapped one second.
+	h, fb, _ = newTest(t, nil)
+	base = realServer(t, h)
+	code, resp = post(t, base, signedBitbucket("r-2", bitbucketPush(bitbucketChange("feature/x", shaA), bitbucketChange("release/2.4", shaB))))
+	if calls := fb.Calls(); code != http.StatusAccepted || len(calls) != 1 || calls[0].Branch != "release/2.4" || calls[0].Commit != shaB {
+		t.Fatalf("unmapped first branch hid the mapped one: %d %+v, calls %+v", code, resp, calls)
+	}
+}
+
+// TestGitHubFormEncodedDelivery: GitHub's default content type is
+// application/x-www-form-urlencoded. The signature covers the raw form
+// body, so a form delivery signed over that body builds, and one whose
+// signature was computed over the JSON inside (what a forwarder that
+// re-encodes would produce) is refused.
+func TestGitHubFormEncodedDelivery(t *testing.T) {
+	h, fb, _ := newTest(t, nil)
+	base := realServer(t, h)
+	doc := githubPushAt("main", shaA, time.Now())
+	form := []byte(url.Values{"payload": {string(doc)}}.Encode())
+	d := signedGitHub("push", "f-1", form)
+	d.headers["Content-Type"] = "application/x-www-form-urlencoded"
+	if code, resp := post(t, base, d); code != http.StatusAccepted || resp.Status != "accepted" || resp.Commit != shaA {
+		t.Fatalf("form delivery: %d %+v", code, resp)
+	}
+	d.headers["X-GitHub-Delivery"] = "f-2"
+	d.headers["X-Hub-Signature-256"] = sign(ghSecret, doc)
+	code, resp := post(t, base, d)
+	if code != http.StatusUnauthorized || resp.Check != "signature-mismatch" || len(fb.Calls()) != 1 {
+		t.Fatalf("form delivery signed over the inner JSON: %d %+v, calls %d", code, resp, len(fb.Calls()))
+	}
+}
+
+// TestPingsAreAcknowledged: organization and GitHub App webhooks ping
+// without a repository, and a repository ping may come before the app is
+// configured; all get 202 with a reason, and none starts anything.
+func TestPingsAreAcknowledged(t *testing.T) {
+	h, fb, _ := newTest(t, nil)
+	base := realServer(t, h)
+	pingOther, _ := json.Marshal(map[string]any{"zen": "z", "hook_id": 1, "repository": map[string]any{"full_name": "acme/blog", "clone_url": "https://github.com/acme/blog.git"}})
+	cases := map[string]struct {
+		body   []byte
+		reason string
+	}{
+		"organization": {readFixture(t, "github_ping_org.json"), "names no repository"},
+		"github app":   {readFixture(t, "github_ping_app.json"), "names no repository"},
+		"unconfigured": {pingOther, "no app is configured"},
+	}
+	for name, tc := range cases {
+		for _, signed := range []bool{true, false} {
+			d := signedGitHub("ping", "p", tc.body)
+			if !signed {
+				delete(d.headers, "X-Hub-Signature-256")
+			}
+			code, resp := post(t, base, d)
+			if code != http.StatusAccepted || resp.Status != "ignored" || !strings.Contains(resp.Reason, tc.reason) {
+				t.Errorf("%s ping (signed %v): %d %+v", name, signed, code, resp)
+			}
+		}
+	}
+	if len(fb.Calls()) != 0 {
+		t.Fatalf("a ping started %+v", fb.Calls())
+	}
+}
+
+// TestUnauthenticatedAnswersNameTheCheck: a 401 says which check failed so
+// the operator knows what to fix, and never contains the secret or the
+// signature the server expected.
+func TestUnauthenticatedAnswersNameTheCheck(t *testing.T) {
+	h, fb, logs := newTest(t, nil)
+	base := realServer(t, h)
+	body := githubPushAt("main", shaA, time.Now())
+	missing := signedGitHub("push", "x", body)
+	delete(missing.headers, "X-Hub-Signature-256")
+	wrong := signedGitHub("push", "x", body)
+	wrong.headers["X-Hub-Signature-256"] = sign("guessed-secret", body)
+	glBody := []byte(`{"object_kind":"push","ref":"refs/heads/main","after":"` + shaA + `","project":{"git_http_url":"https://gitlab.example.com/acme/b2b.git"}}`)
+	glMissing := delivery{provider: "gitlab", body: glBody, headers: map[string]string{"X-Gitlab-Event": "Push Hook"}}
+	glWrong := delivery{provider: "gitlab", body: glBody, headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": glSecret + "x"}}
+	cases := []struct {
+		name  string
+		d     delivery
+		check string
+		hint  string
+	}{
+		{"github signature missing", missing, "signature-missing", "is missing"},
+		{"github signature mismatch", wrong, "signature-mismatch", "does not match"},
+		{"gitlab token missing", glMissing, "token-missing", "X-Gitlab-Token is missing"},
+		{"gitlab token mismatch", glWrong, "token-mismatch", "X-Gitlab-Token does not match"},
+	}
+	for _, tc := range cases {
+		code, resp := post(t, base, tc.d)
+		if code != http.StatusUnauthorized || resp.Check != tc.check || !strings.Contains(resp.Error, tc.hint) {
+			t.Errorf("%s: %d %+v, want 401 check %s mentioning %q", tc.name, code, resp, tc.check, tc.hint)
+		}
+		for _, leak := range []string{ghSecret, glSecret, sign(ghSecret, body)[7:]} {
+			if strings.Contains(resp.Error, leak) || strings.Contains(logs.String(), leak) {
+				t.Errorf("%s: answer or log leaks %q", tc.name, leak)
+			}
+		}
+	}
+	if len(fb.Calls()) != 0 {
+		t.Fatal("an unauthenticated delivery started a build")
+	}
+}
+
+// FuzzHookBitbucket: whatever the changes of a Bitbucket delivery, an
+// unsigned one starts nothing, and a signed one starts only branches the
+// app maps, each at most once per delivery.
+func FuzzHookBitbucket(f *testing.F) {
+	f.Add(readFixture(f, "bitbucket_push_multi.json"), true)
+	f.Add(bitbucketPush(bitbucketChange("feature/x", shaA), bitbucketChange("release/2.4", shaB)), true)
+	f.Add(bitbucketPush(bitbucketChange("release/2.4", shaB)), false)
+	f.Add([]byte(`{"repository":{"full_name":"acme/outlet"},"push":{"changes":[{"new":null,"old":{"type":"branch","name":"x"}}]}}`), true)
+	f.Fuzz(func(t *testing.T, body []byte, signed bool) {
+		h, fb, _ := newTest(t, nil)
+		d := signedBitbucket("r", body)
+		if !signed {
+			delete(d.headers, "X-Hub-Signature")
+		}
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/hooks/bitbucket", bytes.NewReader(body))
+		for k, v := range d.headers {
+			req.Header.Set(k, v)
+		}
+		h.ServeHTTP(w, req)
+		calls := fb.Calls()
+		if !signed && len(calls) > 0 {
+			t.Fatalf("unsigned delivery started %+v", calls)
+		}
+		seen := map[string]bool{}
+		for _, c := range calls {
+			if c.App != "outlet" || c.Branch != "release/2.4" || seen[c.Commit] {
+				t.Fatalf("unexpected start %+v (all: %+v)", c, calls)
+			}
+			seen[c.Commit] = true
+		}
+	})
+}
