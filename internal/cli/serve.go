@@ -159,6 +159,7 @@ func NewHandler(cfg *config.Config, c client.Client, cdc *codec.Codec, st store.
 		LoopbackOnly:   config.IsLoopbackListen(cfg.Server.Listen),
 		Logger:         logger,
 		MaxBody:        cfg.Server.MaxBody,
+		WebhookMaxAge:  cfg.Server.WebhookMaxAge.Duration,
 		UIBaseURL:      cfg.Temporal.UIURL,
 		Namespace:      cfg.Temporal.Namespace,
 		Ready: func(ctx context.Context) error {

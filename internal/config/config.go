@@ -91,7 +91,10 @@ type Server struct {
 	PublicURL string `yaml:"public_url"`
 	// MaxBody bounds webhook bodies, in bytes.
 	MaxBody int64 `yaml:"max_body"`
-	Auth    Auth  `yaml:"auth"`
+	// WebhookMaxAge refuses deliveries of pushes older than this (GitHub's
+	// signed repository.pushed_at); 0 means the server's default, 1h.
+	WebhookMaxAge Duration `yaml:"webhook_max_age"`
+	Auth          Auth     `yaml:"auth"`
 	// LifecycleToken is the secret reference of the bearer token that
 	// EventBridge (API destination) sends to /hooks/aws-lifecycle.
 	LifecycleToken string `yaml:"lifecycle_token"`
@@ -559,7 +562,8 @@ func (c *Config) applyDefaults(base string) {
 			def(&a.Webhook.Provider, "github")
 		}
 		// A local repository path is relative to the config file too.
-		if isLocalPath(a.Repo) && !filepath.IsAbs(a.Repo) {
+		// "github.com/o/r" is left as written so validate refuses it.
+		if isLocalPath(a.Repo) && !filepath.IsAbs(a.Repo) && schemelessHost(a.Repo, base) == "" {
 			a.Repo = filepath.Clean(filepath.Join(base, a.Repo))
 		}
 	}

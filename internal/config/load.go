@@ -302,6 +302,9 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 			add("server.lifecycle_sqs", fmt.Sprintf("server.lifecycle_sqs.queue_url %q is not a queue URL", q.QueueURL), "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/mageflow-lifecycle")
 		}
 	}
+	if c.Server.WebhookMaxAge.Duration < 0 {
+		add("server.webhook_max_age", "server.webhook_max_age must be positive", "a duration such as 1h; deliveries of older pushes are refused")
+	}
 	if c.Server.MaxBody < 0 {
 		add("server.max_body", "server.max_body must be positive", "bytes, e.g. 5242880")
 	}
@@ -404,6 +407,8 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 		}
 		if a.Repo == "" {
 			add(p, fmt.Sprintf("%s.repo is required", p), "a URL go-git can fetch: a path, file://, https:// or ssh://")
+		} else if !filepath.IsAbs(a.Repo) && schemelessHost(a.Repo, "") != "" {
+			add(p+".repo", fmt.Sprintf("%s.repo %q has no scheme, so git would read it as a local directory", p, a.Repo), schemeHint(a.Repo))
 		}
 		if !contains(AppTypes, a.Type) {
 			add(p+".type", fmt.Sprintf("%s.type %q is not a known app type", p, a.Type), "one of "+strings.Join(AppTypes, ", "))
