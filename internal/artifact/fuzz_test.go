@@ -41,6 +41,8 @@ func fuzzSpec(spec string) []artifacttest.Entry {
 			e.Type = tar.TypeSymlink
 		case "h":
 			e.Type = tar.TypeLink
+		case "":
+			e.Type = tar.TypeReg
 		default:
 			e.Type = parts[0][0]
 		}

@@ -73,22 +73,20 @@ func writeEntries(tw *tar.Writer, entries []Entry) error {
 // order given.
 func TarZst(entries []Entry) ([]byte, error) {
 	var buf bytes.Buffer
-	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(enc)
+	tw := tar.NewWriter(&buf)
 	if err := writeEntries(tw, entries); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return encoder.EncodeAll(buf.Bytes(), nil), nil
 }
+
+// encoder is shared: EncodeAll may be called concurrently, and a fuzz
+// target calling TarZst thousands of times must not pay for a new one
+// each time.
+var encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 
 // zstd frame constants (RFC 8878).
 const (
