@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/cli"
@@ -23,8 +26,10 @@ import (
 )
 
 // TestSignedWebhookBuildsOnce sends real signed GitHub deliveries to the real
-// server wired to Temporal: a push builds, its redelivery joins the same
-// build, a bad signature starts nothing.
+// server wired to Temporal: a push builds, its redelivery (and the same push
+// form-encoded) joins the same build, a bad signature starts nothing, and
+// neither a stale captured delivery nor an older push replayed after a
+// newer one starts a workflow.
 func TestSignedWebhookBuildsOnce(t *testing.T) {
 	repo := fixtures.Magento2App(t)
 	h := newHarness(t, fmt.Sprintf(`  hookshop:
@@ -47,14 +52,19 @@ func TestSignedWebhookBuildsOnce(t *testing.T) {
 	defer srv.Close()
 
 	head := gitRev(t, repo, "main")
-	body, err := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "after": head, "deleted": false,
-		"repository":  map[string]any{"full_name": "acme/shop", "clone_url": "file://" + repo},
-		"head_commit": map[string]any{"id": head, "message": "Bump greeting marker to v2"},
-	})
-	require.NoError(t, err)
-	send := func(sig, delivery string) (int, map[string]any) {
+	pushBody := func(commit string, pushedAt time.Time) []byte {
+		b, err := json.Marshal(map[string]any{
+			"ref": "refs/heads/main", "after": commit, "deleted": false,
+			"repository":  map[string]any{"full_name": "acme/shop", "clone_url": "file://" + repo, "pushed_at": pushedAt.Unix()},
+			"head_commit": map[string]any{"id": commit, "message": "Bump greeting marker to v2"},
+		})
+		require.NoError(t, err)
+		return b
+	}
+	body := pushBody(head, time.Now().Add(-2*time.Minute))
+	sendBody := func(body []byte, contentType, sig, delivery string) (int, map[string]any) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/github", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-GitHub-Delivery", delivery)
 		if sig != "" {
@@ -66,6 +76,9 @@ func TestSignedWebhookBuildsOnce(t *testing.T) {
 		var out map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
+	}
+	send := func(sig, delivery string) (int, map[string]any) {
+		return sendBody(body, "application/json", sig, delivery)
 	}
 
 	code, _ := send(webhook.Sign([]byte("wrong"), body), "d-0")
@@ -83,6 +96,27 @@ func TestSignedWebhookBuildsOnce(t *testing.T) {
 	code, other := send(webhook.Sign(secret, body), "d-2")
 	require.Equal(t, http.StatusAccepted, code)
 	require.Equal(t, first["workflow_id"], other["workflow_id"])
+	// GitHub's default content type: the same push as a signed form.
+	form := []byte(url.Values{"payload": {string(body)}}.Encode())
+	code, viaForm := sendBody(form, "application/x-www-form-urlencoded", webhook.Sign(secret, form), "d-form")
+	require.Equal(t, http.StatusAccepted, code, viaForm)
+	require.Equal(t, first["workflow_id"], viaForm["workflow_id"])
+
+	// Replays start no workflow at all: a captured delivery hours old, and
+	// an older push replayed after the newer one was built.
+	notStarted := func(commit string) {
+		_, err := h.client.DescribeWorkflowExecution(context.Background(), "build/hookshop/"+commit, "")
+		var nf *serviceerror.NotFound
+		require.ErrorAs(t, err, &nf, "a workflow was started for replayed commit %s", commit)
+	}
+	stale := pushBody(strings.Repeat("5", 40), time.Now().Add(-3*time.Hour))
+	code, out := sendBody(stale, "application/json", webhook.Sign(secret, stale), "d-stale")
+	require.Equal(t, http.StatusUnprocessableEntity, code, out)
+	notStarted(strings.Repeat("5", 40))
+	older := pushBody(strings.Repeat("6", 40), time.Now().Add(-10*time.Minute))
+	code, out = sendBody(older, "application/json", webhook.Sign(secret, older), "d-older")
+	require.Equal(t, http.StatusConflict, code, out)
+	notStarted(strings.Repeat("6", 40))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
