@@ -89,6 +89,10 @@ const fallbackUnpackRatio = 64
 // compressed copy plus an unpacked tree of about twice its size.
 const fallbackFreeRatio = 3
 
+// replacedArtifactHint ends the errors for a stored artifact that is not
+// the one the release recorded.
+const replacedArtifactHint = "the stored artifact is corrupt or was replaced; rebuild the release (nothing was installed)"
+
 // artifactTempName is the private copy of the artifact inside the work
 // directory, verified before anything is extracted from it.
 const artifactTempName = "artifact.tar.zst"
@@ -146,6 +150,10 @@ func (h *HostActivities) download(ctx context.Context, c *hostCtx, in PrepareInp
 	return nil
 }
 
+// diskFullMsg is the error of checkFree: host, free, releases dir,
+// needed, release, host, what is needed, releases dir, keep_releases.
+const diskFullMsg = "host %s: only %s free on the file system of %s, %s needed for release %s (max of hosts.%s.min_free_bytes and %s); delete old releases under %s (lower %s, then the next deploy prunes), or free space on that disk"
+
 // checkFree refuses a release the file system of releases/ cannot hold:
 // the compressed copy plus the unpacked tree the build recorded (or
 // fallbackFreeRatio× the artifact for a release that did not record it),
@@ -168,8 +176,7 @@ func (h *HostActivities) checkFree(c *hostCtx, in PrepareInput, size int64) erro
 	if c.env != nil {
 		keep = fmt.Sprintf("apps.%s.environments.%s.keep_releases (now %d)", c.app.Name, in.Env, c.env.KeepReleases)
 	}
-	return nonRetryable(ErrDiskFull, "host %s: only %s free on the file system of %s, %s needed for release %s (max of hosts.%s.min_free_bytes and %s); delete old releases under %s (lower %s, then the next deploy prunes), or free space on that disk",
-		h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(need)), in.ReleaseID, h.Host, what, rels, keep)
+	return nonRetryable(ErrDiskFull, diskFullMsg, h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(need)), in.ReleaseID, h.Host, what, rels, keep)
 }
 
 // fetchVerified copies the artifact from rc into the new private file
@@ -204,10 +211,10 @@ func (h *HostActivities) fetchVerified(ctx context.Context, rc io.Reader, in Pre
 		return nil, fmt.Errorf("download artifact %s: %w", in.ArtifactURI, err)
 	}
 	if n > size {
-		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s is larger than the %d bytes the release recorded: the stored artifact was replaced; rebuild the release (nothing was installed)", in.ArtifactURI, in.ReleaseID, size)
+		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s is larger than the %d bytes the release recorded: "+replacedArtifactHint, in.ArtifactURI, in.ReleaseID, size)
 	}
 	if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s has sha256 %s (%d bytes), the release says %s (%d bytes): the stored artifact is corrupt or was replaced; rebuild the release (nothing was installed)", in.ArtifactURI, in.ReleaseID, got, n, want, size)
+		return nil, nonRetryable(ErrChecksum, "artifact %s of release %s has sha256 %s (%d bytes), the release says %s (%d bytes): "+replacedArtifactHint, in.ArtifactURI, in.ReleaseID, got, n, want, size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("rewind %s: %w", path, err)

@@ -366,14 +366,18 @@ func (p *packer) checkLinks() error {
 	full := filepath.Join(p.root, filepath.FromSlash(name))
 	target := p.links[name]
 	if errors.Is(err, errLinkLoop) {
-		return fmt.Errorf("artifact: %w: %s -> %s %v; fix or remove the link in the repository or the build (or add %q to the excluded paths)", ErrEscapingLink, full, target, err, name)
+		return fmt.Errorf("artifact: %w: %s -> %s %v; "+escapingLinkHint, ErrEscapingLink, full, target, err, name)
 	}
 	where := to
 	if !path.IsAbs(to) {
 		where = filepath.Join(p.root, filepath.FromSlash(to))
 	}
-	return fmt.Errorf("artifact: %w: %s -> %s resolves to %s, outside %s; links in a release must stay inside it (make it a relative link to a path in the repository, or remove it, or add %q to the excluded paths)", ErrEscapingLink, full, target, where, p.root, name)
+	return fmt.Errorf("artifact: %w: %s -> %s resolves to %s, outside %s; "+escapingLinkHint, ErrEscapingLink, full, target, where, p.root, name)
 }
+
+// escapingLinkHint tells the committer how to fix a link Write refused;
+// %q is the link's path in the tree.
+const escapingLinkHint = "links in a release must stay inside it: make it a relative link to a path in the repository, remove it, or add %q to the excluded paths"
 
 func (p *packer) copyFile(full string, size int64) error {
 	f, err := os.Open(full)
