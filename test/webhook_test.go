@@ -105,7 +105,7 @@ func TestSignedWebhookBuildsOnce(t *testing.T) {
 	// Replays start no workflow at all: a captured delivery hours old, and
 	// an older push replayed after the newer one was built.
 	notStarted := func(commit string) {
-		_, err := h.client.DescribeWorkflowExecution(context.Background(), "build/hookshop/"+commit, "")
+		_, err := h.client.DescribeWorkflow(context.Background(), "build/hookshop/"+commit, "")
 		var nf *serviceerror.NotFound
 		require.ErrorAs(t, err, &nf, "a workflow was started for replayed commit %s", commit)
 	}
