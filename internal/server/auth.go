@@ -72,6 +72,11 @@ const (
 	maxFormLen = 64 << 10
 )
 
+// errViewsNoAuth is what protected pages answer when Auth has no
+// credentials.
+const errViewsNoAuth = "the pages are protected (server.auth.protect_views, on by default when server.listen is not loopback) but no credentials are configured: " +
+	"set server.auth.token (or basic_user and basic_password) and restart `mageflow serve`; or listen on 127.0.0.1; or set protect_views: false to publish releases, hosts and deployers"
+
 // errNoAuth is what every action answers when Auth has no credentials.
 const errNoAuth = "actions are disabled: no credentials are configured for this server; set server.auth (a token, or basic_user and basic_password) in the mageflow config and restart `mageflow serve`"
 
@@ -495,7 +500,7 @@ func (d *dashboard) protect(h http.HandlerFunc) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !d.opt.Auth.configured() {
-			d.refuse(w, r, http.StatusForbidden, "server.auth.protect_views is set but no credentials are configured; set a token or basic_user and basic_password")
+			d.refuse(w, r, http.StatusForbidden, errViewsNoAuth)
 			return
 		}
 		_, err := d.auth.authenticate(r)
