@@ -62,7 +62,7 @@ func TestLifecycleTokenAttack(t *testing.T) {
 // token's length.
 func TestSecretsComparedByDigest(t *testing.T) {
 	fset := token.NewFileSet()
-	for _, file := range []string{"auth.go", "login.go", "lifecycle.go", "codecauth.go", "session.go", "deploys.go", "dashboard.go"} {
+	for _, file := range []string{"auth.go", "cookies.go", "login.go", "lifecycle.go", "codecauth.go", "session.go", "deploys.go", "dashboard.go"} {
 		f, err := parser.ParseFile(fset, file, nil, 0)
 		if err != nil {
 			t.Fatal(err)
