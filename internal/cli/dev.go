@@ -164,6 +164,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "\nmageflow is running:\n  Temporal Web UI   %s\n  dashboard         %s/\n  webhooks          %s/hooks/{github,gitlab,bitbucket}\n  worker metrics    http://%s/metrics\n\n",
 		cfg.Temporal.UIURL, cfg.Server.PublicURL, cfg.Server.PublicURL, cfg.Worker.MetricsListen)
+	if cfg.Server.Auth.Token != "" {
+		fmt.Fprintf(stdout, devCodecHint, cfg.Server.PublicURL, cfg.Server.PublicURL)
+	}
 
 	if *runDemo || ft != nil {
 		rel, err := runDemoBuild(ctx, cfg, c, *demoSource, stdout)
@@ -302,6 +305,15 @@ func waitDemoDeploy(ctx context.Context, cfg *config.Config, c client.Client, ap
 	fmt.Fprintf(stdout, "  dashboard actions: log in at %s/login with the token in %s\n", cfg.Server.PublicURL, filepath.Join(cfg.Secrets.Dir, strings.TrimPrefix(cfg.Server.Auth.Token, "file:")))
 	return nil
 }
+
+// devCodecHint tells a newcomer why the Web UI shows encrypted payloads:
+// the codec decrypts only for a logged-in operator (docs/operations.md,
+// "Web UI codec").
+const devCodecHint = `payloads in the Web UI are encrypted; to see them decoded, log in at %s/login
+(token below), then in the Web UI's codec dialog (glasses icon) set the endpoint %s/codec
+and tick "Include cross-origin credentials" (once per browser)
+
+`
 
 // seedDemoSecrets creates, on first run, the secrets the shipped config
 // references for the demo: the dashboard token and the staging env.php
