@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -35,6 +36,22 @@ type DeployRequest struct {
 	Force       bool   // rollback onto code older than the last database upgrade
 	RequestedBy string
 	Reason      string
+	// Automatic marks a deploy no person asked for: BuildRelease's
+	// auto-deploy of a build a webhook, a schedule or a CLI build started.
+	// PlanDeploy never lets one move the environment back (see
+	// AutoDeploySkip). Deploys and rollbacks a person starts leave it false.
+	Automatic bool
+}
+
+// AutoDeployRequester prefixes RequestedBy of the deploys BuildRelease
+// starts by itself ("auto-deploy (build/shop/<sha>)").
+const AutoDeployRequester = "auto-deploy ("
+
+// IsAutomatic reports whether no person asked for this deploy. The
+// requester prefix also counts, so a deploy started by a BuildRelease that
+// predates the Automatic field is held to the same rule.
+func (r DeployRequest) IsAutomatic() bool {
+	return r.Automatic || strings.HasPrefix(r.RequestedBy, AutoDeployRequester)
 }
 
 // DeployPlan is the environment's config and state as read at the start of
@@ -53,6 +70,10 @@ type DeployPlan struct {
 	UpgradedAtBuild  int
 	// SharedStorage: hosts share <root>; file steps run on Hosts[0] only.
 	SharedStorage bool
+	// Skip, when set, is why this automatic deploy must not run (the
+	// release is not newer than what the environment runs): the workflow
+	// records it with outcome DeployOutcomeSkipped and changes nothing.
+	Skip string `json:",omitempty"`
 }
 
 // DeployActivities are the control-side steps of a deploy: read config and
@@ -208,7 +229,56 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 			"refusing to roll back %s/%s to %s (build %d): the database was upgraded by build %d and Magento cannot run older code on it; deploy a fix forward, or pass --force if you restored the database",
 			req.App, req.Env, pick.ID, pick.BuildNumber, plan.UpgradedAtBuild), ErrRollbackRefused, nil)
 	}
+	if req.Kind != "rollback" && req.IsAutomatic() {
+		cur := plan.PreviousMeta
+		if cur == nil && plan.Previous != "" {
+			for i := range list {
+				if list[i].ID == plan.Previous {
+					cur = &list[i]
+				}
+			}
+		}
+		plan.Skip = AutoDeploySkip(req, pick, cur)
+	}
 	return plan, nil
+}
+
+// AutoDeploySkip says why an automatic deploy of rel must not replace cur,
+// what the environment runs now, or "" when it may. Auto-deploys only go
+// forward on a branch: a replayed webhook for an older push, or two builds
+// finishing out of order, must not put older code back. "Older" is the
+// build number, which counts a commit's ancestors (internal/gitmeta), so a
+// descendant always has a higher one. The same release or commit is not
+// newer; neither is another commit with the same number (a rewritten
+// branch), which a person must deploy by hand. Releases of another branch
+// than the current one's are not compared.
+func AutoDeploySkip(req DeployRequest, rel, cur *release.Meta) string {
+	if rel == nil || cur == nil || rel.Branch == "" || rel.Branch != cur.Branch {
+		return ""
+	}
+	byHand := fmt.Sprintf("deploy it by hand with `mageflow deploy --app %s --env %s --release %s`", req.App, req.Env, rel.ID)
+	switch {
+	case rel.ID == cur.ID || (rel.Commit != "" && rel.Commit == cur.Commit):
+		return fmt.Sprintf("release %s (build %d, commit %s) is already the environment's current release on branch %s; auto-deploys never redeploy or go backwards — %s if you mean to redeploy it",
+			rel.ID, rel.BuildNumber, shortSHA(rel), rel.Branch, byHand)
+	case rel.BuildNumber < cur.BuildNumber:
+		return fmt.Sprintf("release %s (build %d, commit %s) is older than the environment's current release %s (build %d) on branch %s; auto-deploys never go backwards — %s if you mean to roll back",
+			rel.ID, rel.BuildNumber, shortSHA(rel), cur.ID, cur.BuildNumber, rel.Branch, byHand)
+	case rel.BuildNumber == cur.BuildNumber:
+		return fmt.Sprintf("release %s (build %d, commit %s) is not newer than the environment's current release %s (build %d, commit %s) on branch %s: same build number, another commit (was the branch rewritten?); auto-deploys only go forward — %s if you mean to replace it",
+			rel.ID, rel.BuildNumber, shortSHA(rel), cur.ID, cur.BuildNumber, shortSHA(cur), rel.Branch, byHand)
+	}
+	return ""
+}
+
+func shortSHA(m *release.Meta) string {
+	if m.ShortCommit != "" {
+		return m.ShortCommit
+	}
+	if len(m.Commit) > 7 {
+		return m.Commit[:7]
+	}
+	return m.Commit
 }
 
 // CheckAgentsInput lists the hosts whose agents must be polling.

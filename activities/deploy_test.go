@@ -111,3 +111,54 @@ func TestHostForAgentUsesGroupTemplate(t *testing.T) {
 	_, err = cfg.HostForAgent("web9", "")
 	require.ErrorContains(t, err, `host "web9" is not declared`)
 }
+
+// Production runs build 7 of main. PlanDeploy tells an automatic deploy of
+// an older (or the same) release to skip, with the reason and the command
+// to do it by hand; a newer one, a person's deploy and a rollback proceed.
+func TestPlanDeployAutoDeployNeverGoesBackwards(t *testing.T) {
+	d, _ := planFixture(t, fakeFleet{group: &fleet.Group{Name: "shop-web-asg", Instances: []fleet.Instance{{ID: "i-0a", LifecycleState: fleet.StateInService}}}})
+	ctx := context.Background()
+	rel := func(n int, c string) *release.Meta {
+		return &release.Meta{ID: release.NewID(n, c), App: "shop", Branch: "main", BuildNumber: n, Commit: c + "000000000000000000000000000000000", ShortCommit: c}
+	}
+	for _, m := range []*release.Meta{rel(5, "5555555"), rel(7, "7777777"), rel(8, "8888888"), rel(7, "7aaaaaa")} {
+		require.NoError(t, catalog.Put(ctx, d.Store, m))
+	}
+	require.NoError(t, catalog.PutEnv(ctx, d.Store, &catalog.EnvState{App: "shop", Env: "production", Current: "7-7777777", Release: rel(7, "7777777")}))
+	auto := func(id string) activities.DeployRequest {
+		return activities.DeployRequest{App: "shop", Env: "production", ReleaseID: id, Kind: "deploy", RequestedBy: "auto-deploy (build/shop/x)", Automatic: true}
+	}
+	skip := func(req activities.DeployRequest) string {
+		t.Helper()
+		p, err := d.PlanDeploy(ctx, req)
+		require.NoError(t, err, "a skip is not a failure")
+		require.Equal(t, req.ReleaseID, p.Release.ID)
+		return p.Skip
+	}
+
+	require.Equal(t, "release 5-5555555 (build 5, commit 5555555) is older than the environment's current release 7-7777777 (build 7) on branch main; "+
+		"auto-deploys never go backwards — deploy it by hand with `mageflow deploy --app shop --env production --release 5-5555555` if you mean to roll back",
+		skip(auto("5-5555555")))
+	require.Contains(t, skip(auto("7-7777777")), "is already the environment's current release")
+	require.Contains(t, skip(auto("7-7aaaaaa")), "same build number, another commit")
+	require.Empty(t, skip(auto("8-8888888")))
+
+	// A BuildRelease from before the Automatic field: its requester says it.
+	old := auto("5-5555555")
+	old.Automatic = false
+	require.Contains(t, skip(old), "is older than")
+
+	// People may go back on purpose.
+	require.Empty(t, skip(activities.DeployRequest{App: "shop", Env: "production", ReleaseID: "5-5555555", Kind: "deploy", RequestedBy: "ada"}))
+	require.Empty(t, skip(activities.DeployRequest{App: "shop", Env: "production", ReleaseID: "5-5555555", Kind: "rollback", RequestedBy: "ada"}))
+
+	// An environment state written before the release meta was recorded
+	// in it: the current release is looked up in the catalog.
+	require.NoError(t, catalog.PutEnv(ctx, d.Store, &catalog.EnvState{App: "shop", Env: "production", Current: "7-7777777"}))
+	require.Contains(t, skip(auto("5-5555555")), "is older than")
+
+	// Another branch's release is not compared (a hotfix deployed by hand).
+	require.NoError(t, catalog.Put(ctx, d.Store, &release.Meta{ID: "9-9999999", App: "shop", Branch: "hotfix", BuildNumber: 9, Commit: "9999999"}))
+	require.NoError(t, catalog.PutEnv(ctx, d.Store, &catalog.EnvState{App: "shop", Env: "production", Current: "9-9999999"}))
+	require.Empty(t, skip(auto("5-5555555")))
+}

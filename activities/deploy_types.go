@@ -13,6 +13,11 @@ const (
 	ErrRollbackRefused = "RollbackRefused"
 )
 
+// DeployOutcomeSkipped is the outcome (catalog.Deploy.Outcome) of an
+// automatic deploy that changed nothing because its release was not newer
+// than the environment's (DeployPlan.Skip, recorded in the deploy's Error).
+const DeployOutcomeSkipped = "skipped"
+
 // HostTarget names the app and host an agent activity works on. Every host
 // activity receives it, so the agent can check it is the right host and
 // derive paths (<root>/<app>/releases/<id>, shared/, current) from its own

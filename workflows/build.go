@@ -200,7 +200,10 @@ func (r *buildRun) autoDeploy(ctx workflow.Context, meta *release.Meta) {
 		})
 		f := workflow.ExecuteChildWorkflow(cctx, ZeroDowntimeDeploy, DeployInput{
 			App: in.App, Env: in.Environment, ReleaseID: meta.ID, Kind: "deploy",
-			RequestedBy: "auto-deploy (" + info.WorkflowExecution.ID + ")", Reason: "build of " + in.Branch,
+			RequestedBy: activities.AutoDeployRequester + info.WorkflowExecution.ID + ")", Reason: "build of " + in.Branch,
+			// Input only (no new command): PlanDeploy skips a release
+			// older than the environment's, whatever started the build.
+			Automatic: true,
 		})
 		var exec workflow.Execution
 		err := f.GetChildWorkflowExecution().Get(ctx, &exec)

@@ -196,6 +196,11 @@ func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
 		searchattr.Branch.ValueSet(rel.Branch), searchattr.BuildNumber.ValueSet(int64(rel.BuildNumber))); err != nil {
 		return nil, err
 	}
+	// An automatic deploy of a release that is not newer than what the
+	// environment runs changes nothing: PlanDeploy said why.
+	if p.Skip != "" && workflow.GetVersion(ctx, "auto-deploy-never-backwards", workflow.DefaultVersion, 1) == 1 {
+		return d.skip(ctx)
+	}
 	d.record(ctx)
 
 	outcome, err := d.deploy(ctx)
@@ -218,6 +223,19 @@ func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
 		return &d.rec, err
 	}
 	d.phase(dctx, "done", fmt.Sprintf("**%s** now runs release `%s` on %d host(s)", in.Env, rel.ID, len(p.Hosts)))
+	return &d.rec, nil
+}
+
+// skip completes an automatic deploy without touching a host, recording
+// the reason with the deploy.
+func (d *deployRun) skip(ctx workflow.Context) (*catalog.Deploy, error) {
+	now := workflow.Now(ctx).UTC()
+	d.rec.FinishedAt = &now
+	d.rec.Outcome = activities.DeployOutcomeSkipped
+	d.rec.Error = d.plan.Skip
+	d.record(ctx)
+	d.logger.Warn("automatic deploy skipped", "release", d.plan.Release.ID, "reason", d.plan.Skip)
+	d.phase(ctx, activities.DeployOutcomeSkipped, "**Skipped**, nothing was changed: "+d.plan.Skip)
 	return &d.rec, nil
 }
 
