@@ -26,7 +26,7 @@ export TEMPORAL_CLI := $(BIN)/temporal
 # image has no Go toolchain nor this machine's libc).
 export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
 
-.PHONY: demo-push run run-fleet test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
+.PHONY: record-histories demo-push run run-fleet test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
@@ -101,6 +101,12 @@ lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 
 test: deps $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-worker-static lint
 	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
+
+# Re-record the workflow histories the replay tests replay, after changing a
+# workflow on purpose (with a new GetVersion branch).
+record-histories: $(BIN)/temporal
+	MAGEFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestRecordAutoDeploySkip' ./workflows/
+	MAGEFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestLocalBuildEndToEnd' ./test/
 
 compose-config:
 	docker-compose -f docker-compose.yml config -q

@@ -48,7 +48,7 @@ func freePort(t *testing.T) int {
 // saves its history for TestReplayRecordedAutoDeploySkip.
 func TestRecordAutoDeploySkip(t *testing.T) {
 	if os.Getenv("MAGEFLOW_RECORD_HISTORY") == "" {
-		t.Skip("set MAGEFLOW_RECORD_HISTORY=1 to record testdata/deploy_auto_skip.history.json")
+		t.Skip("records testdata/deploy_auto_skip.history.json: run `make record-histories`")
 	}
 	cli := testenv.TemporalCLIOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
