@@ -3,6 +3,7 @@ package m1verify
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -189,6 +190,10 @@ func TestCancelRemovesCanaries(t *testing.T) {
 			w.WriteHeader(404) // the baseline answers, so Verify gets to the checks
 			return
 		}
+		// Read the body first: the server notices a client that went
+		// away (and cancels r.Context()) only once the body is consumed,
+		// so a blocked POST probe would otherwise hang srv.Close forever.
+		_, _ = io.Copy(io.Discard, r.Body)
 		blocked.Add(1)
 		inFlight <- struct{}{}
 		<-r.Context().Done()
