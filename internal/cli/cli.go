@@ -23,6 +23,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/builds"
 	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/codec"
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/tclient"
@@ -149,16 +150,57 @@ func (e *env) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
-func dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.Client, error) {
-	dc, _, err := tclient.DataConverter(cfg)
+// dial connects to Temporal the way the worker does (same address,
+// namespace and payload codec); the codec is returned for servers that
+// answer the Web UI's decode requests.
+func dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.Client, *codec.Codec, error) {
+	dc, cdc, err := tclient.DataConverter(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts, err := tclient.Options(cfg, logger, dc, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return tclient.Dial(ctx, opts)
+	c, err := tclient.Dial(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cdc, nil
+}
+
+// dialQuiet is dial with the CLI's quiet logger.
+func (e *env) dialQuiet(ctx context.Context, cfg *config.Config, stderr io.Writer) (client.Client, error) {
+	c, _, err := dial(ctx, cfg, e.quietLogger(stderr))
+	return c, err
+}
+
+// client loads the config (it must exist), runs checks on it before any
+// connection is made (so a wrong --app fails without a server), then
+// dials Temporal. The caller closes the client.
+func (e *env) client(ctx context.Context, stderr io.Writer, checks ...func(*config.Config) error) (client.Client, *config.Config, error) {
+	cfg, err := e.config(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, check := range checks {
+		if err := check(cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	c, err := e.dialQuiet(ctx, cfg, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cfg, nil
+}
+
+// hasApp is a check for client: the config declares app.
+func hasApp(app string) func(*config.Config) error {
+	return func(cfg *config.Config) error {
+		_, err := cfg.App(app)
+		return err
+	}
 }
 
 // quietLogger keeps SDK chatter off a CLI's terminal unless asked for.
@@ -181,14 +223,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *app == "" || *ref == "" {
 		return usageError{errors.New("--app and --ref are required, e.g. mageflow build --app shop --ref main --wait")}
 	}
-	cfg, err := e.config(false)
-	if err != nil {
-		return err
-	}
-	if _, err := cfg.App(*app); err != nil {
-		return err
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, cfg, err := e.client(ctx, stderr, hasApp(*app))
 	if err != nil {
 		return err
 	}

@@ -28,11 +28,7 @@ func whoami() string {
 }
 
 func (e *env) deployClient(ctx context.Context, stderr io.Writer) (*deploys.Client, func(), error) {
-	cfg, err := e.config(false)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, cfg, err := e.client(ctx, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,11 +175,7 @@ func decide(ctx context.Context, approve bool, args []string, stdout, stderr io.
 }
 
 func decideRefresh(ctx context.Context, e *env, approve bool, group, by, reason string, stdout, stderr io.Writer) error {
-	cfg, err := e.config(false)
-	if err != nil {
-		return err
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, _, err := e.client(ctx, stderr)
 	if err != nil {
 		return err
 	}

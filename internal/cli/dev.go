@@ -25,7 +25,6 @@ import (
 	"github.com/mageflow/mageflow/internal/devserver"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/workerapp"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -142,15 +141,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}()
 	}
 
-	dc, cdc, err := tclient.DataConverter(cfg)
-	if err != nil {
-		return err
-	}
-	copts, err := tclient.Options(cfg, e.quietLogger(stderr), dc, nil)
-	if err != nil {
-		return err
-	}
-	c, err := tclient.Dial(ctx, copts)
+	c, cdc, err := dial(ctx, cfg, e.quietLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -381,7 +372,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, err := e.dialQuiet(ctx, cfg, stderr)
 	if err != nil {
 		return fmt.Errorf("%w (is `make run` running?)", err)
 	}

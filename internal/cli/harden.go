@@ -38,19 +38,15 @@ func runHarden(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *host == "" {
 		return usageError{errors.New("--host is required, e.g. mageflow harden --host web1 --wait (add --apply to fix)")}
 	}
-	cfg, err := e.config(false)
-	if err != nil {
-		return err
-	}
-	if cfg.Hosts[*host] == nil {
-		return fmt.Errorf("host %q is not declared under hosts: in %s", *host, cfg.File)
-	}
-	if *app != "" {
-		if _, err := cfg.App(*app); err != nil {
-			return err
+	c, cfg, err := e.client(ctx, stderr, func(cfg *config.Config) error {
+		if cfg.Hosts[*host] == nil {
+			return fmt.Errorf("host %q is not declared under hosts: in %s", *host, cfg.File)
 		}
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+		if *app != "" {
+			return hasApp(*app)(cfg)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

@@ -30,11 +30,7 @@ func runRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *batch < 1 {
 		return usageError{errors.New("--batch must be at least 1")}
 	}
-	cfg, err := e.config(false)
-	if err != nil {
-		return err
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, cfg, err := e.client(ctx, stderr)
 	if err != nil {
 		return err
 	}

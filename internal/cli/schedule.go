@@ -39,11 +39,7 @@ func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := e.parse(args[1:]); err != nil {
 		return err
 	}
-	cfg, err := e.config(false)
-	if err != nil {
-		return err
-	}
-	c, err := dial(ctx, cfg, e.quietLogger(stderr))
+	c, cfg, err := e.client(ctx, stderr)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/mageflow/mageflow/internal/server"
 	"github.com/mageflow/mageflow/internal/sqspoll"
 	"github.com/mageflow/mageflow/internal/store"
-	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/webhook"
 	"github.com/mageflow/mageflow/internal/workerapp"
 )
@@ -42,15 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Server.Listen = *listen
 	}
 	logger := e.logger(stderr)
-	dc, cdc, err := tclient.DataConverter(cfg)
-	if err != nil {
-		return err
-	}
-	opts, err := tclient.Options(cfg, logger, dc, nil)
-	if err != nil {
-		return err
-	}
-	c, err := tclient.Dial(ctx, opts)
+	c, cdc, err := dial(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
