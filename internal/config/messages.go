@@ -1,0 +1,62 @@
+package config
+
+// The longer messages and hints of validation, named so the checks stay
+// readable. Users and tests match on these words: change them with care.
+// Format verbs are filled in the order the names say.
+const (
+	// Load.
+	msgReadConfig = "read config: %w (create it from the example in docs/configuration.md, or pass --config FILE / set %s)"
+
+	// Secret references (secret values are never written inline).
+	hintSecretRef        = "write file:NAME or env:NAME"
+	hintSecretRefNoValue = "write file:NAME or env:NAME, never the secret itself"
+	hintSecretInDir      = "write file:NAME (a file in secrets.dir) or env:NAME"
+	hintSecretInDirNoVal = "write file:NAME (a file in secrets.dir) or env:NAME, never the secret itself"
+
+	// server.
+	msgTokenUser        = `server.auth.basic_user "token" is the name every token holder acts under`
+	fmtQueueURL         = "server.lifecycle_sqs.queue_url %q is not a queue URL"
+	hintQueueURL        = "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/mageflow-lifecycle"
+	hintWebhookMaxAge   = "a duration such as 1h; deliveries of older pushes are refused"
+	msgGitSSHKeyRef     = "git.ssh_key must be a file: reference"
+	hintGitSSHKeyRef    = "put the private key (mode 0600) in secrets.dir and write file:NAME"
+	hintArtifactsDirAnd = "keep one: dir for a local folder, s3 for a bucket"
+
+	// hosts and groups.
+	fmtHostName      = "host name %q is not usable in task queue names"
+	hintHostRoot     = "e.g. /srv/mageflow: releases live under <root>/<app>/"
+	fmtHostPHPFPM    = "%s.php_fpm: set service or pid_file, not both"
+	hintHostPHPFPM   = "service reloads with systemctl, pid_file with SIGUSR2"
+	hintGroupName    = "the autoscaling group's name at the provider"
+	hintGroupHostDir = "where releases live on every instance, e.g. /srv/mageflow"
+
+	// schedules.
+	fmtScheduleWhen   = "%s needs exactly one of cron: and every:"
+	hintScheduleWhen  = `e.g. cron: "0 3 * * 1" (Mondays 03:00 UTC)`
+	fmtScheduleGroup  = "%s.group %q is not declared in the groups section"
+	hintScheduleGroup = "a refresh rolls a new image through a group"
+	fmtScheduleBuild  = "%s builds: it needs app: (a configured app) and ref:"
+
+	// apps.
+	fmtAppName          = "app name %q is not usable in paths and workflow ids"
+	hintAppRepo         = "a URL go-git can fetch: a path, file://, https:// or ssh://"
+	fmtAppRepoScheme    = "%s.repo %q has no scheme, so git would read it as a local directory"
+	fmtBuildNetworkHost = "%s.build.network host would give builds every route the build host has"
+	hintBuildNetwork    = "create a network that reaches only your package mirrors and name it here"
+	fmtBuildDockerOnly  = "%s.build.image and network apply to the docker builder only"
+	fmtBuildEnvKey      = "%s.build.env key %q is not an environment variable name"
+	fmtBuildStepDir     = "%s.build.steps[%d].dir must stay inside the checkout"
+	fmtAppShared        = "%s.shared entry %q must be a relative path inside the release"
+	hintWebhookSecret   = "unsigned webhooks are refused; write file:NAME or env:NAME"
+
+	// apps.<app>.environments.
+	hintEnvBranch      = "the branch whose pushes build for this environment"
+	fmtEnvBranchTwice  = "branch %q feeds both %s and %s"
+	hintEnvHostsGroup  = "an environment deploys to a host list or to a group's instances"
+	fmtEnvGroupUnknown = "%s.group names %q, which is not declared under groups:"
+	hintEnvGroup       = "declare it with provider:, name: and host:"
+	fmtEnvHostUnknown  = "%s.hosts names %q, which is not declared under hosts:"
+	hintEnvURL         = "the environment's public URL, e.g. https://shop.example.com"
+	hintEnvSecrets     = "env_php and config are secret references: file:NAME or env:NAME"
+	hintKeepReleases   = "current and the one before it are always kept"
+)
