@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -463,118 +461,6 @@ func Default() *Config {
 	return c
 }
 
-func (c *Config) applyDefaults(base string) {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.Temporal.Address, "127.0.0.1:7233")
-	def(&c.Temporal.Namespace, "default")
-	def(&c.Temporal.TaskQueue, "mageflow")
-	def(&c.Temporal.UIURL, "http://127.0.0.1:8233")
-	if c.Artifacts.S3 == nil {
-		def(&c.Artifacts.Dir, "./var/artifacts")
-	}
-	def(&c.Secrets.Dir, "./var/secrets")
-	def(&c.Codec.KeyFile, "./var/codec.key")
-	def(&c.Codec.KeyEnv, "MAGEFLOW_CODEC_KEY")
-	def(&c.Server.Listen, "127.0.0.1:8080")
-	if c.Server.PublicURL == "" {
-		c.Server.PublicURL = "http://" + c.Server.Listen
-	}
-	if c.Server.MaxBody == 0 {
-		c.Server.MaxBody = 5 << 20
-	}
-	def(&c.Worker.MetricsListen, "127.0.0.1:9464")
-	def(&c.Worker.WorkDir, "./var/work")
-	if c.Worker.MaxConcurrentBuilds == 0 {
-		c.Worker.MaxConcurrentBuilds = 2
-	}
-	def(&c.Git.CacheDir, "./var/git")
-	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Clean(filepath.Join(base, *p))
-		}
-		if a, err := filepath.Abs(*p); err == nil && *p != "" {
-			*p = a
-		}
-	}
-	abs(&c.Artifacts.Dir)
-	abs(&c.Secrets.Dir)
-	abs(&c.Worker.WorkDir)
-	abs(&c.Git.CacheDir)
-	if c.Codec.KeyFile != "" {
-		abs(&c.Codec.KeyFile)
-	}
-	if c.Apps == nil {
-		c.Apps = map[string]*App{}
-	}
-	rel := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
-			*p = filepath.Clean(filepath.Join(base, *p))
-		}
-	}
-	hosts := make([]*Host, 0, len(c.Hosts)+len(c.Groups))
-	for _, h := range c.Hosts {
-		hosts = append(hosts, h)
-	}
-	for _, g := range c.Groups {
-		if g != nil {
-			if g.Host.URL == "" {
-				g.Host.URL = "http://127.0.0.1"
-			}
-			hosts = append(hosts, &g.Host)
-			rel(&g.Balancer.File)
-			if g.Provider == "docker" {
-				g.dockerDefaults(c.Worker.WorkDir, rel)
-			}
-		}
-	}
-	for _, h := range hosts {
-		if h == nil {
-			continue
-		}
-		rel(&h.Root)
-		rel(&h.PHPFPM.PIDFile)
-		rel(&h.PHPFPM.Config)
-		rel(&h.Nginx.Prefix)
-		rel(&h.Nginx.Conf)
-		rel(&h.Nginx.PIDFile)
-		rel(&h.Nginx.ErrorLog)
-		if !strings.Contains(h.PHPFPM.Socket, ":") {
-			rel(&h.PHPFPM.Socket)
-		}
-	}
-	for name, a := range c.Apps {
-		if a == nil {
-			continue
-		}
-		a.Name = name
-		def(&a.Build.Builder, "docker")
-		if a.Build.Jobs == 0 {
-			a.Build.Jobs = 4
-		}
-		if a.Build.Timeout.Duration == 0 {
-			a.Build.Timeout.Duration = 2 * time.Hour
-		}
-		if a.Webhook != nil {
-			def(&a.Webhook.Provider, "github")
-		}
-		// A local repository path is relative to the config file too.
-		// "github.com/o/r" is left as written so validate refuses it.
-		if isLocalPath(a.Repo) && !filepath.IsAbs(a.Repo) && schemelessHost(a.Repo, base) == "" {
-			a.Repo = filepath.Clean(filepath.Join(base, a.Repo))
-		}
-	}
-}
-
-func isLocalPath(repo string) bool {
-	return repo != "" && !strings.Contains(repo, "://") && !scpLike.MatchString(repo)
-}
-
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:`)
-
 // App returns the named app or an error listing the configured ones.
 func (c *Config) App(name string) (*App, error) {
 	if a, ok := c.Apps[name]; ok && a != nil {
@@ -673,46 +559,4 @@ func (c *Config) HostForAgent(name, group string) (*Host, error) {
 	}
 	c.Hosts[name] = &h
 	return &h, nil
-}
-
-// dockerDefaults fills a docker group's defaults; workDir is already
-// absolute, rel makes paths relative to the config file absolute.
-func (g *Group) dockerDefaults(workDir string, rel func(*string)) {
-	if g.Docker == nil {
-		g.Docker = &DockerGroup{}
-	}
-	d := g.Docker
-	if d.Image == "" {
-		d.Image = DefaultInstanceImage
-	}
-	if d.Network == "" {
-		d.Network = DefaultFleetNetwork
-	}
-	if d.StateDir == "" {
-		d.StateDir = filepath.Join(workDir, "fleet")
-	}
-	rel(&d.StateDir)
-	rel(&d.Agent)
-	if d.Max == 0 {
-		d.Max = 4
-	}
-	if d.Desired == nil {
-		one := min(max(1, d.Min), d.Max)
-		d.Desired = &one
-	}
-	if d.LaunchHookTimeout.Duration == 0 {
-		d.LaunchHookTimeout.Duration = DefaultLaunchHookTimeout
-	}
-	if d.TerminateHookTimeout.Duration == 0 {
-		d.TerminateHookTimeout.Duration = DefaultTerminateHookTimeout
-	}
-	if w := d.WarmPool; w != nil && w.State == "" {
-		w.State = "Stopped"
-	}
-	for i := range d.Mounts {
-		if src, rest, ok := strings.Cut(d.Mounts[i], ":"); ok && src != "" && !filepath.IsAbs(src) {
-			rel(&src)
-			d.Mounts[i] = src + ":" + rest
-		}
-	}
 }
