@@ -74,35 +74,65 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 	if c.owned {
 		codeOwner = c.users.Deploy
 	}
-	// env.php from the secret area, into shared/ (never returned or logged).
-	envFile := c.envFile()
-	if envFile != "" {
-		target := filepath.Join(c.shared(), envFile)
-		switch {
-		case c.env != nil && c.env.EnvPHP != "":
-			val, err := h.Secrets.Read(c.env.EnvPHP)
-			if err != nil {
-				return nonRetryable(ErrConfig, "apps.%s.environments.%s.env_php: %v", c.app.Name, in.Env, err)
-			}
-			// A temporary copy left by a killed attempt holds the secret:
-			// remove it before writing anew.
-			if olds, _ := filepath.Glob(filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".tmp-*")); len(olds) > 0 {
-				for _, o := range olds {
-					_ = os.Remove(o)
-				}
-			}
-			// Rewritten every time: the secret is the source of truth, and
-			// mode and owner follow the current host config.
-			if err := hostops.WriteFileBeneath(c.shared(), envFile, val, 0o640, codeOwner); err != nil {
-				return fmt.Errorf("install %s: %w", target, err)
-			}
-		default:
-			if _, err := os.Stat(target); err != nil {
-				return nonRetryable(ErrConfig, "%s does not exist and apps.%s.environments.%s.env_php is not set: set env_php to a secret reference holding %s, or put the file in %s", target, c.app.Name, in.Env, filepath.Base(envFile), filepath.Dir(target))
-			}
+	if err := h.installEnv(c, in, codeOwner); err != nil {
+		return err
+	}
+	if err := linkShared(c, dst, codeOwner); err != nil {
+		return err
+	}
+	if err := writeMarkers(c, in, dst); err != nil {
+		return err
+	}
+	if c.owned {
+		if err := h.applyOwnership(ctx, c, dst); err != nil {
+			return err
 		}
 	}
-	// Shared paths.
+	if c.env != nil && c.env.Config != "" && c.isMagento2() {
+		if err := h.applyConfig(ctx, c, in, dst); err != nil {
+			return err
+		}
+	}
+	return markComplete(in, dst, codeOwner)
+}
+
+// installEnv puts env.php from the secret area into shared/ (never
+// returned or logged), or checks an operator-placed one is there.
+func (h *HostActivities) installEnv(c *hostCtx, in PrepareInput, codeOwner hostops.Owner) error {
+	envFile := c.envFile()
+	if envFile == "" {
+		return nil
+	}
+	target := filepath.Join(c.shared(), envFile)
+	switch {
+	case c.env != nil && c.env.EnvPHP != "":
+		val, err := h.Secrets.Read(c.env.EnvPHP)
+		if err != nil {
+			return nonRetryable(ErrConfig, "apps.%s.environments.%s.env_php: %v", c.app.Name, in.Env, err)
+		}
+		// A temporary copy left by a killed attempt holds the secret:
+		// remove it before writing anew.
+		if olds, _ := filepath.Glob(filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".tmp-*")); len(olds) > 0 {
+			for _, o := range olds {
+				_ = os.Remove(o)
+			}
+		}
+		// Rewritten every time: the secret is the source of truth, and
+		// mode and owner follow the current host config.
+		if err := hostops.WriteFileBeneath(c.shared(), envFile, val, 0o640, codeOwner); err != nil {
+			return fmt.Errorf("install %s: %w", target, err)
+		}
+	default:
+		if _, err := os.Stat(target); err != nil {
+			return nonRetryable(ErrConfig, "%s does not exist and apps.%s.environments.%s.env_php is not set: set env_php to a secret reference holding %s, or put the file in %s", target, c.app.Name, in.Env, filepath.Base(envFile), filepath.Dir(target))
+		}
+	}
+	return nil
+}
+
+// linkShared links the app's shared paths into the release.
+func linkShared(c *hostCtx, dst string, codeOwner hostops.Owner) error {
+	envFile := c.envFile()
 	for _, p := range SharedPaths(c.app) {
 		isFile := p == envFile
 		if !isFile {
@@ -120,9 +150,13 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 			return linkRefusal(err, "link shared path")
 		}
 	}
-	// Static markers, written beneath the release without following links:
-	// a pub/static committed as a symlink (or swapped in by a local user)
-	// is refused, never written through.
+	return nil
+}
+
+// writeMarkers writes the static markers beneath the release without
+// following links: a pub/static committed as a symlink (or swapped in by a
+// local user) is refused, never written through.
+func writeMarkers(c *hostCtx, in PrepareInput, dst string) error {
 	marker := hostops.ReleaseMarkerPath(c.app.Type)
 	if err := hostops.WriteFileBeneath(dst, marker, []byte(in.ReleaseID+"\n"), 0o644, hostops.NoChange); err != nil {
 		return linkRefusal(err, "write %s into release %s", marker, in.ReleaseID)
@@ -132,53 +166,62 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 			return linkRefusal(err, "write pub/static/deployed_version.txt into release %s", in.ReleaseID)
 		}
 	}
-	// Ownership.
-	if c.owned {
-		var writable []string
-		if c.env != nil {
-			writable = c.env.Writable
-		}
-		var inRelease []string
-		for _, w := range append(c.sharedWritable(), writable...) {
-			w = path.Clean(filepath.ToSlash(w))
-			if underShared(SharedPaths(c.app), w) {
-				if err := hostops.SharedWritable(c.shared(), w, c.users); err != nil {
-					return linkRefusal(err, "make shared %s writable for php_user", w)
-				}
-				continue
+	return nil
+}
+
+// applyOwnership hands the release to deploy_user and makes the writable
+// paths (in shared/ or in the release) writable for php_user.
+func (h *HostActivities) applyOwnership(ctx context.Context, c *hostCtx, dst string) error {
+	var writable []string
+	if c.env != nil {
+		writable = c.env.Writable
+	}
+	var inRelease []string
+	for _, w := range append(c.sharedWritable(), writable...) {
+		w = path.Clean(filepath.ToSlash(w))
+		if underShared(SharedPaths(c.app), w) {
+			if err := hostops.SharedWritable(c.shared(), w, c.users); err != nil {
+				return linkRefusal(err, "make shared %s writable for php_user", w)
 			}
-			inRelease = append(inRelease, w)
+			continue
 		}
-		stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "ownership"} })
-		err := hostops.ApplyOwnership(dst, c.users, inRelease)
-		stop()
-		if err != nil {
-			return linkRefusal(err, "set ownership of %s (hosts.%s.deploy_user/php_user)", dst, h.Host)
-		}
+		inRelease = append(inRelease, w)
 	}
-	// Config values, from the secret area, through bin/magento.
-	if c.env != nil && c.env.Config != "" && c.isMagento2() {
-		raw, err := h.Secrets.Read(c.env.Config)
-		if err != nil {
-			return nonRetryable(ErrConfig, "apps.%s.environments.%s.config: %v", c.app.Name, in.Env, err)
-		}
-		settings, err := magento.ParseConfig(raw)
-		if err != nil {
-			return nonRetryable(ErrConfig, "apps.%s.environments.%s.config (%s): %v", c.app.Name, in.Env, c.env.Config, err)
-		}
-		stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "config:set"} })
-		err = h.cli(c, dst).ApplyConfig(ctx, settings, c.env.SensitiveConfig)
-		stop()
-		if err != nil {
-			return fmt.Errorf("apply config of environment %s: %w", in.Env, err)
-		}
-		activity.GetLogger(ctx).Info("config applied", "paths", len(settings))
-	}
-	done, _ := json.Marshal(map[string]any{"release": in.ReleaseID, "sha256": in.SHA256, "prepared_at": time.Now().UTC()})
-	if err := hostops.WriteFileBeneath(dst, hostops.CompleteMarker, append(done, '\n'), 0o644, codeOwner); err != nil {
-		return err
+	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "ownership"} })
+	err := hostops.ApplyOwnership(dst, c.users, inRelease)
+	stop()
+	if err != nil {
+		return linkRefusal(err, "set ownership of %s (hosts.%s.deploy_user/php_user)", dst, h.Host)
 	}
 	return nil
+}
+
+// applyConfig sets the environment's config values, from the secret area,
+// through bin/magento.
+func (h *HostActivities) applyConfig(ctx context.Context, c *hostCtx, in PrepareInput, dst string) error {
+	raw, err := h.Secrets.Read(c.env.Config)
+	if err != nil {
+		return nonRetryable(ErrConfig, "apps.%s.environments.%s.config: %v", c.app.Name, in.Env, err)
+	}
+	settings, err := magento.ParseConfig(raw)
+	if err != nil {
+		return nonRetryable(ErrConfig, "apps.%s.environments.%s.config (%s): %v", c.app.Name, in.Env, c.env.Config, err)
+	}
+	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "config:set"} })
+	err = h.cli(c, dst).ApplyConfig(ctx, settings, c.env.SensitiveConfig)
+	stop()
+	if err != nil {
+		return fmt.Errorf("apply config of environment %s: %w", in.Env, err)
+	}
+	activity.GetLogger(ctx).Info("config applied", "paths", len(settings))
+	return nil
+}
+
+// markComplete writes .mageflow-complete, the last step: a release with it
+// is prepared.
+func markComplete(in PrepareInput, dst string, codeOwner hostops.Owner) error {
+	done, _ := json.Marshal(map[string]any{"release": in.ReleaseID, "sha256": in.SHA256, "prepared_at": time.Now().UTC()})
+	return hostops.WriteFileBeneath(dst, hostops.CompleteMarker, append(done, '\n'), 0o644, codeOwner)
 }
 
 // linkRefusal wraps an error of a step inside the release: a symlink where
