@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -331,13 +330,9 @@ func printRelease(w io.Writer, m *release.Meta, link string) {
 // PrintRelease is exported for the dev command's demo.
 func PrintRelease(w io.Writer, m *release.Meta, link string) { printRelease(w, m, link) }
 
-// WorkflowURL links a workflow in the Web UI.
+// WorkflowURL links a workflow (with runID, that run) in the config's Web UI.
 func WorkflowURL(cfg *config.Config, id, runID string) string {
-	u := strings.TrimRight(cfg.Temporal.UIURL, "/") + "/namespaces/" + url.PathEscape(cfg.Temporal.Namespace) + "/workflows/" + url.PathEscape(id)
-	if runID != "" {
-		u += "/" + url.PathEscape(runID) + "/history"
-	}
-	return u
+	return tclient.WorkflowURL(cfg.Temporal.UIURL, cfg.Temporal.Namespace, id, runID)
 }
 
 func firstLine(s string) string {

@@ -23,6 +23,7 @@ import (
 	"github.com/mageflow/mageflow/internal/lbconf"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/scaling"
+	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/webstack"
 	"github.com/mageflow/mageflow/internal/workerapp"
 	"github.com/mageflow/mageflow/workflows"
@@ -192,7 +193,7 @@ func runFleetDemo(ctx context.Context, cfg *config.Config, c client.Client, ft *
 	fmt.Fprintf(stdout, "  refreshed in %s to %s (template version %s): replaced %v with %v\n", time.Since(t0).Round(10*time.Millisecond),
 		res.NewTemplate.ImageID, res.NewTemplate.Version, res.Replaced, res.Added)
 	fmt.Fprintf(stdout, "\n  the store through the group: %s\n  instances: docker ps --filter label=org.mageflow.fleet.group=%s\n  readiness runs: %s\n",
-		ft.url, name, strings.TrimRight(cfg.Temporal.UIURL, "/")+"/namespaces/"+cfg.Temporal.Namespace+"/workflows?query="+url.QueryEscape("WorkflowType='ScaleOutReadiness'"))
+		ft.url, name, tclient.WorkflowsURL(cfg.Temporal.UIURL, cfg.Temporal.Namespace, "WorkflowType='ScaleOutReadiness'"))
 	return nil
 }
 

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/units"
 )
 
@@ -186,15 +186,9 @@ func (d *dashboard) releaseView(m release.Meta) releaseView {
 		v.Time = when.UTC().Format("2006-01-02 15:04 UTC")
 	}
 	if m.WorkflowID != "" && d.opt.UIBaseURL != "" {
-		v.WorkflowURL = workflowURL(d.opt.UIBaseURL, d.opt.Namespace, m.WorkflowID)
+		v.WorkflowURL = tclient.WorkflowURL(d.opt.UIBaseURL, d.opt.Namespace, m.WorkflowID, "")
 	}
 	return v
-}
-
-// workflowURL links to a workflow in the Temporal Web UI. Both segments are
-// path-escaped: workflow ids may contain slashes.
-func workflowURL(base, namespace, workflowID string) string {
-	return strings.TrimRight(base, "/") + "/namespaces/" + url.PathEscape(namespace) + "/workflows/" + url.PathEscape(workflowID)
 }
 
 func (d *dashboard) serveAPI(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/catalog"
 	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/tclient"
 )
 
 // Deploys is what the dashboard needs from the deploy side: what every
@@ -277,11 +278,7 @@ func (d *dashboard) runURL(workflowID, runID string) string {
 	if d.opt.UIBaseURL == "" || workflowID == "" {
 		return ""
 	}
-	u := workflowURL(d.opt.UIBaseURL, d.opt.Namespace, workflowID)
-	if runID != "" {
-		u += "/" + url.PathEscape(runID) + "/history"
-	}
-	return u
+	return tclient.WorkflowURL(d.opt.UIBaseURL, d.opt.Namespace, workflowID, runID)
 }
 
 func historyURL(app, env string) string {
