@@ -138,7 +138,7 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 	p := hp + ".hardening"
 	if h.BaseURL != "" {
 		if u, err := url.Parse(h.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(p+".base_url", fmt.Sprintf("%s.base_url %q is not an http(s) origin", p, h.BaseURL), "e.g. http://127.0.0.1:80 (the origin, not the CDN)")
+			add(p+".base_url", fmt.Sprintf(fmtHardeningBaseURL, p, h.BaseURL), hintHardeningBaseURL)
 		}
 	}
 	if a := h.BasicAuth; a != nil {
@@ -146,11 +146,11 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 			add(p+".basic_auth", p+".basic_auth.user is required and may not contain ':'", "")
 		}
 		if err := CheckSecretRef(a.Password); err != nil {
-			add(p+".basic_auth.password", err.Error(), "write file:NAME (a 0600 file in secrets.dir) or env:NAME, never the password itself")
+			add(p+".basic_auth.password", err.Error(), hintHardeningPassword)
 		}
 	}
 	if h.StagingBasicAuth && h.BasicAuth == nil {
-		add(p+".staging_basic_auth", p+".staging_basic_auth needs basic_auth", "add basic_auth: {user: ..., password: file:NAME}")
+		add(p+".staging_basic_auth", p+".staging_basic_auth needs basic_auth", hintHardeningStaging)
 	}
 	for _, c := range h.AdminAllow {
 		if net.ParseIP(c) == nil {
@@ -160,8 +160,15 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 		}
 	}
 	if h.AdminRatePerMinute < 0 || h.AdminLoginsPerDay < 0 || h.RecentAdminDays < 0 || h.Concurrency < 0 || h.Timeout.Duration < 0 {
-		add(p, p+": rates, days, concurrency and timeout must not be negative", "")
+		add(p, p+msgHardeningNegative, "")
 	}
+	validateHardeningPaths(p, h, add)
+	validateHardeningDB(p, h.DB, add)
+}
+
+// validateHardeningPaths checks the relative (writable, pages) and
+// absolute (binaries, directories) paths of hosts.NAME.hardening (p).
+func validateHardeningPaths(p string, h *Hardening, add func(path, msg, hint string)) {
 	for _, w := range h.Writable {
 		if filepath.IsAbs(w) || strings.Contains(w, "..") {
 			add(p+".writable", fmt.Sprintf("%s.writable %q must be relative to the Magento root", p, w), "e.g. includes")
@@ -173,7 +180,8 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 		}
 	}
 	paths := []struct{ path, v string }{
-		{"root", h.Root}, {"nginx.binary", h.Nginx.Binary}, {"nginx.include_dir", h.Nginx.IncludeDir}, {"nginx.http_conf_dir", h.Nginx.HTTPConfDir},
+		{"root", h.Root}, {"nginx.binary", h.Nginx.Binary},
+		{"nginx.include_dir", h.Nginx.IncludeDir}, {"nginx.http_conf_dir", h.Nginx.HTTPConfDir},
 		{"php_fpm.binary", h.PHPFPM.Binary}, {"php_fpm.conf", h.PHPFPM.Conf},
 		{"sshd.binary", h.SSHD.Binary}, {"sshd.config", h.SSHD.Config}, {"sshd.drop_in_dir", h.SSHD.DropInDir},
 	}
@@ -185,15 +193,20 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 			add(p+"."+f.path, fmt.Sprintf("%s.%s %q must be an absolute path", p, f.path, f.v), "the agent runs from any directory")
 		}
 	}
-	if db := h.DB; db != nil {
-		if db.Password != "" {
-			if err := CheckSecretRef(db.Password); err != nil {
-				add(p+".db.password", err.Error(), "write file:NAME or env:NAME, never the password itself")
-			}
+}
+
+// validateHardeningDB checks hosts.NAME.hardening.db (p is the hardening path).
+func validateHardeningDB(p string, db *HardeningDB, add func(path, msg, hint string)) {
+	if db == nil {
+		return
+	}
+	if db.Password != "" {
+		if err := CheckSecretRef(db.Password); err != nil {
+			add(p+".db.password", err.Error(), "write file:NAME or env:NAME, never the password itself")
 		}
-		if db.Host == "" && db.Socket == "" {
-			add(p+".db", p+".db needs host: or socket:", "e.g. host: 127.0.0.1:3306")
-		}
+	}
+	if db.Host == "" && db.Socket == "" {
+		add(p+".db", p+".db needs host: or socket:", "e.g. host: 127.0.0.1:3306")
 	}
 }
 
@@ -201,7 +214,7 @@ func validateHardening(hp string, h *Hardening, add func(path, msg, hint string)
 func validateHardenSchedule(c *Config, sp string, sc *Schedule, add func(path, msg, hint string)) {
 	h := c.Hosts[sc.Host]
 	if h == nil {
-		add(sp+".host", fmt.Sprintf("%s.host %q is not declared in the hosts section", sp, sc.Host), "a harden schedule audits one host through its agent")
+		add(sp+".host", fmt.Sprintf(fmtHardenScheduleHost, sp, sc.Host), hintHardenScheduleHost)
 		return
 	}
 	if sc.App != "" && c.Apps[sc.App] == nil {

@@ -59,4 +59,25 @@ const (
 	hintEnvURL         = "the environment's public URL, e.g. https://shop.example.com"
 	hintEnvSecrets     = "env_php and config are secret references: file:NAME or env:NAME"
 	hintKeepReleases   = "current and the one before it are always kept"
+
+	// hosts.<host>.hardening and harden schedules.
+	fmtHardeningBaseURL    = "%s.base_url %q is not an http(s) origin"
+	hintHardeningBaseURL   = "e.g. http://127.0.0.1:80 (the origin, not the CDN)"
+	hintHardeningPassword  = "write file:NAME (a 0600 file in secrets.dir) or env:NAME, never the password itself"
+	hintHardeningStaging   = "add basic_auth: {user: ..., password: file:NAME}"
+	msgHardeningNegative   = ": rates, days, concurrency and timeout must not be negative"
+	fmtHardenScheduleHost  = "%s.host %q is not declared in the hosts section"
+	hintHardenScheduleHost = "a harden schedule audits one host through its agent"
+
+	// groups.<group>.docker.
+	fmtDockerNotDocker    = "%s.docker is set but the provider is %q"
+	hintDockerNotDocker   = "docker: applies to provider: docker only; remove it"
+	hintDockerName        = "lower-case letters, digits, '.', '_' and '-'"
+	fmtDockerBounds       = "%s needs 0 <= min (%d) <= desired (%d) <= max (%d) and max >= 1"
+	fmtDockerPrepared     = "%s.warm_pool.max_prepared_capacity %d is below the desired capacity %d"
+	hintDockerPrepared    = "it caps group plus pool; leave it out to use max"
+	hintDockerHookTimeout = "between 30s and 2h, as Auto Scaling's heartbeat timeout"
+	hintDockerMount       = "e.g. ./var/mageflow:/etc/mageflow:ro (dst absolute)"
+	fmtDockerEnvKey       = "%s.env key %q is not an environment variable name"
+	hintDockerStateDir    = "a directory every process acting on the group shares"
 )
