@@ -72,7 +72,8 @@ func Parse(path string, data []byte) (*Config, error) {
 			c.File = path
 			return c, nil
 		}
-		return nil, &Error{File: path, Line: yamlLine(err.Error()), Msg: "not valid YAML: " + stripYAMLPrefix(err.Error()), Hint: "check indentation and quoting"}
+		return nil, &Error{File: path, Line: yamlLine(err.Error()),
+			Msg: "not valid YAML: " + stripYAMLPrefix(err.Error()), Hint: "check indentation and quoting"}
 	}
 	var errs Errors
 	doc := &root
@@ -88,7 +89,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			for _, m := range te.Errors {
-				errs = append(errs, &Error{File: path, Line: yamlLine(m), Msg: stripYAMLPrefix(m), Hint: "see docs/configuration.md for the expected type"})
+				errs = append(errs, &Error{File: path, Line: yamlLine(m), Msg: stripYAMLPrefix(m), Hint: hintYAMLType})
 			}
 			return nil, errs
 		}
@@ -139,7 +140,8 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, errs *Err
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return
 			}
-			*errs = append(*errs, &Error{File: file, Line: n.Line, Msg: fmt.Sprintf("%s must be a mapping of keys", orRoot(path)), Hint: "known keys: " + strings.Join(knownKeys(t), ", ")})
+			*errs = append(*errs, &Error{File: file, Line: n.Line, Msg: fmt.Sprintf("%s must be a mapping of keys", orRoot(path)),
+				Hint: "known keys: " + strings.Join(knownKeys(t), ", ")})
 			return
 		}
 		fields := map[string]reflect.Type{}
@@ -159,7 +161,8 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, errs *Err
 				if s := closest(k.Value, knownKeys(t)); s != "" {
 					hint = fmt.Sprintf("did you mean %q?", s)
 				}
-				*errs = append(*errs, &Error{File: file, Line: k.Line, Msg: fmt.Sprintf("unknown key %q in %s", k.Value, orRoot(path)), Hint: hint})
+				msg := fmt.Sprintf("unknown key %q in %s", k.Value, orRoot(path))
+				*errs = append(*errs, &Error{File: file, Line: k.Line, Msg: msg, Hint: hint})
 				continue
 			}
 			checkKeys(file, v, ft, join(path, k.Value), errs)

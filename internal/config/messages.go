@@ -6,6 +6,7 @@ package config
 const (
 	// Load.
 	msgReadConfig = "read config: %w (create it from the example in docs/configuration.md, or pass --config FILE / set %s)"
+	hintYAMLType  = "see docs/configuration.md for the expected type"
 
 	// Secret references (secret values are never written inline).
 	hintSecretRef        = "write file:NAME or env:NAME"
@@ -21,6 +22,7 @@ const (
 	msgGitSSHKeyRef     = "git.ssh_key must be a file: reference"
 	hintGitSSHKeyRef    = "put the private key (mode 0600) in secrets.dir and write file:NAME"
 	hintArtifactsDirAnd = "keep one: dir for a local folder, s3 for a bucket"
+	fmtS3Endpoint       = "artifacts.s3.endpoint %q is not a URL"
 
 	// hosts and groups.
 	fmtHostName      = "host name %q is not usable in task queue names"
@@ -48,6 +50,7 @@ const (
 	fmtBuildStepDir     = "%s.build.steps[%d].dir must stay inside the checkout"
 	fmtAppShared        = "%s.shared entry %q must be a relative path inside the release"
 	hintWebhookSecret   = "unsigned webhooks are refused; write file:NAME or env:NAME"
+	fmtWebhookProvider  = "%s.webhook.provider %q is not supported"
 
 	// apps.<app>.environments.
 	hintEnvBranch      = "the branch whose pushes build for this environment"

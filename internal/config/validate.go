@@ -85,7 +85,7 @@ func (v *validator) artifacts() {
 		v.add("artifacts.s3", "artifacts.s3.bucket is required", "name the bucket that holds release artifacts")
 	}
 	if s3.Endpoint != "" && !isURL(s3.Endpoint) {
-		v.add("artifacts.s3.endpoint", fmt.Sprintf("artifacts.s3.endpoint %q is not a URL", s3.Endpoint), "e.g. http://127.0.0.1:9000")
+		v.add("artifacts.s3.endpoint", fmt.Sprintf(fmtS3Endpoint, s3.Endpoint), "e.g. http://127.0.0.1:9000")
 	}
 	if v.c.Artifacts.Dir != "" && lineOf(v.doc, "artifacts.dir") > 0 {
 		v.add("artifacts.dir", "artifacts.dir and artifacts.s3 are both set", hintArtifactsDirAnd)
@@ -296,7 +296,7 @@ func (v *validator) webhook(p string, w *Webhook) {
 		return
 	}
 	if !contains(Providers, w.Provider) {
-		v.add(p+".webhook.provider", fmt.Sprintf("%s.webhook.provider %q is not supported", p, w.Provider), "github, gitlab or bitbucket")
+		v.add(p+".webhook.provider", fmt.Sprintf(fmtWebhookProvider, p, w.Provider), "github, gitlab or bitbucket")
 	}
 	if w.Secret == "" {
 		v.add(p+".webhook", fmt.Sprintf("%s.webhook.secret is required", p), hintWebhookSecret)
