@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/secrets"
 	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/workerapp"
 )
 
 // startLocalWeb serves every local host that has nginx.listen with real
@@ -27,7 +27,7 @@ func startLocalWeb(ctx context.Context, cfg *config.Config, stdout io.Writer) ([
 		if h.Nginx.Listen == "" {
 			continue
 		}
-		app := firstAppOn(cfg, name)
+		app := workerapp.AppOn(cfg, name, "")
 		if app == "" {
 			continue
 		}
@@ -74,26 +74,6 @@ func startLocalWeb(ctx context.Context, cfg *config.Config, stdout io.Writer) ([
 		fmt.Fprintf(stdout, "host %s serves %s's current release on http://%s (nginx + php-fpm)\n", name, app, h.Nginx.Listen)
 	}
 	return procs, nil
-}
-
-// firstAppOn is the first app (by name) with an environment on host.
-func firstAppOn(cfg *config.Config, host string) string {
-	for _, a := range cfg.AppNames() {
-		envs := cfg.Apps[a].Environments
-		names := make([]string, 0, len(envs))
-		for n := range envs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			for _, h := range envs[n].Hosts {
-				if h == host {
-					return a
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // seedSecret creates a missing file: secret with value(); env: secrets are

@@ -41,7 +41,7 @@ func ServeWeb(ctx context.Context, cfg *config.Config, host, group string) ([]*w
 	if h == nil {
 		return nil, fmt.Errorf("host %q is not declared under hosts: in %s", host, cfg.File)
 	}
-	app := appOn(cfg, host, group)
+	app := AppOn(cfg, host, group)
 	if app == "" {
 		return nil, fmt.Errorf("--serve-web: no app has an environment on host %q or group %q: nothing to serve", host, group)
 	}
@@ -94,9 +94,9 @@ func ServeWeb(ctx context.Context, cfg *config.Config, host, group string) ([]*w
 	return []*webstack.Proc{fpm, ngx}, nil
 }
 
-// appOn is the first app (by name) with an environment on the host, or on
-// the group when group is set.
-func appOn(cfg *config.Config, host, group string) string {
+// AppOn is the first app (by name, then environment name) with an
+// environment on the host, or on the group when group is set.
+func AppOn(cfg *config.Config, host, group string) string {
 	for _, a := range cfg.AppNames() {
 		envs := cfg.Apps[a].Environments
 		names := make([]string, 0, len(envs))

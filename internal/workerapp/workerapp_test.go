@@ -1,0 +1,91 @@
+package workerapp
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/config"
+)
+
+func TestAppOnTakesTheFirstAppByNameOnHostOrGroup(t *testing.T) {
+	cfg := &config.Config{Apps: map[string]*config.App{
+		"zshop": {Environments: map[string]*config.Environment{"prod": {Hosts: []string{"web1"}}}},
+		"blog": {Environments: map[string]*config.Environment{
+			"staging": {Hosts: []string{"web2"}},
+			"nil":     nil,
+			"prod":    {Group: "web"},
+		}},
+		"admin": {Environments: map[string]*config.Environment{"prod": {Hosts: []string{"web1", "web2"}}}},
+	}}
+	for _, tc := range []struct{ host, group, want string }{
+		{"web1", "", "admin"},
+		{"web2", "", "admin"},
+		{"web3", "", ""},
+		{"i-123", "web", "blog"},
+		{"i-123", "other", ""},
+	} {
+		if got := AppOn(cfg, tc.host, tc.group); got != tc.want {
+			t.Errorf("AppOn(%q, %q) = %q, want %q", tc.host, tc.group, got, tc.want)
+		}
+	}
+}
+
+func TestServeWebRefusesWhatTheConfigDoesNotDeclare(t *testing.T) {
+	cfg := &config.Config{File: "m.yaml", Hosts: map[string]*config.Host{"web1": {}}, Apps: map[string]*config.App{}}
+	for _, tc := range []struct{ host, group, want string }{
+		{"nope", "", `host "nope" is not declared under hosts: in m.yaml`},
+		{"i-1", "nope", `group "nope" is not declared under groups: in m.yaml`},
+		{"web1", "", `no app has an environment on host "web1"`},
+	} {
+		_, err := ServeWeb(context.Background(), cfg, tc.host, tc.group)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ServeWeb(%q, %q) = %v, want an error containing %q", tc.host, tc.group, err, tc.want)
+		}
+	}
+}
+
+func TestNewLBActivitiesIsNilForAHostThatBalancesNothing(t *testing.T) {
+	lb, err := NewLBActivities(&config.Config{Hosts: map[string]*config.Host{"web1": {}}}, "web1")
+	if err != nil || lb != nil {
+		t.Fatalf("NewLBActivities = %v, %v; want nil, nil", lb, err)
+	}
+}
+
+// recorder is a worker.Registry that keeps the workflow type names.
+type recorder struct {
+	worker.Registry
+	workflows  []string
+	activities int
+}
+
+func (r *recorder) RegisterWorkflowWithOptions(_ any, o workflow.RegisterOptions) {
+	r.workflows = append(r.workflows, o.Name)
+}
+func (r *recorder) RegisterActivity(any) { r.activities++ }
+func (r *recorder) RegisterActivityWithOptions(any, activity.RegisterOptions) {
+	r.activities++
+}
+
+// The workflow type names are in recorded histories and in running
+// schedules: renaming one breaks replay, so they are pinned here.
+func TestRegisterKeepsTheWorkflowTypeNames(t *testing.T) {
+	var r recorder
+	Register(&r, &activities.BuildActivities{}, &activities.DeployActivities{})
+	want := []string{"BuildRelease", "ResolveRef", "ZeroDowntimeDeploy", "ScheduledBuild", "ScaleOutReadiness",
+		"WarmPoolImageRefresh", "MagentoM1EOLHardening", "ScheduledHarden"}
+	slices.Sort(want)
+	slices.Sort(r.workflows)
+	if !slices.Equal(r.workflows, want) {
+		t.Errorf("registered workflows %v, want %v", r.workflows, want)
+	}
+	if r.activities == 0 {
+		t.Error("Register registered no activities")
+	}
+}
