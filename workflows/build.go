@@ -36,7 +36,7 @@ type BuildInput struct {
 	AutoDeploy bool
 }
 
-// BuildProgress is what the "progress" query returns.
+// BuildProgress is what the QueryProgress query returns.
 type BuildProgress struct {
 	Phase     string
 	ReleaseID string
@@ -57,7 +57,7 @@ var shaRe = regexp.MustCompile(`^[0-9a-f]{40}$`)
 func BuildRelease(ctx workflow.Context, in BuildInput) (*release.Meta, error) {
 	r := &buildRun{in: in, progress: BuildProgress{Phase: "starting", Started: workflow.Now(ctx)}}
 	r.logger = log.With(workflow.GetLogger(ctx), "app", in.App, "commit", in.Commit)
-	if err := workflow.SetQueryHandler(ctx, "progress", func() (BuildProgress, error) { return r.progress, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (BuildProgress, error) { return r.progress, nil }); err != nil {
 		return nil, err
 	}
 	return r.run(ctx)
