@@ -1,6 +1,5 @@
-// Command mageflow is the operator's entry point: `mageflow dev` runs the
-// whole stack on one machine, `mageflow serve` the webhook/dashboard server,
-// and `mageflow build` / `mageflow releases` start and list builds.
+// Command mageflow is the operator's entry point. Its commands live in
+// internal/cli; `mageflow help` lists them all.
 package main
 
 import (

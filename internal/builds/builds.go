@@ -1,7 +1,8 @@
 // Package builds starts BuildRelease the one way mageflow allows: under the
 // commit's workflow id, joining a running build of that commit or returning
-// the finished one. The webhook server, the CLI and (later) schedules all go
-// through here, so "one build per commit" holds whoever asks.
+// the finished one. The webhook server and the CLI go through here; a
+// schedule's ScheduledBuild starts its child under the same
+// workflows.BuildWorkflowID, so "one build per commit" holds whoever asks.
 package builds
 
 import (
