@@ -20,6 +20,8 @@ import (
 	"github.com/mageflow/mageflow/internal/m1audit"
 	"github.com/mageflow/mageflow/internal/m1fix"
 	"github.com/mageflow/mageflow/internal/m1verify"
+	"github.com/mageflow/mageflow/internal/secrets"
+	"github.com/mageflow/mageflow/internal/store"
 )
 
 // The MagentoM1EOLHardening steps run on the host's agent, like every host
@@ -28,6 +30,41 @@ import (
 // secrets area, so no credential ever travels through workflow history.
 // Inputs carry only the host, the app and whether to change anything; the
 // settings come from the agent's config (hosts.NAME.hardening).
+
+// HardenActivities are the MagentoM1EOLHardening steps. They run on the
+// host's agent, on the same task queue as its HostActivities
+// (workflows.HostTaskQueue(NAME)), and need only the agent's config, its
+// secrets area (basic-auth and database passwords) and the artifact store
+// (where HardenReport keeps reports).
+type HardenActivities struct {
+	Host    string
+	Config  *config.Config
+	Store   store.Store
+	Secrets secrets.Area
+	// HeartbeatEvery is how often long steps heartbeat (default 10s).
+	HeartbeatEvery time.Duration
+	// Now is the clock of the report and the audit's recent-admin check
+	// (tests move it).
+	Now func() time.Time
+}
+
+// NewHardenActivities are the hardening steps of the agent h: same host,
+// config, store, secrets, heartbeat interval and clock.
+func NewHardenActivities(h *HostActivities) *HardenActivities {
+	return &HardenActivities{Host: h.Host, Config: h.Config, Store: h.Store, Secrets: h.Secrets, HeartbeatEvery: h.HeartbeatEvery, Now: h.Now}
+}
+
+func (h *HardenActivities) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// heartbeatWhile records current() every HeartbeatEvery until stop.
+func (h *HardenActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
+	return heartbeatWhile(ctx, h.HeartbeatEvery, current)
+}
 
 // HardenRequest names the host (and optionally the app) of a run.
 type HardenRequest struct {
@@ -94,7 +131,7 @@ type hardenCtx struct {
 	host *config.Host
 }
 
-func (h *HostActivities) hardenResolve(r HardenRequest) (*hardenCtx, error) {
+func (h *HardenActivities) hardenResolve(r HardenRequest) (*hardenCtx, error) {
 	if r.Host != h.Host {
 		return nil, nonRetryable(ErrInvalidInput, "this agent serves host %q but the hardening step is for host %q: check `--host` of the agent polling %s", h.Host, r.Host, HostTaskQueue(r.Host))
 	}
@@ -120,7 +157,7 @@ func (h *HostActivities) hardenResolve(r HardenRequest) (*hardenCtx, error) {
 // HardenDiscover derives the store's topology from the host itself: the
 // vhost and root from `nginx -T`, the PHP-FPM pool and its user, the admin
 // frontName, version and patches.
-func (h *HostActivities) HardenDiscover(ctx context.Context, r HardenRequest) (*m1audit.Target, error) {
+func (h *HardenActivities) HardenDiscover(ctx context.Context, r HardenRequest) (*m1audit.Target, error) {
 	c, err := h.hardenResolve(r)
 	if err != nil {
 		return nil, err
@@ -162,7 +199,7 @@ func loadSignatureLayers(dirs []string) (*m1audit.Signatures, error) {
 }
 
 // dbConfig resolves the database override's password on the agent.
-func (h *HostActivities) dbConfig(hc *config.Hardening) (*m1audit.DBConfig, error) {
+func (h *HardenActivities) dbConfig(hc *config.Hardening) (*m1audit.DBConfig, error) {
 	d := hc.DB
 	if d == nil {
 		return nil, nil // local.xml's connection
@@ -182,7 +219,7 @@ func (h *HostActivities) dbConfig(hc *config.Hardening) (*m1audit.DBConfig, erro
 // and static dirs), writability as the PHP user, the database (injected
 // scripts, rogue admins, risky settings), nginx, PHP-FPM and sshd. It
 // changes nothing.
-func (h *HostActivities) HardenAudit(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
+func (h *HardenActivities) HardenAudit(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
 	c, err := h.hardenResolve(in.HardenRequest)
 	if err != nil {
 		return nil, err
@@ -211,7 +248,7 @@ func (h *HostActivities) HardenAudit(ctx context.Context, in HardenStepInput) ([
 }
 
 // basicAuth resolves a basic-auth block's password.
-func (h *HostActivities) basicAuth(a *config.HardeningAuth) (*m1fix.BasicAuth, error) {
+func (h *HardenActivities) basicAuth(a *config.HardeningAuth) (*m1fix.BasicAuth, error) {
 	if a == nil {
 		return nil, nil
 	}
@@ -229,7 +266,7 @@ func (h *HostActivities) basicAuth(a *config.HardeningAuth) (*m1fix.BasicAuth, e
 // rolled back when the test fails; a second run changes nothing. Findings
 // only a person can judge (malware, injected scripts, rogue admins) are
 // left for the report.
-func (h *HostActivities) HardenApply(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
+func (h *HardenActivities) HardenApply(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
 	c, err := h.hardenResolve(in.HardenRequest)
 	if err != nil {
 		return nil, err
@@ -303,7 +340,7 @@ func firstNonEmpty(a, b string) string {
 // canary an earlier attempt left (from its heartbeat and by name) and then
 // verifies again, and the activity deletes its own canaries when it ends,
 // cancelled or not. The workflow's cleanup step sweeps once more.
-func (h *HostActivities) HardenVerify(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
+func (h *HardenActivities) HardenVerify(ctx context.Context, in HardenStepInput) ([]m1audit.CheckResult, error) {
 	c, err := h.hardenResolve(in.HardenRequest)
 	if err != nil {
 		return nil, err
@@ -405,7 +442,7 @@ func removeCanaryFiles(root string, paths []string) {
 // HardenRemoveCanaries deletes every verification canary under the web
 // root. The workflow runs it in a disconnected context after verification,
 // whether the run succeeded, failed or was cancelled.
-func (h *HostActivities) HardenRemoveCanaries(ctx context.Context, in HardenCleanupInput) ([]string, error) {
+func (h *HardenActivities) HardenRemoveCanaries(ctx context.Context, in HardenCleanupInput) ([]string, error) {
 	c, err := h.hardenResolve(in.HardenRequest)
 	if err != nil {
 		return nil, err
@@ -431,7 +468,7 @@ func (h *HostActivities) HardenRemoveCanaries(ctx context.Context, in HardenClea
 // of compromise) the forensic appendix with the files' mtime and ctime —
 // which is why it runs on the host — and stores JSON and Markdown beside
 // the artifacts (catalog.HardenReportKey) as the host's latest report.
-func (h *HostActivities) HardenReport(ctx context.Context, in HardenReportInput) (*HardenStored, error) {
+func (h *HardenActivities) HardenReport(ctx context.Context, in HardenReportInput) (*HardenStored, error) {
 	if _, err := h.hardenResolve(in.HardenRequest); err != nil {
 		return nil, err
 	}

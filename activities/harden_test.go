@@ -22,7 +22,7 @@ import (
 
 type hardenFixture struct {
 	root string // the Magento root
-	acts *activities.HostActivities
+	acts *activities.HardenActivities
 	env  *testsuite.TestActivityEnvironment
 }
 
@@ -42,7 +42,7 @@ func newHardenFixture(t *testing.T, hardening string) *hardenFixture {
 	require.NoError(t, err)
 	st, err := store.NewLocal(cfg.Artifacts.Dir)
 	require.NoError(t, err)
-	f.acts = &activities.HostActivities{Host: "m1", Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, HeartbeatEvery: 100 * time.Millisecond}
+	f.acts = &activities.HardenActivities{Host: "m1", Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, HeartbeatEvery: 100 * time.Millisecond}
 	var s testsuite.WorkflowTestSuite
 	f.env = s.NewTestActivityEnvironment()
 	f.env.RegisterActivity(f.acts)

@@ -50,7 +50,7 @@ type HardenProgress struct {
 	Removed  []string `json:",omitempty"` // canaries the cleanup removed
 }
 
-var hardenActs *activities.HostActivities
+var hardenActs *activities.HardenActivities
 
 // MagentoM1EOLHardening audits a Magento 1 / OpenMage host (files,
 // database, nginx, PHP-FPM, sshd), optionally remediates what a program

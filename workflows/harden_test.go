@@ -54,7 +54,7 @@ func (r *hardenRig) count(s string) int {
 func newHardenRig(t *testing.T) *hardenRig {
 	var s testsuite.WorkflowTestSuite
 	r := &hardenRig{env: s.NewTestWorkflowEnvironment()}
-	var h *activities.HostActivities
+	var h *activities.HardenActivities
 	r.env.RegisterActivity(h)
 	r.env.RegisterWorkflow(workflows.MagentoM1EOLHardening)
 	r.env.OnActivity(h.HardenDiscover, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenRequest) (*m1audit.Target, error) {

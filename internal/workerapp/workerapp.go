@@ -79,6 +79,7 @@ func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activ
 // unless the host balances a group.
 func RegisterAgent(w worker.Registry, host *activities.HostActivities, lb *activities.LBActivities) {
 	w.RegisterActivity(host)
+	w.RegisterActivity(activities.NewHardenActivities(host))
 	if lb != nil {
 		w.RegisterActivity(lb)
 	}
