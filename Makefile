@@ -106,6 +106,7 @@ test: deps sshd-privsep $(BIN)/temporal builder-image fleet-image $(BIN)/mageflo
 # workflow on purpose (with a new GetVersion branch).
 record-histories: $(BIN)/temporal
 	MAGEFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestRecordAutoDeploySkip' ./workflows/
+	MAGEFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestRecordHistories' ./workflows/
 	MAGEFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestLocalBuildEndToEnd' ./test/
 
 # sshd -T (the M1 audit's ssh checks) refuses to run without its privilege
