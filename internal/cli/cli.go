@@ -335,10 +335,15 @@ func WorkflowURL(cfg *config.Config, id, runID string) string {
 	return tclient.WorkflowURL(cfg.Temporal.UIURL, cfg.Temporal.Namespace, id, runID)
 }
 
+// messageWidth is the most of a commit message's first line a release
+// listing shows.
+const messageWidth = 60
+
+// firstLine is a commit message's first line, cut to messageWidth.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > 60 {
-		s = s[:57] + "..."
+	if len(s) > messageWidth {
+		s = s[:messageWidth-3] + "..."
 	}
 	return s
 }
