@@ -60,8 +60,11 @@ func (h *HostActivities) now() time.Time {
 // requests with the right value through the maintenance page.
 const MaintenanceBypassHeader = "X-Mageflow-Bypass"
 
-// hostCtx is what every host activity resolves first.
-type hostCtx struct {
+// resolvedTarget is what every host activity resolves first: the
+// HostTarget of its input checked against, and filled in from, the agent's
+// own config (not to be confused with workflows' hostCtx, which builds the
+// activity context of a host's task queue).
+type resolvedTarget struct {
 	host  *config.Host
 	app   *config.App
 	env   *config.Environment // nil when the input names none
@@ -70,13 +73,17 @@ type hostCtx struct {
 	owned bool // deploy_user and php_user are set
 }
 
+// hostCtx is the old name of resolvedTarget, kept only while fetch.go
+// still spells it; remove it with the rename there.
+type hostCtx = resolvedTarget
+
 func nonRetryable(typ string, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
 }
 
 // resolve checks the input is meant for this agent and derives everything
 // from the agent's config.
-func (h *HostActivities) resolve(t HostTarget) (*hostCtx, error) {
+func (h *HostActivities) resolve(t HostTarget) (*resolvedTarget, error) {
 	if t.Host != h.Host {
 		return nil, nonRetryable(ErrInvalidInput, "this agent serves host %q but the activity is for host %q: the task queue is wired to the wrong agent; check `--host` of the agent polling %s", h.Host, t.Host, HostTaskQueue(t.Host))
 	}
@@ -94,7 +101,7 @@ func (h *HostActivities) resolve(t HostTarget) (*hostCtx, error) {
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error()+" (the agent reads its own config file: update it and restart the agent)", ErrConfig, nil)
 	}
-	c := &hostCtx{host: hc, app: app, root: filepath.Clean(hc.Root)}
+	c := &resolvedTarget{host: hc, app: app, root: filepath.Clean(hc.Root)}
 	if t.Env != "" {
 		c.env = app.Environments[t.Env]
 		if c.env == nil {
@@ -116,21 +123,23 @@ func validRelease(id string) error {
 	return nil
 }
 
-func (c *hostCtx) releases() string { return hostops.ReleasesDir(c.root, c.app.Name) }
+func (c *resolvedTarget) releases() string { return hostops.ReleasesDir(c.root, c.app.Name) }
 
-func (c *hostCtx) shared() string { return hostops.SharedDir(c.root, c.app.Name) }
+func (c *resolvedTarget) shared() string { return hostops.SharedDir(c.root, c.app.Name) }
 
-func (c *hostCtx) releaseDir(id string) string {
+func (c *resolvedTarget) releaseDir(id string) string {
 	return hostops.ReleaseDir(c.root, c.app.Name, id)
 }
 
-func (c *hostCtx) isMagento2() bool { return c.app.Type == "magento2" }
+func (c *resolvedTarget) isMagento2() bool { return c.app.Type == "magento2" }
 
-func (c *hostCtx) isMagento() bool { return c.app.Type == "magento2" || c.app.Type == "magento1" }
+func (c *resolvedTarget) isMagento() bool {
+	return c.app.Type == "magento2" || c.app.Type == "magento1"
+}
 
 // envFile is the release-relative path of the environment's Magento config
 // file installed from env_php.
-func (c *hostCtx) envFile() string {
+func (c *resolvedTarget) envFile() string {
 	switch c.app.Type {
 	case "magento2":
 		return "app/etc/env.php"
@@ -141,7 +150,7 @@ func (c *hostCtx) envFile() string {
 }
 
 // sharedWritable are the shared paths PHP must write.
-func (c *hostCtx) sharedWritable() []string {
+func (c *resolvedTarget) sharedWritable() []string {
 	switch c.app.Type {
 	case "magento2":
 		return []string{"var", "pub/media"}
@@ -158,7 +167,7 @@ func complete(dir string) bool {
 
 // cli runs bin/magento in dir, as the PHP user on a hardened host so what it
 // writes into var/ stays writable by php-fpm.
-func (h *HostActivities) cli(c *hostCtx, dir string) magento.CLI {
+func (h *HostActivities) cli(c *resolvedTarget, dir string) magento.CLI {
 	cl := magento.CLI{PHP: h.PHP, Dir: dir}
 	if c.owned && os.Geteuid() == 0 {
 		cl.Credential = &syscall.Credential{Uid: uint32(c.users.PHP.UID), Gid: uint32(c.users.PHP.GID)}
@@ -179,7 +188,7 @@ type HostProgress struct {
 }
 
 // requireComplete refuses to act on a release Prepare did not finish.
-func requireComplete(c *hostCtx, id string) (string, error) {
+func requireComplete(c *resolvedTarget, id string) (string, error) {
 	dir := c.releaseDir(id)
 	if !complete(dir) {
 		return "", nonRetryable(ErrInvalidInput, "release %s is not prepared on this host (%s has no %s); run Prepare first", id, dir, hostops.CompleteMarker)

@@ -14,7 +14,7 @@ import (
 // m1UpgradeDecision compares the module versions the new release declares
 // with the running release's: a changed or new module means setup scripts
 // will run on the next request, which must happen inside maintenance.
-func m1UpgradeDecision(c *hostCtx, dir string) (*UpgradeDecision, error) {
+func m1UpgradeDecision(c *resolvedTarget, dir string) (*UpgradeDecision, error) {
 	next, err := magento.M1ModuleVersions(dir)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func m1UpgradeDecision(c *hostCtx, dir string) (*UpgradeDecision, error) {
 // straight to the PHP-FPM pool (not through nginx, which still serves the
 // old release), so Magento 1 runs its pending setup scripts inside the
 // maintenance window, before any host switches.
-func (h *HostActivities) m1RunSetup(ctx context.Context, c *hostCtx, dir, id string) error {
+func (h *HostActivities) m1RunSetup(ctx context.Context, c *resolvedTarget, dir, id string) error {
 	sock := c.host.PHPFPM.Socket
 	if sock == "" {
 		return nonRetryable(ErrConfig, "hosts.%s.php_fpm.socket is not set: Magento 1 runs its setup scripts through one request to index.php, sent to the pool's FastCGI socket", h.Host)

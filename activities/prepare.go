@@ -69,7 +69,7 @@ func (h *HostActivities) Prepare(ctx context.Context, in PrepareInput) (*Prepare
 
 // finish is everything after extraction; every step converges when
 // repeated. .mageflow-complete is written last.
-func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput, dst string) error {
+func (h *HostActivities) finish(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) error {
 	codeOwner := hostops.NoChange
 	if c.owned {
 		codeOwner = c.users.Deploy
@@ -98,7 +98,7 @@ func (h *HostActivities) finish(ctx context.Context, c *hostCtx, in PrepareInput
 
 // installEnv puts env.php from the secret area into shared/ (never
 // returned or logged), or checks an operator-placed one is there.
-func (h *HostActivities) installEnv(c *hostCtx, in PrepareInput, codeOwner hostops.Owner) error {
+func (h *HostActivities) installEnv(c *resolvedTarget, in PrepareInput, codeOwner hostops.Owner) error {
 	envFile := c.envFile()
 	if envFile == "" {
 		return nil
@@ -131,7 +131,7 @@ func (h *HostActivities) installEnv(c *hostCtx, in PrepareInput, codeOwner hosto
 }
 
 // linkShared links the app's shared paths into the release.
-func linkShared(c *hostCtx, dst string, codeOwner hostops.Owner) error {
+func linkShared(c *resolvedTarget, dst string, codeOwner hostops.Owner) error {
 	envFile := c.envFile()
 	for _, p := range SharedPaths(c.app) {
 		isFile := p == envFile
@@ -156,7 +156,7 @@ func linkShared(c *hostCtx, dst string, codeOwner hostops.Owner) error {
 // writeMarkers writes the static markers beneath the release without
 // following links: a pub/static committed as a symlink (or swapped in by a
 // local user) is refused, never written through.
-func writeMarkers(c *hostCtx, in PrepareInput, dst string) error {
+func writeMarkers(c *resolvedTarget, in PrepareInput, dst string) error {
 	marker := hostops.ReleaseMarkerPath(c.app.Type)
 	if err := hostops.WriteFileBeneath(dst, marker, []byte(in.ReleaseID+"\n"), 0o644, hostops.NoChange); err != nil {
 		return linkRefusal(err, "write %s into release %s", marker, in.ReleaseID)
@@ -171,7 +171,7 @@ func writeMarkers(c *hostCtx, in PrepareInput, dst string) error {
 
 // applyOwnership hands the release to deploy_user and makes the writable
 // paths (in shared/ or in the release) writable for php_user.
-func (h *HostActivities) applyOwnership(ctx context.Context, c *hostCtx, dst string) error {
+func (h *HostActivities) applyOwnership(ctx context.Context, c *resolvedTarget, dst string) error {
 	var writable []string
 	if c.env != nil {
 		writable = c.env.Writable
@@ -198,7 +198,7 @@ func (h *HostActivities) applyOwnership(ctx context.Context, c *hostCtx, dst str
 
 // applyConfig sets the environment's config values, from the secret area,
 // through bin/magento.
-func (h *HostActivities) applyConfig(ctx context.Context, c *hostCtx, in PrepareInput, dst string) error {
+func (h *HostActivities) applyConfig(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) error {
 	raw, err := h.Secrets.Read(c.env.Config)
 	if err != nil {
 		return nonRetryable(ErrConfig, "apps.%s.environments.%s.config: %v", c.app.Name, in.Env, err)

@@ -34,7 +34,7 @@ func joinURL(base, p string) string {
 
 // envHost is the environment URL's host, sent as Host header when talking
 // to a host directly so nginx picks the right server block.
-func envHost(c *hostCtx) string {
+func envHost(c *resolvedTarget) string {
 	if c.env == nil || c.env.URL == "" {
 		return ""
 	}

@@ -74,7 +74,7 @@ func (h *HostActivities) StartJobs(ctx context.Context, in HostTarget) error {
 
 // shell runs an operator's command with sh -c (no-op when unset). The
 // commands must be idempotent themselves (systemctl stop/start are).
-func (h *HostActivities) shell(ctx context.Context, what, command string, c *hostCtx) error {
+func (h *HostActivities) shell(ctx context.Context, what, command string, c *resolvedTarget) error {
 	if strings.TrimSpace(command) == "" {
 		return nil
 	}
@@ -140,7 +140,7 @@ func (h *HostActivities) Switch(ctx context.Context, in ReleaseRef) (*SwitchResu
 }
 
 // currentDir is the resolved directory of the live release.
-func currentDir(c *hostCtx) (string, string, error) {
+func currentDir(c *resolvedTarget) (string, string, error) {
 	cur, err := hostops.ReadCurrent(c.root, c.app.Name)
 	if err != nil {
 		return "", "", nonRetryable(ErrConfig, "%v", err)
