@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,4 +105,12 @@ func (r *recorder) write(t *testing.T, id, runID, name string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join("testdata", name), b, 0o644))
 	t.Logf("recorded %d events of %s in testdata/%s", len(hist.Events), id, name)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
