@@ -362,29 +362,7 @@ func (h *HardenActivities) HardenVerify(ctx context.Context, in HardenStepInput)
 	if err != nil {
 		return nil, err
 	}
-	base := firstNonEmpty(hc.BaseURL, c.host.URL)
-	if base == "" {
-		base = "http://127.0.0.1"
-	}
-	hostHeader := hc.ServerName
-	if hostHeader == "" {
-		for _, v := range in.Target.Vhosts {
-			if !v.Staging && len(v.ServerNames) > 0 && v.Root == root {
-				hostHeader = v.ServerNames[0]
-				break
-			}
-		}
-	}
-	staging := slices.Clone(hc.StagingHosts)
-	for _, v := range in.Target.Vhosts {
-		if v.Staging {
-			for _, n := range v.ServerNames {
-				if !slices.Contains(staging, n) && n != "_" && n != "" {
-					staging = append(staging, n)
-				}
-			}
-		}
-	}
+	base, hostHeader, staging := verifyOrigin(c, in.Target, root)
 
 	var mu sync.Mutex
 	prog := VerifyProgress{Phase: "verify"}
@@ -421,6 +399,38 @@ func (h *HardenActivities) HardenVerify(ctx context.Context, in HardenStepInput)
 		return nil, fmt.Errorf("verify %s over HTTP: %w", base, err)
 	}
 	return res, nil
+}
+
+// verifyOrigin is where verification sends its requests: the origin's
+// base URL, the store's Host header (configured, or the server name of the
+// discovered vhost serving root) and the staging hosts (configured and
+// discovered) whose protection it proves.
+func verifyOrigin(c *hardenCtx, t m1audit.Target, root string) (base, hostHeader string, staging []string) {
+	hc := c.cfg
+	base = firstNonEmpty(hc.BaseURL, c.host.URL)
+	if base == "" {
+		base = "http://127.0.0.1"
+	}
+	hostHeader = hc.ServerName
+	if hostHeader == "" {
+		for _, v := range t.Vhosts {
+			if !v.Staging && len(v.ServerNames) > 0 && v.Root == root {
+				hostHeader = v.ServerNames[0]
+				break
+			}
+		}
+	}
+	staging = slices.Clone(hc.StagingHosts)
+	for _, v := range t.Vhosts {
+		if v.Staging {
+			for _, n := range v.ServerNames {
+				if !slices.Contains(staging, n) && n != "_" && n != "" {
+					staging = append(staging, n)
+				}
+			}
+		}
+	}
+	return base, hostHeader, staging
 }
 
 // removeCanaryFiles deletes the listed canaries, but only below root: the
