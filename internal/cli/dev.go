@@ -58,40 +58,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	cfg.Temporal.Address = net.JoinHostPort(*ip, strconv.Itoa(*port))
-	cfg.Temporal.UIURL = "http://" + net.JoinHostPort(*ip, strconv.Itoa(*uiPort))
-	if *listen != "" {
-		cfg.Server.Listen = *listen
-		cfg.Server.PublicURL = "http://" + *listen
-	}
-	// The dev stack talks to its own server only.
-	for _, k := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"} {
-		os.Unsetenv(k)
-	}
-
-	// Start-up checks first, each saying what to do.
-	if err := devserver.CheckPort("mageflow HTTP server", cfg.Server.Listen, "--listen"); err != nil {
-		return err
-	}
-	if err := devserver.CheckPort("worker metrics", cfg.Worker.MetricsListen, "worker.metrics_listen in the config"); err != nil {
-		return err
-	}
-	if err := checkBuilders(cfg); err != nil {
-		return err
-	}
-	if !cfg.Codec.Disabled {
-		created, err := codec.GenerateKeyFile(cfg.Codec.KeyFile)
-		if err != nil {
-			return fmt.Errorf("create payload key %s: %w", cfg.Codec.KeyFile, err)
-		}
-		if created {
-			fmt.Fprintf(stdout, "created payload encryption key %s\n", cfg.Codec.KeyFile)
-		}
-	}
-	if err := seedWebhookSecrets(cfg); err != nil {
-		return err
-	}
-	if err := seedDemoSecrets(cfg); err != nil {
+	devAddresses(cfg, *ip, *port, *uiPort, *listen)
+	if err := devPrepare(cfg, stdout); err != nil {
 		return err
 	}
 
@@ -153,11 +121,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-errc:
 		return err
 	}
-	fmt.Fprintf(stdout, "\nmageflow is running:\n  Temporal Web UI   %s\n  dashboard         %s/\n  webhooks          %s/hooks/{github,gitlab,bitbucket}\n  worker metrics    http://%s/metrics\n\n",
-		cfg.Temporal.UIURL, cfg.Server.PublicURL, cfg.Server.PublicURL, cfg.Worker.MetricsListen)
-	if cfg.Server.Auth.Token != "" {
-		fmt.Fprintf(stdout, devCodecHint, cfg.Server.PublicURL, cfg.Server.PublicURL)
-	}
+	printRunning(stdout, cfg)
 
 	if *runDemo || ft != nil {
 		rel, err := runDemoBuild(ctx, cfg, c, *demoSource, stdout)
@@ -173,6 +137,62 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *exitAfter {
 		return nil
 	}
+	return waitDev(ctx, errc, srv.Done(), stdout)
+}
+
+// devAddresses points the config at the dev server, its UI and the
+// --listen address; the dev stack talks to its own server only.
+func devAddresses(cfg *config.Config, ip string, port, uiPort int, listen string) {
+	cfg.Temporal.Address = net.JoinHostPort(ip, strconv.Itoa(port))
+	cfg.Temporal.UIURL = "http://" + net.JoinHostPort(ip, strconv.Itoa(uiPort))
+	if listen != "" {
+		cfg.Server.Listen = listen
+		cfg.Server.PublicURL = "http://" + listen
+	}
+	for _, k := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"} {
+		os.Unsetenv(k)
+	}
+}
+
+// devPrepare runs the start-up checks, each saying what to do, and creates
+// the payload key and the secrets the demo needs.
+func devPrepare(cfg *config.Config, stdout io.Writer) error {
+	if err := devserver.CheckPort("mageflow HTTP server", cfg.Server.Listen, "--listen"); err != nil {
+		return err
+	}
+	if err := devserver.CheckPort("worker metrics", cfg.Worker.MetricsListen, "worker.metrics_listen in the config"); err != nil {
+		return err
+	}
+	if err := checkBuilders(cfg); err != nil {
+		return err
+	}
+	if !cfg.Codec.Disabled {
+		created, err := codec.GenerateKeyFile(cfg.Codec.KeyFile)
+		if err != nil {
+			return fmt.Errorf("create payload key %s: %w", cfg.Codec.KeyFile, err)
+		}
+		if created {
+			fmt.Fprintf(stdout, "created payload encryption key %s\n", cfg.Codec.KeyFile)
+		}
+	}
+	if err := seedWebhookSecrets(cfg); err != nil {
+		return err
+	}
+	return seedDemoSecrets(cfg)
+}
+
+// printRunning says where everything of the running dev stack is.
+func printRunning(stdout io.Writer, cfg *config.Config) {
+	fmt.Fprintf(stdout, "\nmageflow is running:\n  Temporal Web UI   %s\n  dashboard         %s/\n  webhooks          %s/hooks/{github,gitlab,bitbucket}\n  worker metrics    http://%s/metrics\n\n",
+		cfg.Temporal.UIURL, cfg.Server.PublicURL, cfg.Server.PublicURL, cfg.Worker.MetricsListen)
+	if cfg.Server.Auth.Token != "" {
+		fmt.Fprintf(stdout, devCodecHint, cfg.Server.PublicURL, cfg.Server.PublicURL)
+	}
+}
+
+// waitDev runs the dev stack until Ctrl-C (nil), a part fails or the
+// Temporal dev server exits.
+func waitDev(ctx context.Context, errc <-chan error, serverDone <-chan error, stdout io.Writer) error {
 	fmt.Fprintln(stdout, "press Ctrl-C to stop")
 	select {
 	case <-ctx.Done():
@@ -180,7 +200,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	case err := <-errc:
 		return err
-	case err := <-srv.Done():
+	case err := <-serverDone:
 		return fmt.Errorf("temporal dev server exited: %v", err)
 	}
 }
