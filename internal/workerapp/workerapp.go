@@ -163,72 +163,101 @@ func Run(ctx context.Context, opt Options) error {
 
 	c := opt.Client
 	if c == nil {
-		dc, _, err := tclient.DataConverter(cfg)
+		dialed, closeClient, err := dial(ctx, cfg, logger, reg)
 		if err != nil {
 			return err
 		}
-		scope, closer := tally.NewRootScope(tally.ScopeOptions{
-			CachedReporter:  tallyprom.NewReporter(tallyprom.Options{Registerer: reg}),
-			Separator:       tallyprom.DefaultSeparator,
-			SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
-		}, time.Second)
-		defer closer.Close()
-		copts, err := tclient.Options(cfg, logger, dc, sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)))
-		if err != nil {
-			return err
-		}
-		if c, err = tclient.Dial(ctx, copts); err != nil {
-			return err
-		}
-		defer c.Close()
+		defer closeClient()
+		c = dialed
 	}
-
-	var w worker.Worker
-	queue := cfg.Temporal.TaskQueue
-	if opt.AgentHost != "" {
-		host, err := NewHostActivities(ctx, cfg, opt.AgentHost, opt.AgentGroup)
-		if err != nil {
-			return err
-		}
-		queue = activities.HostTaskQueue(opt.AgentHost)
-		lb, err := NewLBActivities(cfg, opt.AgentHost)
-		if err != nil {
-			return err
-		}
-		w = worker.New(c, queue, AgentWorkerOptions())
-		RegisterAgent(w, host, lb)
-	} else {
-		acts, err := NewBuildActivities(ctx, cfg, reg)
-		if err != nil {
-			return err
-		}
-		w = worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
-		Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
-		if err := startFleet(ctx, cfg, c, logger); err != nil {
-			return err
-		}
+	w, queue, err := newWorker(ctx, opt, c, reg, logger)
+	if err != nil {
+		return err
 	}
-
 	listen := cfg.Worker.MetricsListen
 	if opt.MetricsListen != "" {
 		listen = opt.MetricsListen
 	}
 	if listen != "-" {
-		ln, err := net.Listen("tcp", listen)
+		closeMetrics, err := serveMetrics(listen, reg, logger)
 		if err != nil {
-			return fmt.Errorf("metrics endpoint %s: %w (another worker running? set worker.metrics_listen or --metrics-listen)", listen, err)
+			return err
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("metrics server stopped", "error", err)
-			}
-		}()
-		defer srv.Close()
-		logger.Info("worker metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+		defer closeMetrics()
 	}
 	logger.Info("worker polling", "taskQueue", queue, "namespace", cfg.Temporal.Namespace, "agent", opt.AgentHost)
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
 	return w.Run(stop)
+}
+
+// dial connects the worker with SDK metrics in reg; closeFn closes the
+// client, then the metrics scope.
+func dial(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry) (c client.Client, closeFn func(), err error) {
+	dc, _, err := tclient.DataConverter(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  tallyprom.NewReporter(tallyprom.Options{Registerer: reg}),
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+	}, time.Second)
+	copts, err := tclient.Options(cfg, logger, dc, sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)))
+	if err == nil {
+		c, err = tclient.Dial(ctx, copts)
+	}
+	if err != nil {
+		closer.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); closer.Close() }, nil
+}
+
+// newWorker builds a host agent's worker (opt.AgentHost set) or the
+// control worker, which also starts the local docker fleets; it returns
+// the task queue the worker polls.
+func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus.Registerer, logger *slog.Logger) (worker.Worker, string, error) {
+	cfg := opt.Config
+	if opt.AgentHost != "" {
+		host, err := NewHostActivities(ctx, cfg, opt.AgentHost, opt.AgentGroup)
+		if err != nil {
+			return nil, "", err
+		}
+		queue := activities.HostTaskQueue(opt.AgentHost)
+		lb, err := NewLBActivities(cfg, opt.AgentHost)
+		if err != nil {
+			return nil, "", err
+		}
+		w := worker.New(c, queue, AgentWorkerOptions())
+		RegisterAgent(w, host, lb)
+		return w, queue, nil
+	}
+	acts, err := NewBuildActivities(ctx, cfg, reg)
+	if err != nil {
+		return nil, "", err
+	}
+	queue := cfg.Temporal.TaskQueue
+	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
+	Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
+	if err := startFleet(ctx, cfg, c, logger); err != nil {
+		return nil, "", err
+	}
+	return w, queue, nil
+}
+
+// serveMetrics serves reg's Prometheus metrics on listen until closeFn.
+func serveMetrics(listen string, reg *prometheus.Registry, logger *slog.Logger) (closeFn func(), err error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics endpoint %s: %w (another worker running? set worker.metrics_listen or --metrics-listen)", listen, err)
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "error", err)
+		}
+	}()
+	logger.Info("worker metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { srv.Close() }, nil
 }
