@@ -103,7 +103,7 @@ const artifactTempName = "artifact.tar.zst"
 // by the unpacked size the build recorded, into a work directory that is
 // renamed to dst once complete. Nothing reaches the release tree before
 // the digest matched.
-func (h *HostActivities) download(ctx context.Context, c *hostCtx, in PrepareInput, dst string) error {
+func (h *HostActivities) download(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) error {
 	rels := c.releases()
 	want := strings.ToLower(strings.TrimSpace(in.SHA256))
 	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
@@ -158,7 +158,7 @@ const diskFullMsg = "host %s: only %s free on the file system of %s, %s needed f
 // the compressed copy plus the unpacked tree the build recorded (or
 // fallbackFreeRatio× the artifact for a release that did not record it),
 // and never less than hosts.<host>.min_free_bytes.
-func (h *HostActivities) checkFree(c *hostCtx, in PrepareInput, size int64) error {
+func (h *HostActivities) checkFree(c *resolvedTarget, in PrepareInput, size int64) error {
 	rels := c.releases()
 	free, err := hostops.FreeBytes(rels)
 	if err != nil {

@@ -73,10 +73,6 @@ type resolvedTarget struct {
 	owned bool // deploy_user and php_user are set
 }
 
-// hostCtx is the old name of resolvedTarget, kept only while fetch.go
-// still spells it; remove it with the rename there.
-type hostCtx = resolvedTarget
-
 func nonRetryable(typ string, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
 }
