@@ -23,6 +23,7 @@ import (
 	"github.com/mageflow/mageflow/internal/lbconf"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/scaling"
+	"github.com/mageflow/mageflow/internal/store"
 	"github.com/mageflow/mageflow/internal/tclient"
 	"github.com/mageflow/mageflow/internal/webstack"
 	"github.com/mageflow/mageflow/internal/workerapp"
@@ -137,17 +138,8 @@ func runFleetDemo(ctx context.Context, cfg *config.Config, c client.Client, ft *
 	// demo store's first deploy runs setup:upgrade, which needs the
 	// fixture's database shared with the containers and a maintenance
 	// bypass in the group's host template.)
-	if cur, err := catalog.Env(ctx, st0, ft.app, ft.env); err != nil {
+	if err := setFleetRelease(ctx, st0, ft, rel, stdout); err != nil {
 		return err
-	} else if cur == nil || cur.Current != rel.ID {
-		st := &catalog.EnvState{App: ft.app, Env: ft.env, Current: rel.ID, Release: rel, DeployedAt: time.Now().UTC(), DeployedBy: "mageflow dev --fleet"}
-		if cur != nil {
-			st.Previous, st.UpgradedAtBuild = cur.Current, cur.UpgradedAtBuild
-		}
-		if err := catalog.PutEnv(ctx, st0, st); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "fleet demo: new instances of %s receive release %s\n", ft.key, rel.ID)
 	}
 	g, err := p.Describe(ctx, name)
 	if err != nil {
@@ -178,22 +170,48 @@ func runFleetDemo(ctx context.Context, cfg *config.Config, c client.Client, ft *
 	fmt.Fprintf(stdout, "  in nginx after %s\n", time.Since(t0).Round(10*time.Millisecond))
 	printReadiness(ctx, cfg, c, name, t0, stdout)
 
-	// WarmPoolImageRefresh: an image of a running instance rolled through
-	// the pool and the group, add-before-remove.
-	t0 = time.Now()
+	return runFleetRefresh(ctx, cfg, c, ft, stdout)
+}
+
+// setFleetRelease records rel as the environment's current release (when
+// it is not yet), so every instance launched from here on receives it.
+func setFleetRelease(ctx context.Context, st0 store.Store, ft *fleetTarget, rel *release.Meta, stdout io.Writer) error {
+	cur, err := catalog.Env(ctx, st0, ft.app, ft.env)
+	if err != nil {
+		return err
+	}
+	if cur != nil && cur.Current == rel.ID {
+		return nil
+	}
+	st := &catalog.EnvState{App: ft.app, Env: ft.env, Current: rel.ID, Release: rel, DeployedAt: time.Now().UTC(), DeployedBy: "mageflow dev --fleet"}
+	if cur != nil {
+		st.Previous, st.UpgradedAtBuild = cur.Current, cur.UpgradedAtBuild
+	}
+	if err := catalog.PutEnv(ctx, st0, st); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "fleet demo: new instances of %s receive release %s\n", ft.key, rel.ID)
+	return nil
+}
+
+// runFleetRefresh runs WarmPoolImageRefresh: an image of a running
+// instance rolled through the pool and the group, add-before-remove.
+func runFleetRefresh(ctx context.Context, cfg *config.Config, c client.Client, ft *fleetTarget, stdout io.Writer) error {
+	t0 := time.Now()
 	rr, err := (&scaling.Starter{Client: c, Config: cfg}).Refresh(ctx, workflows.RefreshInput{Group: ft.key, Batch: 1})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nfleet demo: WarmPoolImageRefresh of %s (image taken from a running instance, batch 1) …\n  follow it: %s\n", ft.key, WorkflowURL(cfg, rr.GetID(), rr.GetRunID()))
+	link := WorkflowURL(cfg, rr.GetID(), rr.GetRunID())
+	fmt.Fprintf(stdout, "\nfleet demo: WarmPoolImageRefresh of %s (image taken from a running instance, batch 1) …\n  follow it: %s\n", ft.key, link)
 	var res workflows.RefreshResult
 	if err := rr.Get(ctx, &res); err != nil {
-		return fmt.Errorf("refresh of %s: %w (open %s)", ft.key, err, WorkflowURL(cfg, rr.GetID(), rr.GetRunID()))
+		return fmt.Errorf("refresh of %s: %w (open %s)", ft.key, err, link)
 	}
 	fmt.Fprintf(stdout, "  refreshed in %s to %s (template version %s): replaced %v with %v\n", time.Since(t0).Round(10*time.Millisecond),
 		res.NewTemplate.ImageID, res.NewTemplate.Version, res.Replaced, res.Added)
 	fmt.Fprintf(stdout, "\n  the store through the group: %s\n  instances: docker ps --filter label=org.mageflow.fleet.group=%s\n  readiness runs: %s\n",
-		ft.url, name, tclient.WorkflowsURL(cfg.Temporal.UIURL, cfg.Temporal.Namespace, "WorkflowType='ScaleOutReadiness'"))
+		ft.url, ft.group.Name, tclient.WorkflowsURL(cfg.Temporal.UIURL, cfg.Temporal.Namespace, "WorkflowType='ScaleOutReadiness'"))
 	return nil
 }
 
