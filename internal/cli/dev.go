@@ -33,17 +33,7 @@ import (
 const DemoApp = "demo"
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	e := newFlags("dev", stderr)
-	cli := e.fs.String("temporal-cli", "./bin/temporal", "path to the temporal CLI (v1.5.1)")
-	ip := e.fs.String("ip", "127.0.0.1", "address the dev server, UI and HTTP server bind to")
-	port := e.fs.Int("temporal-port", 7233, "Temporal frontend port")
-	uiPort := e.fs.Int("ui-port", 8233, "Temporal Web UI port")
-	listen := e.fs.String("listen", "", "mageflow HTTP server address (default server.listen, 127.0.0.1:8080)")
-	db := e.fs.String("db", "./var/temporal.db", "SQLite file of the dev server (kept between runs)")
-	runDemo := e.fs.Bool("demo", true, "push a demo commit through the webhook and print the release")
-	demoSource := e.fs.String("demo-source", "./test/fixtures/magento2-app", "the demo app's source tree")
-	exitAfter := e.fs.Bool("exit-after-demo", false, "stop after the demo instead of running until Ctrl-C")
-	withFleet := e.fs.Bool("fleet", false, "also run the config's docker group behind a local nginx and show a deploy, a scale-out (ScaleOutReadiness) and a WarmPoolImageRefresh; Temporal then listens on the docker network's gateway so instances reach it")
+	e, o := devFlags(stderr)
 	if err := e.parse(args); err != nil {
 		return err
 	}
@@ -53,20 +43,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := e.logger(stderr)
 	var ft *fleetTarget
-	if *withFleet {
+	if o.fleet {
 		if ft, err = findFleet(cfg); err != nil {
 			return err
 		}
 	}
-	devAddresses(cfg, *ip, *port, *uiPort, *listen)
+	devAddresses(cfg, o.ip, o.port, o.uiPort, o.listen)
 	if err := devPrepare(cfg, stdout); err != nil {
 		return err
 	}
 
-	absDB, _ := filepath.Abs(*db)
+	absDB, _ := filepath.Abs(o.db)
 	fmt.Fprintf(stdout, "starting Temporal dev server on %s (UI %s, history in %s)\n", cfg.Temporal.Address, cfg.Temporal.UIURL, absDB)
 	srv, err := devserver.Start(ctx, devserver.Options{
-		CLI: *cli, IP: *ip, Port: *port, UIPort: *uiPort, DBFile: absDB, Namespace: cfg.Temporal.Namespace,
+		CLI: o.cli, IP: o.ip, Port: o.port, UIPort: o.uiPort, DBFile: absDB, Namespace: cfg.Temporal.Namespace,
 		CodecEndpoint: strings.TrimRight(cfg.Server.PublicURL, "/") + "/codec", Log: stderr,
 	})
 	if err != nil {
@@ -123,21 +113,53 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	printRunning(stdout, cfg)
 
-	if *runDemo || ft != nil {
-		rel, err := runDemoBuild(ctx, cfg, c, *demoSource, stdout)
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		if ft != nil {
-			if err := runFleetDemo(ctx, cfg, c, ft, rel, started, stdout); err != nil {
-				return fmt.Errorf("fleet demo: %w", err)
-			}
+	if o.demo || ft != nil {
+		if err := runDevDemos(ctx, cfg, c, ft, o.demoSource, started, stdout); err != nil {
+			return err
 		}
 	}
-	if *exitAfter {
+	if o.exitAfter {
 		return nil
 	}
 	return waitDev(ctx, errc, srv.Done(), stdout)
+}
+
+// devOptions are the flags of `mageflow dev`.
+type devOptions struct {
+	cli, ip, listen, db, demoSource string
+	port, uiPort                    int
+	demo, exitAfter, fleet          bool
+}
+
+func devFlags(stderr io.Writer) (*env, *devOptions) {
+	e := newFlags("dev", stderr)
+	o := &devOptions{}
+	e.fs.StringVar(&o.cli, "temporal-cli", "./bin/temporal", "path to the temporal CLI (v1.5.1)")
+	e.fs.StringVar(&o.ip, "ip", "127.0.0.1", "address the dev server, UI and HTTP server bind to")
+	e.fs.IntVar(&o.port, "temporal-port", 7233, "Temporal frontend port")
+	e.fs.IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port")
+	e.fs.StringVar(&o.listen, "listen", "", "mageflow HTTP server address (default server.listen, 127.0.0.1:8080)")
+	e.fs.StringVar(&o.db, "db", "./var/temporal.db", "SQLite file of the dev server (kept between runs)")
+	e.fs.BoolVar(&o.demo, "demo", true, "push a demo commit through the webhook and print the release")
+	e.fs.StringVar(&o.demoSource, "demo-source", "./test/fixtures/magento2-app", "the demo app's source tree")
+	e.fs.BoolVar(&o.exitAfter, "exit-after-demo", false, "stop after the demo instead of running until Ctrl-C")
+	e.fs.BoolVar(&o.fleet, "fleet", false, "also run the config's docker group behind a local nginx and show a deploy, a scale-out (ScaleOutReadiness) and a WarmPoolImageRefresh; Temporal then listens on the docker network's gateway so instances reach it")
+	return e, o
+}
+
+// runDevDemos pushes the demo commit through the webhook and, with a
+// fleet, runs the fleet demo with the release it built.
+func runDevDemos(ctx context.Context, cfg *config.Config, c client.Client, ft *fleetTarget, source string, started time.Time, stdout io.Writer) error {
+	rel, err := runDemoBuild(ctx, cfg, c, source, stdout)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if ft != nil {
+		if err := runFleetDemo(ctx, cfg, c, ft, rel, started, stdout); err != nil {
+			return fmt.Errorf("fleet demo: %w", err)
+		}
+	}
+	return nil
 }
 
 // devAddresses points the config at the dev server, its UI and the
