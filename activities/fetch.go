@@ -20,6 +20,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/artifact"
 	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/ctxio"
 	"github.com/mageflow/mageflow/internal/hostops"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/store"
@@ -194,7 +195,7 @@ func (h *HostActivities) fetchVerified(ctx context.Context, rc io.Reader, in Pre
 			_ = f.Close()
 		}
 	}()
-	cr := &countingReader{r: &ctxReader{ctx: ctx, r: rc}}
+	cr := &countingReader{r: ctxio.Reader(ctx, rc)}
 	stop := h.heartbeatWhile(ctx, func() any {
 		return HostProgress{Step: "download", Bytes: cr.n.Load(), Total: size}
 	})
@@ -243,18 +244,4 @@ func (h *HostActivities) extract(ctx context.Context, in PrepareInput, f io.Read
 		return nonRetryable(ErrArtifactCorrupt, "release %s: %v (nothing was installed)", in.ReleaseID, err)
 	}
 	return fmt.Errorf("extract release %s: %w", in.ReleaseID, err)
-}
-
-// ctxReader ends a copy promptly when the activity is cancelled, also for
-// stores whose readers ignore the context (local files).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(b)
 }

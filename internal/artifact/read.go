@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/mageflow/mageflow/internal/ctxio"
 )
 
 // ErrUnsafeEntry is returned (wrapped) by Extract for an archive entry that
@@ -352,7 +353,7 @@ func (x *extractor) file(name string, hdr *tar.Header, perm fs.FileMode, tr io.R
 		}
 		return fmt.Errorf("artifact: create %s: %w", name, err)
 	}
-	_, err = io.CopyBuffer(f, &ctxReader{ctx: x.ctx, r: tr}, *x.buf)
+	_, err = io.CopyBuffer(f, ctxio.Reader(x.ctx, tr), *x.buf)
 	if err == nil {
 		err = f.Chmod(perm)
 	}

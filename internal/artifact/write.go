@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/mageflow/mageflow/internal/ctxio"
 )
 
 // ManifestName is the name of the first entry of every artifact. Readers
@@ -385,7 +386,7 @@ func (p *packer) copyFile(full string, size int64) error {
 		return fmt.Errorf("artifact: open %s: %w", full, err)
 	}
 	defer f.Close()
-	n, err := io.CopyBuffer(p.tw, &ctxReader{ctx: p.ctx, r: io.LimitReader(f, size)}, *p.buf)
+	n, err := io.CopyBuffer(p.tw, ctxio.Reader(p.ctx, io.LimitReader(f, size)), *p.buf)
 	if err != nil {
 		if ctxErr := p.ctx.Err(); ctxErr != nil {
 			return ctxErr
@@ -467,18 +468,4 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(b []byte) (int, error) {
 	c.n += int64(len(b))
 	return len(b), nil
-}
-
-// ctxReader stops a long copy (a multi-gigabyte file) promptly when the
-// activity is cancelled, not only between files.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(b)
 }

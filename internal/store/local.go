@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/mageflow/mageflow/internal/ctxio"
 )
 
 // Local is a Store in a directory, for single-host setups and tests. Keys
@@ -74,7 +76,7 @@ func (l *Local) Put(ctx context.Context, key, localPath, sum string, opt PutOpti
 	}
 	defer src.Close()
 	h := sha256.New()
-	tmp, err := l.writeTemp(dst, io.TeeReader(&ctxReader{ctx, src}, h))
+	tmp, err := l.writeTemp(dst, io.TeeReader(ctxio.Reader(ctx, src), h))
 	if err != nil {
 		return "", false, err
 	}
@@ -317,16 +319,4 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		_ = d.Close()
 	}
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(b)
 }
