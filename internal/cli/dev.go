@@ -47,6 +47,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if ft, err = findFleet(cfg); err != nil {
 			return err
 		}
+		defer fmt.Fprintf(stdout, fleetLeftRunning, ft.key, ft.group.Name, ft.group.Name)
 	}
 	devAddresses(cfg, o.ip, o.port, o.uiPort, o.listen)
 	if err := devPrepare(cfg, stdout); err != nil {

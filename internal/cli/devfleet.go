@@ -30,6 +30,15 @@ import (
 	"github.com/mageflow/mageflow/workflows"
 )
 
+// fleetLeftRunning is what `mageflow dev --fleet` says when it stops: the
+// group's containers outlive it on purpose (the next run reuses the group
+// and its warm pool, as an Auto Scaling group outlives its console).
+const fleetLeftRunning = `
+the containers of docker group %s keep running (the next make run-fleet reuses them):
+  list:   docker ps -a --filter label=org.mageflow.fleet.group=%s
+  remove: docker rm -f $(docker ps -aq --filter label=org.mageflow.fleet.group=%s)
+`
+
 // fleetTarget is the docker group `mageflow dev --fleet` shows, and the
 // environment deploying to it.
 type fleetTarget struct {
