@@ -1,0 +1,91 @@
+package workerapp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{nil, ""},
+		{[]string{"--agent", "--host", "web1"}, ""},
+		{[]string{"--agent", "--host", "i-1", "--group", "web", "--serve-web"}, ""},
+		{[]string{"--agent"}, errAgentHost.Error()},
+		{[]string{"--host", "web1"}, errAgentHost.Error()},
+		{[]string{"--serve-web"}, errServeWeb.Error()},
+		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--nope"}, "flag provided but not defined"},
+	} {
+		f, err := ParseFlags(tc.args, io.Discard)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.args, err)
+			}
+			continue
+		}
+		var ue errUsage
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v (flags %+v), want a usage error containing %q", tc.args, err, f, tc.want)
+		}
+	}
+	f, err := ParseFlags([]string{"--agent", "--host", "web1"}, io.Discard)
+	if err != nil || f.MetricsListen != "-" {
+		t.Errorf("an agent's metrics default: %+v, %v; want - (the control worker owns the port)", f, err)
+	}
+	if _, err := ParseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}
+
+func TestMainExitCodes(t *testing.T) {
+	var errb bytes.Buffer
+	if code := Main(context.Background(), []string{"--agent"}, &errb); code != 2 || !strings.Contains(errb.String(), "--host NAME") {
+		t.Errorf("usage error: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	missing := filepath.Join(t.TempDir(), "absent.yaml")
+	if code := Main(context.Background(), []string{"--config", missing}, &errb); code != 1 || !strings.Contains(errb.String(), missing) {
+		t.Errorf("missing config: exit %d, %q", code, errb.String())
+	}
+	if code := Main(context.Background(), []string{"-h"}, io.Discard); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+}
+
+// The --serve-web agent runs again after each failure and stops at once
+// when its context ends.
+func TestRunUntilDoneRestarts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	runs := 0
+	done := make(chan struct{})
+	go func() {
+		runUntilDone(ctx, func(context.Context) error {
+			runs++
+			if runs == 3 {
+				cancel()
+			}
+			return errors.New("temporal unreachable")
+		}, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("runUntilDone did not return after cancel")
+	}
+	if runs != 3 {
+		t.Fatalf("ran %d times, want 3 (restart after each failure until cancelled)", runs)
+	}
+}
