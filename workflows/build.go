@@ -141,7 +141,7 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	// 3. Build, package and upload: one activity, because the checkout and
 	// the packaged file live on the worker that ran it. It heartbeats its
 	// step and resumes from its last finished phase on retry.
-	r.phase(ctx, "build", fmt.Sprintf("**Building** release `%s` (build #%d, %s): step progress is on the pending BuildArtifact activity", releaseID, cm.BuildNumber, firstLine(cm.Message)))
+	r.phase(ctx, "build", fmt.Sprintf("**Building** release `%s` (build #%d, %s): step progress is on the pending BuildArtifact activity", releaseID, cm.BuildNumber, units.FirstLine(cm.Message, 72)))
 	timeout := in.BuildTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Hour
@@ -249,14 +249,6 @@ func ResolveRef(ctx workflow.Context, in activities.ResolveInput) (*activities.C
 func short(s string) string {
 	if len(s) > 12 {
 		return s[:12]
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > 72 {
-		s = s[:69] + "..."
 	}
 	return s
 }

@@ -290,7 +290,7 @@ func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintln(tw, "RELEASE\tBUILD\tBRANCH\tCOMMIT\tAUTHOR\tCOMMITTED\tSIZE\tMESSAGE")
 	for _, m := range list {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.BuildNumber, m.Branch, m.ShortCommit, m.Author,
-			m.CommittedAt.Local().Format("2006-01-02 15:04"), units.Bytes(m.Artifact.Size), firstLine(m.Message))
+			m.CommittedAt.Local().Format("2006-01-02 15:04"), units.Bytes(m.Artifact.Size), units.FirstLine(m.Message, messageWidth))
 	}
 	return tw.Flush()
 }
@@ -310,7 +310,7 @@ func printRelease(w io.Writer, m *release.Meta, link string) {
 	fmt.Fprintf(tw, "  build number\t%d\n", m.BuildNumber)
 	fmt.Fprintf(tw, "  author\t%s <%s>\n", m.Author, m.AuthorEmail)
 	fmt.Fprintf(tw, "  committed\t%s\n", m.CommittedAt.Format(time.RFC3339))
-	fmt.Fprintf(tw, "  message\t%s\n", firstLine(m.Message))
+	fmt.Fprintf(tw, "  message\t%s\n", units.FirstLine(m.Message, messageWidth))
 	fmt.Fprintf(tw, "  artifact\t%s\n", m.Artifact.URI)
 	fmt.Fprintf(tw, "  sha256\t%s\n", m.Artifact.SHA256)
 	fmt.Fprintf(tw, "  size\t%s\n", units.Bytes(m.Artifact.Size))
@@ -338,12 +338,3 @@ func WorkflowURL(cfg *config.Config, id, runID string) string {
 // messageWidth is the most of a commit message's first line a release
 // listing shows.
 const messageWidth = 60
-
-// firstLine is a commit message's first line, cut to messageWidth.
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > messageWidth {
-		s = s[:messageWidth-3] + "..."
-	}
-	return s
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/mageflow/mageflow/internal/config"
 	"github.com/mageflow/mageflow/internal/release"
 	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 // testConfig writes a config with one app, one host and a local artifact
@@ -187,7 +188,7 @@ func TestReleasesListsNewestFirst(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "RELEASE") || !strings.HasPrefix(lines[1], newer.ID) || !strings.HasPrefix(lines[2], old.ID) {
 		t.Fatalf("table:\n%s", out)
 	}
-	if !strings.HasSuffix(lines[1], firstLine(long)) || !strings.HasSuffix(lines[2], "First") {
+	if !strings.HasSuffix(lines[1], units.FirstLine(long, messageWidth)) || !strings.HasSuffix(lines[2], "First") {
 		t.Errorf("the MESSAGE column is not each commit's first line:\n%s", out)
 	}
 	if strings.Contains(out, "body text") {
@@ -201,7 +202,7 @@ func TestFirstLineCutsAtTheLimit(t *testing.T) {
 		{strings.Repeat("x", messageWidth), strings.Repeat("x", messageWidth)},
 		{strings.Repeat("x", messageWidth+1), strings.Repeat("x", messageWidth-3) + "..."},
 	} {
-		if got := firstLine(tc.in); got != tc.want || len(got) > messageWidth {
+		if got := units.FirstLine(tc.in, messageWidth); got != tc.want || len(got) > messageWidth {
 			t.Errorf("firstLine(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/mageflow/mageflow/internal/release"
@@ -179,7 +178,7 @@ func (d *dashboard) releaseView(m release.Meta) releaseView {
 	}
 	v := releaseView{
 		ID: m.ID, BuildNumber: m.BuildNumber, Branch: m.Branch, ShortCommit: short,
-		Message: firstLine(m.Message), Author: m.Author, Size: units.Bytes(m.Artifact.Size),
+		Message: units.FirstLine(m.Message, 0), Author: m.Author, Size: units.Bytes(m.Artifact.Size),
 		WorkflowID: m.WorkflowID,
 	}
 	if !when.IsZero() {
@@ -217,12 +216,4 @@ func (d *dashboard) serveAPI(w http.ResponseWriter, r *http.Request) {
 		metas = []release.Meta{} // an empty list, not null, for scripts
 	}
 	writeJSON(w, http.StatusOK, metas)
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

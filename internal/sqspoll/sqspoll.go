@@ -32,6 +32,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/mageflow/mageflow/internal/server"
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 // Defaults and limits from the SQS ReceiveMessage API reference.
@@ -261,7 +262,7 @@ func (p *Poller) process(ctx context.Context, m types.Message) {
 	case errors.Is(err, server.ErrBadEvent):
 		// Poison: no redelivery can parse it, so keeping it would only
 		// block the queue's receive count until a dead-letter queue took it.
-		log.Error("malformed lifecycle event dropped", "error", err, "body", truncate(aws.ToString(m.Body), 512))
+		log.Error("malformed lifecycle event dropped", "error", err, "body", units.Truncate(aws.ToString(m.Body), 512))
 	default:
 		log.Error("lifecycle event not started; SQS will redeliver it after the visibility timeout", "error", err)
 		return
@@ -325,12 +326,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// truncate shortens s for a log line.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -2,7 +2,11 @@
 // details). Pure functions, safe to call from workflow code.
 package units
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Bytes formats n with binary prefixes: "512 B", "22.0 KiB", "1.4 GiB".
 func Bytes(n int64) string {
@@ -16,4 +20,30 @@ func Bytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// FirstLine is the first line of s (a commit message's subject), trimmed,
+// cut to at most max runes with "..." when longer; max <= 0 keeps it whole.
+// It never splits a UTF-8 character.
+func FirstLine(s string, max int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	if max <= 0 || utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	return string([]rune(s)[:max-3]) + "..."
+}
+
+// Truncate cuts s to at most n bytes, on a character boundary, and marks
+// the cut with "…" (for logs and error messages quoting untrusted input).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -9,3 +9,34 @@ func TestBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"  fix checkout\n\nlong body", 0, "fix checkout"},
+		{"windows\r\nbody", 0, "windows"},
+		{"abcdefghij", 8, "abcde..."},
+		{"abcdefgh", 8, "abcdefgh"},
+		{"ünïcödé-ünïcödé", 10, "ünïcödé..."},
+	} {
+		if got := FirstLine(tc.in, tc.max); got != tc.want {
+			t.Errorf("FirstLine(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+		}
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	if got := Truncate("short", 10); got != "short" {
+		t.Errorf("got %q", got)
+	}
+	if got := Truncate("abcdef", 3); got != "abc…" {
+		t.Errorf("got %q", got)
+	}
+	// "é" is two bytes: a cut inside it moves back to its start.
+	if got := Truncate("aé", 2); got != "a…" {
+		t.Errorf("got %q, want a cut on a character boundary", got)
+	}
+}

@@ -3,6 +3,8 @@ package webhook
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 type bitbucketRef struct {
@@ -73,7 +75,7 @@ func parseBitbucket(h http.Header, body []byte) (*Push, error) {
 		}
 	}
 	if event != "repo:push" {
-		return push, &Ignored{Reason: "event " + truncate(event, 64) + " is not a push"}
+		return push, &Ignored{Reason: "event " + units.Truncate(event, 64) + " is not a push"}
 	}
 	if pl.Repository == nil {
 		return nil, fmt.Errorf("%w: field repository is missing", ErrMalformed)
@@ -126,14 +128,14 @@ func describeSkipped(push *Push, ch bitbucketChange) *Ignored {
 	switch {
 	case ch.New == nil && ch.Old != nil && ch.Old.Type == "branch":
 		push.Deleted, push.Branch, push.Ref = true, ch.Old.Name, "refs/heads/"+ch.Old.Name
-		return &Ignored{Reason: "deletion of branch " + truncate(ch.Old.Name, 128)}
+		return &Ignored{Reason: "deletion of branch " + units.Truncate(ch.Old.Name, 128)}
 	case ch.New == nil:
 		push.Deleted = true
 		return &Ignored{Reason: "ref deletion"}
 	case ch.New.Type == "tag" || ch.New.Type == "annotated_tag":
 		push.Tag, push.Ref = ch.New.Name, "refs/tags/"+ch.New.Name
-		return &Ignored{Reason: "tag push " + truncate(ch.New.Name, 128) + " (only branch pushes build)"}
+		return &Ignored{Reason: "tag push " + units.Truncate(ch.New.Name, 128) + " (only branch pushes build)"}
 	default:
-		return &Ignored{Reason: "update of a " + truncate(ch.New.Type, 32) + " ref"}
+		return &Ignored{Reason: "update of a " + units.Truncate(ch.New.Type, 32) + " ref"}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 type githubPayload struct {
@@ -68,13 +70,13 @@ func parsePushedAt(raw json.RawMessage) (time.Time, error) {
 	if json.Unmarshal(raw, &s) == nil {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("%w: field repository.pushed_at %q is not a time", ErrMalformed, truncate(s, 40))
+			return time.Time{}, fmt.Errorf("%w: field repository.pushed_at %q is not a time", ErrMalformed, units.Truncate(s, 40))
 		}
 		return t, nil
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil || n <= 0 || n > 1<<40 {
-		return time.Time{}, fmt.Errorf("%w: field repository.pushed_at %s is not a Unix time", ErrMalformed, truncate(string(raw), 40))
+		return time.Time{}, fmt.Errorf("%w: field repository.pushed_at %s is not a Unix time", ErrMalformed, units.Truncate(string(raw), 40))
 	}
 	return time.Unix(n, 0).UTC(), nil
 }
@@ -110,7 +112,7 @@ func parseGitHub(h http.Header, body []byte) (*Push, error) {
 		return push, &Ignored{Reason: "ping event (webhook is reachable)"}
 	case "push":
 	default:
-		return push, &Ignored{Reason: "event " + truncate(event, 64) + " is not a push"}
+		return push, &Ignored{Reason: "event " + units.Truncate(event, 64) + " is not a push"}
 	}
 	if pl.Repository == nil {
 		return nil, fmt.Errorf("%w: field repository is missing", ErrMalformed)

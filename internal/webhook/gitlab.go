@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 type gitlabPayload struct {
@@ -58,11 +60,11 @@ func parseGitLab(h http.Header, body []byte) (*Push, error) {
 	case "push":
 	case "tag_push":
 		push.Tag = strings.TrimPrefix(pl.Ref, "refs/tags/")
-		return push, &Ignored{Reason: "tag push " + truncate(push.Tag, 128) + " (only branch pushes build)"}
+		return push, &Ignored{Reason: "tag push " + units.Truncate(push.Tag, 128) + " (only branch pushes build)"}
 	case "":
 		return nil, fmt.Errorf("%w: field object_kind is missing", ErrMalformed)
 	default:
-		return push, &Ignored{Reason: "event " + truncate(pl.ObjectKind, 64) + " is not a push"}
+		return push, &Ignored{Reason: "event " + units.Truncate(pl.ObjectKind, 64) + " is not a push"}
 	}
 	if pl.Project == nil {
 		return nil, fmt.Errorf("%w: field project is missing", ErrMalformed)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/mageflow/mageflow/internal/units"
 )
 
 // ErrMalformed is returned (wrapped with a reason) by Parse when a delivery
@@ -129,12 +131,12 @@ func classifyRef(push *Push) error {
 // returns it in lower case.
 func normalizeSHA(field, s string) (string, error) {
 	if len(s) != 40 && len(s) != 64 {
-		return "", fmt.Errorf("%w: field %s %q is not a commit id", ErrMalformed, field, truncate(s, 80))
+		return "", fmt.Errorf("%w: field %s %q is not a commit id", ErrMalformed, field, units.Truncate(s, 80))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return "", fmt.Errorf("%w: field %s %q is not a commit id", ErrMalformed, field, truncate(s, 80))
+			return "", fmt.Errorf("%w: field %s %q is not a commit id", ErrMalformed, field, units.Truncate(s, 80))
 		}
 	}
 	return strings.ToLower(s), nil
@@ -152,13 +154,6 @@ func ignoredOrNil(push *Push, err error) (*Push, error) {
 
 func isZeroSHA(s string) bool {
 	return s != "" && strings.Trim(s, "0") == ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func appendURLs(dst []string, urls ...string) []string {
