@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,9 +20,12 @@ import (
 // also proves the codec decrypts what it wrote.
 func TestReplayRecordedBuild(t *testing.T) {
 	const history = "testdata/build_release.history.json"
-	keyFile := "testdata/test-only-codec.key"
-	// git does not keep modes beyond 0644; the codec insists on 0600.
-	require.NoError(t, os.Chmod(keyFile, 0o600))
+	// git does not keep modes beyond 0644 and the codec insists on 0600:
+	// read a private copy instead of changing the tracked file.
+	b, err := os.ReadFile("testdata/test-only-codec.key")
+	require.NoError(t, err)
+	keyFile := filepath.Join(t.TempDir(), "codec.key")
+	require.NoError(t, os.WriteFile(keyFile, b, 0o600))
 	c, err := codec.Load("MAGEFLOW_TEST_NO_SUCH_ENV", keyFile)
 	require.NoError(t, err)
 	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: codec.DataConverter(c)})
