@@ -12,13 +12,20 @@ STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 BUILDER_IMAGE         ?= mageflow/builder:bookworm
 INSTANCE_IMAGE        ?= mageflow/instance:bookworm
-# Debian packages the tests and the demo use: git (reference for build numbers),
-# zstd/tar/gzip (artifact checks and the packaging baseline), debootstrap (builder
-# image), php-cli + composer (the local builder), docker-compose (compose file check),
-# time (peak memory in benchmarks), nginx-light + php8.2-fpm (hosts in dev and tests), chromium (dashboard test),
-# mariadb-server (M1 audit database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t checks),
-# php8.2-mysql (the weak M1 store fixture reads its injected scripts from MariaDB).
-DEB_PACKAGES := git zstd tar gzip debootstrap ca-certificates php-cli php-xml php-mbstring composer docker-compose time nginx-light php8.2-fpm chromium mariadb-server openssh-server php8.2-mysql
+# Debian packages `make run` needs (the demo as mageflow.yaml configures it):
+# git (go build stamps the VCS revision), tar/gzip/ca-certificates, debootstrap
+# (builder image; the demo builds with docker), php-cli + php-xml (the local
+# host runs the fixture's bin/magento, which reads module.xml), nginx-light +
+# php8.2-fpm (the local host `mageflow dev` serves).
+RUN_PACKAGES  := git tar gzip ca-certificates debootstrap php-cli php-xml nginx-light php8.2-fpm
+# What only the tests and benchmarks add: zstd (artifact checks), php-mbstring +
+# composer (the local builder), docker-compose (compose file check), time (peak
+# memory in benchmarks), chromium (dashboard test), mariadb-server (M1 audit
+# database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t
+# checks), php8.2-mysql (the weak M1 store fixture reads its injected scripts
+# from MariaDB).
+TEST_PACKAGES := zstd php-mbstring composer docker-compose time chromium mariadb-server openssh-server php8.2-mysql
+DEB_PACKAGES  := $(RUN_PACKAGES) $(TEST_PACKAGES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal
@@ -26,7 +33,7 @@ export TEMPORAL_CLI := $(BIN)/temporal
 # image has no Go toolchain nor this machine's libc).
 export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
 
-.PHONY: sshd-privsep record-histories demo-push run run-fleet test build deps builder-image fleet-image lint unit bench fuzz clean help compose-config image
+.PHONY: sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
@@ -36,13 +43,20 @@ help:
 	@echo "make build        build bin/mageflow and bin/mageflow-worker"
 	@echo "make builder-image build $(BUILDER_IMAGE) from Debian packages"
 
-run: deps $(BIN)/temporal builder-image build
+# The first-time steps run in parallel (-j3: the Temporal CLI build, the
+# builder image and bin/mageflow), each logged to var/log/<step>.log with one
+# line saying how long it took. mageflow dev runs the worker in-process: the
+# worker binaries are not built here.
+run: deps-run
+	@$(MAKE) --no-print-directory -j3 $(BIN)/temporal builder-image $(BIN)/mageflow
 	$(BIN)/mageflow dev --temporal-cli $(BIN)/temporal
 
 # The same plus the docker fleet demo: a group of 2 instances and a warm pool
 # of 1 behind a local nginx (mageflow.fleet.yaml); shows a scale-out through
-# ScaleOutReadiness and a WarmPoolImageRefresh, printing Web UI links.
-run-fleet: deps $(BIN)/temporal builder-image fleet-image build
+# ScaleOutReadiness and a WarmPoolImageRefresh, printing Web UI links. The
+# instances mount bin/mageflow-worker-static as their agent.
+run-fleet: deps-run
+	@$(MAKE) --no-print-directory -j3 $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow $(BIN)/mageflow-worker-static
 	$(BIN)/mageflow dev --config mageflow.fleet.yaml --temporal-cli $(BIN)/temporal --fleet
 
 # With `make run` running: push one more demo commit; it builds and deploys
@@ -52,23 +66,43 @@ demo-push: build
 
 build: $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-worker-static
 
+# $(call step,NAME,COMMAND): runs COMMAND with its output in var/log/NAME.log
+# and prints one line: how long it took; "up to date" when it changed nothing
+# (its log says so, or the target file came out byte-identical); or, when it
+# failed, the end of its log.
+step = @mkdir -p $(VAR)/log $(BIN); log=$(VAR)/log/$(1).log; before=$$(cksum $@ 2>/dev/null); start=$$(date +%s); \
+	if ! { $(2); } >$$log 2>&1; then echo "$(1): FAILED after $$(( $$(date +%s)-start ))s; the end of var/log/$(1).log:"; tail -n 40 $$log; exit 1; fi; \
+	secs=$$(( $$(date +%s)-start )); \
+	if grep -q 'is up to date' $$log || { [ -n "$$before" ] && [ "$$before" = "$$(cksum $@ 2>/dev/null)" ]; }; \
+	then echo "$(1): up to date ($${secs}s)"; else echo "$(1): $${secs}s (log: var/log/$(1).log)"; fi
+
 $(BIN)/mageflow: FORCE
-	$(GO) build -o $@ ./starter
+	$(call step,mageflow,$(GO) build -o $@ ./starter)
 $(BIN)/mageflow-worker: FORCE
-	$(GO) build -o $@ ./worker
+	$(call step,mageflow-worker,$(GO) build -o $@ ./worker)
 $(BIN)/mageflow-worker-static: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./worker
+	$(call step,mageflow-worker-static,CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./worker)
 FORCE:
 
-# Debian packages, installed only when one is missing.
-deps: $(VAR)/.deps-$(shell echo $(DEB_PACKAGES) | md5sum | cut -c1-8)
-$(VAR)/.deps-%:
+# Debian packages, installed only when one is missing: deps-run for `make run`,
+# deps-test for what only the tests add (after deps-run: one apt at a time).
+pkghash = $(shell echo $(1) | md5sum | cut -c1-8)
+DEPS_RUN  := $(VAR)/.deps-run-$(call pkghash,$(RUN_PACKAGES))
+DEPS_TEST := $(VAR)/.deps-test-$(call pkghash,$(TEST_PACKAGES))
+deps: deps-run deps-test
+deps-run: $(DEPS_RUN)
+deps-test: $(DEPS_TEST)
+$(DEPS_RUN): PACKAGES := $(RUN_PACKAGES)
+$(DEPS_TEST): PACKAGES := $(TEST_PACKAGES)
+$(DEPS_TEST): | $(DEPS_RUN)
+$(DEPS_RUN) $(DEPS_TEST):
 	@mkdir -p $(VAR)
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
+	  echo "installing Debian packages: $$missing"; start=$$(date +%s); \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
 	    || { echo "could not install $$missing: run as root or with sudo on a Debian machine"; exit 1; }; \
+	  echo "Debian packages: $$(( $$(date +%s)-start ))s"; \
 	fi
 	@docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable: install docker.io and start it (systemctl start docker), or set build.builder: local"; exit 1; }
 	@touch $@
@@ -76,8 +110,7 @@ $(VAR)/.deps-%:
 # The Temporal CLI with the dev server and Web UI built in. Newer CLIs cannot be
 # installed with go install (their go.mod has a replace directive).
 $(BIN)/temporal:
-	@mkdir -p $(BIN)
-	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+	$(call step,temporal,GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION))
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/workflowcheck:
@@ -85,13 +118,13 @@ $(BIN)/workflowcheck:
 
 # The builder image, from Debian packages (no registry can be pulled from).
 # Idempotent: the script skips the build when the image matches its recipe.
-builder-image: deps
-	internal/builder/image/build.sh $(BUILDER_IMAGE)
+builder-image: deps-run
+	$(call step,builder-image,internal/builder/image/build.sh $(BUILDER_IMAGE))
 
 # The docker fleet's instance image (php-fpm + nginx from Debian packages;
 # the agent is mounted, so code changes need no rebuild). Idempotent.
-fleet-image: deps
-	internal/fleet/docker/image/build.sh $(INSTANCE_IMAGE)
+fleet-image: deps-run
+	$(call step,instance-image,internal/fleet/docker/image/build.sh $(INSTANCE_IMAGE))
 
 lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed on:"; echo "$$out"; exit 1; }
@@ -99,7 +132,7 @@ lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	$(BIN)/staticcheck ./...
 	$(BIN)/workflowcheck -show-pos ./...
 
-test: deps sshd-privsep $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-worker-static lint
+test: deps-run deps-test sshd-privsep $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-worker-static lint
 	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
 
 # Re-record the workflow histories the replay tests replay, after changing a
