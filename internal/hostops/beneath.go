@@ -124,6 +124,23 @@ func openBelowOpt(dirfd int, dirPath string, comps []string, mkdir bool, owner O
 	return fd, nil
 }
 
+// openParent opens, below base and as openBelowOpt does, the directory that
+// holds the last of comps. It returns that directory's descriptor (the
+// caller closes it), its path for messages and the last component's name.
+func openParent(base string, comps []string, mkdir, followOwn bool) (fd int, dir, name string, err error) {
+	bfd, err := openDir(base)
+	if err != nil {
+		return -1, "", "", err
+	}
+	defer unix.Close(bfd)
+	n := len(comps) - 1
+	fd, err = openBelowOpt(bfd, base, comps[:n], mkdir, NoChange, followOwn)
+	if err != nil {
+		return -1, "", "", err
+	}
+	return fd, filepath.Join(append([]string{base}, comps[:n]...)...), comps[n], nil
+}
+
 // ownLinkAt reports whether name in dirfd is a symlink owned by the
 // agent's effective user.
 func ownLinkAt(dirfd int, name string) bool {
@@ -167,18 +184,12 @@ func WriteFileBeneath(base, rel string, data []byte, perm fs.FileMode, owner Own
 	if err != nil {
 		return err
 	}
-	bfd, err := openDir(base)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(bfd)
-	dir := filepath.Join(append([]string{base}, comps[:len(comps)-1]...)...)
-	dfd, err := openBelow(bfd, base, comps[:len(comps)-1], true, NoChange)
+	dfd, dir, name, err := openParent(base, comps, true, false)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dfd)
-	return writeAt(dfd, dir, comps[len(comps)-1], data, perm, owner)
+	return writeAt(dfd, dir, name, data, perm, owner)
 }
 
 // writeAt is WriteFileBeneath's last step, in the directory dfd.
@@ -227,12 +238,7 @@ func ReadFileBeneath(base, rel string) (data []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	bfd, err := openDir(base)
-	if err != nil {
-		return nil, false, err
-	}
-	defer unix.Close(bfd)
-	dfd, err := openBelow(bfd, base, comps[:len(comps)-1], false, NoChange)
+	dfd, _, name, err := openParent(base, comps, false, false)
 	if err != nil {
 		var le *LinkError
 		if errors.As(err, &le) || errors.Is(err, fs.ErrNotExist) {
@@ -241,7 +247,7 @@ func ReadFileBeneath(base, rel string) (data []byte, ok bool, err error) {
 		return nil, false, err
 	}
 	defer unix.Close(dfd)
-	fd, err := unix.Openat(dfd, comps[len(comps)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false, nil
 	}

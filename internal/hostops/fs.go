@@ -117,18 +117,11 @@ func LinkShared(releaseDir, sharedDir, rel string, isFile bool, owner Owner) err
 	if err := ensureShared(sharedDir, releaseDir, comps, isFile, owner); err != nil {
 		return fmt.Errorf("shared path %s: %w", rel, err)
 	}
-	rfd, err := openDir(releaseDir)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(rfd)
-	parent := filepath.Join(append([]string{releaseDir}, comps[:len(comps)-1]...)...)
-	pfd, err := openBelow(rfd, releaseDir, comps[:len(comps)-1], true, NoChange)
+	pfd, parent, name, err := openParent(releaseDir, comps, true, false)
 	if err != nil {
 		return fmt.Errorf("shared path %s: %w", rel, err)
 	}
 	defer unix.Close(pfd)
-	name := comps[len(comps)-1]
 	if cur, err := readlinkAt(pfd, name); err == nil && cur == target {
 		return nil
 	}
@@ -156,18 +149,11 @@ func ensureShared(sharedDir, releaseDir string, comps []string, isFile bool, own
 	if err := os.MkdirAll(sharedDir, 0o755); err != nil {
 		return err
 	}
-	sfd, err := openDir(sharedDir)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(sfd)
-	parent := filepath.Join(append([]string{sharedDir}, comps[:len(comps)-1]...)...)
-	pfd, err := openBelowOpt(sfd, sharedDir, comps[:len(comps)-1], true, NoChange, true)
+	pfd, parent, name, err := openParent(sharedDir, comps, true, true)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(pfd)
-	name := comps[len(comps)-1]
 	var st unix.Stat_t
 	err = unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil {

@@ -216,18 +216,12 @@ func SharedWritable(sharedDir, rel string, u Users) error {
 	if err != nil {
 		return err
 	}
-	sfd, err := openDir(sharedDir)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(sfd)
-	parent := filepath.Join(append([]string{sharedDir}, comps[:len(comps)-1]...)...)
-	pfd, err := openBelowOpt(sfd, sharedDir, comps[:len(comps)-1], false, NoChange, true)
+	pfd, parent, name, err := openParent(sharedDir, comps, false, true)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(pfd)
-	name, p := comps[len(comps)-1], filepath.Join(sharedDir, rel)
+	p := filepath.Join(sharedDir, rel)
 	if err := unix.Mkdirat(pfd, name, 0o770); err != nil && !errors.Is(err, unix.EEXIST) {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: err}
 	}
