@@ -119,7 +119,7 @@ $(BIN)/workflowcheck:
 # The builder image, from Debian packages (no registry can be pulled from).
 # Idempotent: the script skips the build when the image matches its recipe.
 builder-image: deps-run
-	$(call step,builder-image,internal/builder/image/build.sh $(BUILDER_IMAGE))
+	$(call step,builder-image,internal/build/builder/image/build.sh $(BUILDER_IMAGE))
 
 # The docker fleet's instance image (php-fpm + nginx from Debian packages;
 # the agent is mounted, so code changes need no rebuild). Idempotent.
@@ -154,20 +154,20 @@ compose-config:
 # Benchmarks print figures with a baseline from the same run (git rev-list,
 # tar -czf, /healthz). Generated data is cached under var/bench.
 bench: deps fleet-image $(BIN)/mageflow-worker-static
-	$(GO) run ./internal/gitmeta/cmd/bench-buildnumber -commits 100000 -dir $(VAR)/bench
-	$(GO) run ./internal/artifact/cmd/bench-package
-	$(GO) run ./internal/server/cmd/bench-webhook
-	$(GO) test ./internal/server -run '^$$' -bench BenchmarkHook -benchmem
+	$(GO) run ./test/benchbuildnumber -commits 100000 -dir $(VAR)/bench
+	$(GO) run ./test/benchpackage
+	$(GO) run ./test/benchwebhook
+	$(GO) test ./internal/front/server -run '^$$' -bench BenchmarkHook -benchmem
 	$(GO) run ./test/benchdeploy
 	$(GO) run ./test/benchfleet
-	$(GO) test ./internal/m1audit -run '^$$' -bench 'Audit|ScanFiles' -benchtime 3x
+	$(GO) test ./internal/m1/m1audit -run '^$$' -bench 'Audit|ScanFiles' -benchtime 3x
 
 FUZZTIME ?= 30s
 fuzz:
 	for f in FuzzParseGitHub FuzzParseGitLab FuzzParseBitbucket FuzzVerifyGitHub FuzzVerifyGitLab FuzzMatchRepo; do \
-	  $(GO) test ./internal/webhook -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
-	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHookGitHub$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/artifact -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME)
+	  $(GO) test ./internal/platform/webhook -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./internal/front/server -run '^$$' -fuzz '^FuzzHookGitHub$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/build/artifact -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) $(VAR)/work

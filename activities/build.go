@@ -16,15 +16,15 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/internal/artifact"
-	"github.com/mageflow/mageflow/internal/builder"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/gitmeta"
-	"github.com/mageflow/mageflow/internal/metrics"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/build/builder"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/gitmeta"
+	"github.com/mageflow/mageflow/internal/platform/metrics"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // BuildActivities resolve commits and build, package and store releases.

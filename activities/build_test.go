@@ -14,11 +14,11 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/builder"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/gitmeta"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/builder"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/gitmeta"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

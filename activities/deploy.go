@@ -14,13 +14,13 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 	fleetaws "github.com/mageflow/mageflow/internal/fleet/aws"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // HostTaskQueue is the task queue a host's agent polls.
@@ -247,7 +247,7 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 // what the environment runs now, or "" when it may. Auto-deploys only go
 // forward on a branch: a replayed webhook for an older push, or two builds
 // finishing out of order, must not put older code back. "Older" is the
-// build number, which counts a commit's ancestors (internal/gitmeta), so a
+// build number, which counts a commit's ancestors (internal/build/gitmeta), so a
 // descendant always has a higher one. The same release or commit is not
 // newer; neither is another commit with the same number (a rewritten
 // branch), which a person must deploy by hand. Releases of another branch

@@ -11,11 +11,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // fakeFleet answers Describe with a fixed group; every other call fails so

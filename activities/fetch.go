@@ -18,13 +18,13 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/mageflow/mageflow/internal/artifact"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/ctxio"
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
-	"github.com/mageflow/mageflow/internal/units"
+	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/ctxio"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/platform/units"
 )
 
 // countingReader counts bytes for heartbeats.

@@ -15,13 +15,13 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/m1audit"
-	"github.com/mageflow/mageflow/internal/m1fix"
-	"github.com/mageflow/mageflow/internal/m1verify"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/m1/m1fix"
+	"github.com/mageflow/mageflow/internal/m1/m1verify"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // The MagentoM1EOLHardening steps run on the host's agent, like every host

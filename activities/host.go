@@ -11,12 +11,12 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/magento"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/host/magento"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // HostActivities run on a host's agent (`mageflow-worker --agent --host

@@ -24,7 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/hostops"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
 // snapshot records owner, mode and content (or link target) of every

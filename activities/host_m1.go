@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/magento"
-	"github.com/mageflow/mageflow/internal/phpfpm"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/host/magento"
+	"github.com/mageflow/mageflow/internal/host/phpfpm"
 )
 
 // m1UpgradeDecision compares the module versions the new release declares

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // m1Release lays out a prepared Magento 1 release by hand: one module at

@@ -15,7 +15,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/internal/lbconf"
+	"github.com/mageflow/mageflow/internal/host/lbconf"
 )
 
 // Error types of the balancer activities that retrying cannot fix.
@@ -32,7 +32,7 @@ const (
 // LBActivities run on the balancer host's agent (`mageflow-worker --agent
 // --host lb1`, the same task queue as its HostActivities:
 // HostTaskQueue(host)). The agent owns one nginx include per group
-// (internal/lbconf): it renders the member set into it, has nginx check and
+// (internal/host/lbconf): it renders the member set into it, has nginx check and
 // reload it, and confirms through nginx itself that the new set is served.
 //
 // The include is the only state: the current members are read back from

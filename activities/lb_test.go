@@ -20,8 +20,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/lbconf"
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/host/lbconf"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // lbMember is an instance behind the balancer: it answers its id, and

@@ -15,8 +15,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/magento"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/host/magento"
 )
 
 // Prepare downloads, verifies and extracts a release, links shared paths,

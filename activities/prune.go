@@ -12,7 +12,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/mageflow/mageflow/internal/hostops"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
 // Leftovers of a killed Prepare (.tmp-* directories, incomplete releases)

@@ -15,10 +15,10 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/magento"
-	"github.com/mageflow/mageflow/internal/phpfpm"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/host/magento"
+	"github.com/mageflow/mageflow/internal/host/phpfpm"
 )
 
 // SetMaintenance turns the nginx-level maintenance flag on or off. The

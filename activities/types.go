@@ -13,7 +13,7 @@ package activities
 import (
 	"time"
 
-	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/build/release"
 )
 
 // Error types a workflow must not retry: retrying cannot change the outcome

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/mageflow/mageflow/internal/magento"
+	"github.com/mageflow/mageflow/internal/host/magento"
 )
 
 // UpgradeStatus asks Magento whether the release needs setup:upgrade or

@@ -23,9 +23,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/mageflow/mageflow/internal/builds"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 
@@ -208,9 +208,9 @@ func TestDuplicateStartsJoinOneBuild(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req := builds.Request{App: "dup", Commit: head, Branch: "main", Trigger: "test"}
+			req := start.BuildRequest{App: "dup", Commit: head, Branch: "main", Trigger: "test"}
 			if i == 2 {
-				req = builds.Request{App: "dup", Ref: "main", Trigger: "cli"}
+				req = start.BuildRequest{App: "dup", Ref: "main", Trigger: "cli"}
 			}
 			run, err := h.starter().Start(ctx, req)
 			errs[i] = err
@@ -229,7 +229,7 @@ func TestDuplicateStartsJoinOneBuild(t *testing.T) {
 	var m release.Meta
 	require.NoError(t, h.client.GetWorkflow(ctx, "build/dup/"+head, "").Get(ctx, &m))
 	// After it finished, asking again returns the same run, not a new build.
-	run, err := h.starter().Start(ctx, builds.Request{App: "dup", Commit: head, Trigger: "test"})
+	run, err := h.starter().Start(ctx, start.BuildRequest{App: "dup", Commit: head, Trigger: "test"})
 	require.NoError(t, err)
 	require.Equal(t, runIDs[0], run.GetRunID())
 	var again release.Meta

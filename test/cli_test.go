@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/cli"
+	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/deploys"
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 )
 
@@ -227,7 +227,7 @@ func TestDeploySerialised(t *testing.T) {
 	require.Equal(t, run1.GetRunID(), waitApproval(""))
 
 	_, err = e.dep.Start(ctx, req(r2.ID), false)
-	require.ErrorIs(t, err, deploys.ErrBusy)
+	require.ErrorIs(t, err, start.ErrDeployBusy)
 	require.Contains(t, err.Error(), "deploy/sershop/gated")
 	require.Contains(t, err.Error(), run1.GetRunID())
 

@@ -13,11 +13,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/deploys"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/test/fixtures"
 	"github.com/mageflow/mageflow/workflows"
@@ -59,7 +59,7 @@ func newDeployEnv(t *testing.T, app string, o deployEnvOptions) *deployEnv {
 	h := newHarnessWith(t, "artifacts: {dir: ./artifacts}\n"+s.HostsYAML(o.hostExtra), s.AppYAML(repo, o.envs...))
 	require.NoError(t, s.WriteSecrets(h.cfg.Secrets.Dir))
 	e := &deployEnv{t: t, app: app, repo: repo, stack: s, cfg: h.cfg, client: h.client, store: h.acts.Store}
-	e.dep = &deploystack.Deployer{Client: &deploys.Client{Temporal: h.client, Config: h.cfg, Store: h.acts.Store}}
+	e.dep = &deploystack.Deployer{Deploys: &start.Deploys{Temporal: h.client, Config: h.cfg, Store: h.acts.Store}}
 	if o.agents == nil {
 		stop, err := deploystack.StartAgents(context.Background(), h.client, h.cfg, s.HostNames())
 		require.NoError(t, err)

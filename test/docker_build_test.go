@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/scaling"
+	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/test/fleetstack"
 	"github.com/mageflow/mageflow/workflows"
@@ -198,7 +198,7 @@ func runRefresh(t *testing.T, ctx context.Context, s *fleetstack.Stack, image st
 	r := &refreshRun{start: time.Now()}
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer rcancel()
-	run, err := (&scaling.Starter{Client: s.Client, Config: s.Cfg}).Refresh(rctx, in)
+	run, err := (&start.Fleet{Client: s.Client, Config: s.Cfg}).Refresh(rctx, in)
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	if during != nil {

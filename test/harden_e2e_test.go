@@ -18,12 +18,13 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/cli"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/m1audit"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/front/cli"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/test/m1store"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -210,7 +211,7 @@ func TestHardenWeakM1Store(t *testing.T) {
 	agent = startAgent(t, h, &slow)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	run, err := cli.StartHarden(ctx, h.client, h.cfg, workflows.HardenInput{Host: hardenHost})
+	run, err := start.Harden(ctx, h.client, h.cfg, workflows.HardenInput{Host: hardenHost})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(s.Canaries(t)) > 0 }, 30*time.Second, 20*time.Millisecond, "verification writes canaries")
 	canaries := s.Canaries(t)

@@ -14,12 +14,12 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/builds"
-	"github.com/mageflow/mageflow/internal/codec"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/tclient"
-	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/platform/codec"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // harness is one isolated mageflow: its own config, directories, task queue
@@ -79,14 +79,14 @@ apps:
 	return &harness{t: t, dir: dir, cfgPath: cfgPath, cfg: cfg, client: c, acts: acts}
 }
 
-func (h *harness) starter() *builds.Starter { return &builds.Starter{Client: h.client, Config: h.cfg} }
+func (h *harness) starter() *start.Builds { return &start.Builds{Client: h.client, Config: h.cfg} }
 
 // build starts a build of ref and waits for its release.
 func (h *harness) build(app, ref string, timeout time.Duration) (*release.Meta, client.WorkflowRun, error) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	run, err := h.starter().Start(ctx, builds.Request{App: app, Ref: ref, Trigger: "test"})
+	run, err := h.starter().Start(ctx, start.BuildRequest{App: app, Ref: ref, Trigger: "test"})
 	if err != nil {
 		return nil, nil, err
 	}

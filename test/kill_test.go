@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/deploys"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
@@ -79,7 +79,7 @@ func TestDeployKillWorkerAndAgent(t *testing.T) {
 		}
 	})
 	e := &deployEnv{t: t, app: app, repo: repo, stack: s, cfg: cfg, client: c, store: st,
-		dep: &deploystack.Deployer{Client: &deploys.Client{Temporal: c, Config: cfg, Store: st}}}
+		dep: &deploystack.Deployer{Deploys: &start.Deploys{Temporal: c, Config: cfg, Store: st}}}
 	t.Cleanup(e.terminateRunning)
 
 	// Every release is built before the kills start: only deploys are

@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/mageflow/mageflow/internal/searchattr"
-	"github.com/mageflow/mageflow/internal/testenv"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 var dev *testsuite.DevServer

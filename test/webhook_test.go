@@ -17,11 +17,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/cli"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/tclient"
-	"github.com/mageflow/mageflow/internal/webhook"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/front/cli"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/platform/webhook"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

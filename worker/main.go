@@ -1,6 +1,6 @@
 // Command mageflow-worker runs the control worker (every mageflow workflow
 // and the central activities: git, builds, artifact store) or, with
-// --agent --host NAME, a host agent. See internal/workerapp.
+// --agent --host NAME, a host agent. See internal/front/workerapp.
 package main
 
 import (
@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
 )
 
 func main() {

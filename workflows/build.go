@@ -12,9 +12,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/searchattr"
-	"github.com/mageflow/mageflow/internal/units"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
+	"github.com/mageflow/mageflow/internal/platform/units"
 )
 
 // BuildInput starts BuildRelease. Commit must be a full sha: the workflow id

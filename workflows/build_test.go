@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
 	"github.com/mageflow/mageflow/workflows"
 )
 

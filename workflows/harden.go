@@ -9,8 +9,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/m1audit"
-	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
 )
 
 // HardenWorkflowID is one hardening run per host at a time: a second

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/m1audit"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/workflows"
 )
 

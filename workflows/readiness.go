@@ -9,8 +9,8 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
 )
 
 // ReadinessWorkflowID derives the id from the instance and the lifecycle

@@ -11,7 +11,7 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/workflows"
 )
 

@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/m1audit"
-	"github.com/mageflow/mageflow/internal/release"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/workflows"
 )
 

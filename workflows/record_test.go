@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/mageflow/mageflow/internal/devserver"
-	"github.com/mageflow/mageflow/internal/testenv"
+	"github.com/mageflow/mageflow/internal/front/devserver"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 // recorder runs workflows on the pinned Temporal dev server and saves their

@@ -15,8 +15,8 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/searchattr"
-	"github.com/mageflow/mageflow/internal/testenv"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 	"github.com/mageflow/mageflow/workflows"
 )
 

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
+	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/workflows"
 )
 

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/mageflow/mageflow/internal/codec"
+	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/workflows"
 )
 

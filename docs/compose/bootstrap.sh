@@ -1,6 +1,6 @@
 #!/bin/sh
 # Creates the mageflow namespace and registers mageflow's search attributes
-# (internal/searchattr lists the same set). Idempotent.
+# (internal/platform/searchattr lists the same set). Idempotent.
 set -eu
 NS=${TEMPORAL_NAMESPACE:-mageflow}
 temporal operator namespace describe -n "$NS" >/dev/null 2>&1 || temporal operator namespace create -n "$NS" --retention 30d

@@ -25,13 +25,13 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/artifact"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/deploys"
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/store"
+	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 )
 
@@ -122,7 +122,7 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 		return err
 	}
 	b := &bench{stack: s, cfg: cfg, c: c, st: st, repo: repo,
-		dep: &deploystack.Deployer{Client: &deploys.Client{Temporal: c, Config: cfg, Store: st}}}
+		dep: &deploystack.Deployer{Deploys: &start.Deploys{Temporal: c, Config: cfg, Store: st}}}
 
 	fmt.Printf("benchdeploy: 2 hosts (nginx + php-fpm each, process_control_timeout 10s) behind an nginx balancer; %d clients, %s pause; %d deploys\n", clients, pause, n)
 	first, err := deploystack.Build(ctx, c, cfg, app, "main")

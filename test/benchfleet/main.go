@@ -44,7 +44,7 @@ import (
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/scaling"
+	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/test/fleetstack"
 	"github.com/mageflow/mageflow/workflows"
@@ -423,7 +423,7 @@ func (b *bench) refresh(ctx context.Context) (refreshResult, error) {
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	run, err := (&scaling.Starter{Client: s.Client, Config: s.Cfg}).Refresh(rctx, workflows.RefreshInput{Group: s.Group, ImageID: img, Batch: 1, Poll: time.Second})
+	run, err := (&start.Fleet{Client: s.Client, Config: s.Cfg}).Refresh(rctx, workflows.RefreshInput{Group: s.Group, ImageID: img, Batch: 1, Poll: time.Second})
 	if err != nil {
 		return r, err
 	}

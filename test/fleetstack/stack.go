@@ -16,16 +16,16 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/codec"
-	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/platform/codec"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/store"
-	"github.com/mageflow/mageflow/internal/webstack"
-	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 
 	tclient "go.temporal.io/sdk/client"
@@ -419,7 +419,7 @@ apps:
 // groupYAML is the group's entry below its key (indented by four
 // spaces): the instances' host settings and the group's shape. The control
 // worker creates the group from it and mounts the config, artifacts and
-// codec key into every instance (internal/workerapp/fleet.go).
+// codec key into every instance (internal/front/workerapp/fleet.go).
 func (s *Stack) groupYAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "    provider: docker\n    name: %s\n    host: {root: /srv/mageflow}\n", s.GroupName)

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/m1audit/m1test"
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/m1/m1audit/m1test"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // Names the fixture serves.

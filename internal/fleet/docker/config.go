@@ -5,7 +5,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 )
 

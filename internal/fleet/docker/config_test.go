@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/config"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
 )

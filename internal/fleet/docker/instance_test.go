@@ -22,7 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/testenv"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 // InstanceImage is what the real-instance test launches; build.sh makes it.

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // Sample is one request of the load generator.

@@ -17,14 +17,13 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/builds"
-	"github.com/mageflow/mageflow/internal/catalog"
-	"github.com/mageflow/mageflow/internal/codec"
-	"github.com/mageflow/mageflow/internal/config"
-	"github.com/mageflow/mageflow/internal/deploys"
-	"github.com/mageflow/mageflow/internal/release"
-	"github.com/mageflow/mageflow/internal/tclient"
-	"github.com/mageflow/mageflow/internal/workerapp"
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/platform/codec"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // WriteConfig writes a complete mageflow.yaml into dir for a control worker
@@ -216,7 +215,7 @@ func (p *Process) Stop() {
 
 // Build builds ref of app through BuildRelease and waits for the release.
 func Build(ctx context.Context, c client.Client, cfg *config.Config, app, ref string) (*release.Meta, error) {
-	run, err := (&builds.Starter{Client: c, Config: cfg}).Start(ctx, builds.Request{App: app, Ref: ref, Trigger: "deploystack"})
+	run, err := (&start.Builds{Client: c, Config: cfg}).Start(ctx, start.BuildRequest{App: app, Ref: ref, Trigger: "deploystack"})
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +229,7 @@ func Build(ctx context.Context, c client.Client, cfg *config.Config, app, ref st
 // Deployer starts deploys through the deploy client (the per-environment
 // lock the CLI and dashboard use) and waits for their durable records.
 type Deployer struct {
-	*deploys.Client
+	*start.Deploys
 }
 
 // Run deploys and waits: it returns the deploy record (read back from the

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/mageflow/mageflow/internal/searchattr"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

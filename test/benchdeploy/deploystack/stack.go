@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/hostops"
-	"github.com/mageflow/mageflow/internal/secrets"
-	"github.com/mageflow/mageflow/internal/webstack"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // Secret names the stack writes into the config's secrets directory.

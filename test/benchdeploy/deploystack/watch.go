@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/hostops"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
 // Observation is what the watcher saw of one host's current.

@@ -4,7 +4,7 @@
 #
 # Why not a Dockerfile: build hosts often cannot pull from any registry, so
 # the image is assembled from the Debian archive alone (debootstrap + apt) and
-# turned into an image with `docker import`, like internal/builder/image.
+# turned into an image with `docker import`, like internal/build/builder/image.
 #
 # What is in it: php8.2-fpm and php8.2-cli (the fixture's bin/magento needs
 # php8.2-xml), nginx-light, ca-certificates and procps (ps, pkill for

@@ -1,0 +1,263 @@
+// Package workerapp runs the mageflow control worker: it registers every
+// workflow and central activity on the control task queue and serves
+// Prometheus metrics (the SDK's and mageflow's own). bin/mageflow-worker and
+// `mageflow dev` both run it.
+package workerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/gitmeta"
+	"github.com/mageflow/mageflow/internal/host/lbconf"
+	"github.com/mageflow/mageflow/internal/platform/metrics"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
+	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+// Options configures Run.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Client, when set, is used instead of dialing (the dev command shares
+	// one client between worker and server).
+	Client client.Client
+	// MetricsListen overrides config worker.metrics_listen; "-" disables.
+	MetricsListen string
+	// AgentHost, when set, runs this process as that host's agent: it polls
+	// the host's own task queue and runs only host activities.
+	AgentHost string
+	// AgentGroup: the host is an instance of this autoscaling group.
+	AgentGroup string
+}
+
+// OpenStore opens the artifact store the config names.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	if s3 := cfg.Artifacts.S3; s3 != nil {
+		return store.NewS3(ctx, store.S3Config{Bucket: s3.Bucket, Prefix: s3.Prefix, Region: s3.Region, Endpoint: s3.Endpoint, PathStyle: s3.PathStyle})
+	}
+	return store.NewLocal(cfg.Artifacts.Dir)
+}
+
+// Register puts every workflow and control activity on w. Tests use it
+// too, so the worker under test is the worker that ships.
+func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activities.DeployActivities) {
+	w.RegisterWorkflowWithOptions(workflows.BuildRelease, workflow.RegisterOptions{Name: "BuildRelease"})
+	w.RegisterWorkflowWithOptions(workflows.ResolveRef, workflow.RegisterOptions{Name: "ResolveRef"})
+	w.RegisterWorkflowWithOptions(workflows.ZeroDowntimeDeploy, workflow.RegisterOptions{Name: "ZeroDowntimeDeploy"})
+	w.RegisterWorkflowWithOptions(workflows.ScheduledBuild, workflow.RegisterOptions{Name: "ScheduledBuild"})
+	w.RegisterWorkflowWithOptions(workflows.ScaleOutReadiness, workflow.RegisterOptions{Name: "ScaleOutReadiness"})
+	w.RegisterWorkflowWithOptions(workflows.WarmPoolImageRefresh, workflow.RegisterOptions{Name: "WarmPoolImageRefresh"})
+	w.RegisterWorkflowWithOptions(workflows.MagentoM1EOLHardening, workflow.RegisterOptions{Name: "MagentoM1EOLHardening"})
+	w.RegisterWorkflowWithOptions(workflows.ScheduledHarden, workflow.RegisterOptions{Name: "ScheduledHarden"})
+	w.RegisterActivity(acts)
+	w.RegisterActivity(deploy)
+	w.RegisterActivity(&activities.FleetActivities{Config: deploy.Config, Store: deploy.Store, Client: deploy.Client, Fleet: deploy.Fleet})
+}
+
+// RegisterAgent puts a host's activities on its agent worker; lb is nil
+// unless the host balances a group.
+func RegisterAgent(w worker.Registry, host *activities.HostActivities, lb *activities.LBActivities) {
+	w.RegisterActivity(host)
+	w.RegisterActivity(activities.NewHardenActivities(host))
+	if lb != nil {
+		w.RegisterActivity(lb)
+	}
+}
+
+// NewLBActivities builds the balancer activities of host for every group
+// whose balancer.host it is (nil when it balances none), writes missing
+// includes (never touching nginx) and validates the settings.
+func NewLBActivities(cfg *config.Config, host string) (*activities.LBActivities, error) {
+	ups := map[string]activities.LBUpstream{}
+	for name, g := range cfg.Groups {
+		if g == nil || g.Balancer.Host != host {
+			continue
+		}
+		b := g.Balancer
+		ups[name] = activities.LBUpstream{File: b.File, Name: b.Upstream, Port: b.Port, VerifyURL: b.VerifyURL, Keepalive: b.Keepalive}
+	}
+	if len(ups) == 0 {
+		return nil, nil
+	}
+	h := cfg.Hosts[host]
+	lb := &activities.LBActivities{Host: host, Upstreams: ups}
+	if h != nil {
+		lb.Nginx = lbconf.Nginx{Binary: h.Nginx.Binary, Prefix: h.Nginx.Prefix, ConfFile: h.Nginx.Conf, PIDFile: h.Nginx.PIDFile, ErrorLog: h.Nginx.ErrorLog}
+	}
+	if err := lb.Validate(); err != nil {
+		return nil, fmt.Errorf("balancer settings of %s: %w", host, err)
+	}
+	if err := lb.EnsureIncludes(); err != nil {
+		return nil, err
+	}
+	return lb, nil
+}
+
+// NewHostActivities wires a host agent from config. With group set, the
+// host is an autoscaling instance configured by the group's host template.
+func NewHostActivities(ctx context.Context, cfg *config.Config, host, group string) (*activities.HostActivities, error) {
+	if _, err := cfg.HostForAgent(host, group); err != nil {
+		return nil, fmt.Errorf("%w; declared hosts: %v", err, hostNames(cfg))
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	return &activities.HostActivities{Host: host, Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}}, nil
+}
+
+func hostNames(cfg *config.Config) []string {
+	var n []string
+	for h := range cfg.Hosts {
+		n = append(n, h)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// NewBuildActivities wires the build activities from config.
+func NewBuildActivities(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) (*activities.BuildActivities, error) {
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	var m *metrics.Build
+	if reg != nil {
+		m = metrics.NewBuild(reg)
+	}
+	return &activities.BuildActivities{
+		Config: cfg, Git: gitmeta.NewCache(cfg.Git.CacheDir), Store: st,
+		Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, Metrics: m, NewRunner: activities.DefaultRunner,
+	}, nil
+}
+
+// Run runs the worker until ctx is cancelled.
+func Run(ctx context.Context, opt Options) error {
+	cfg, logger := opt.Config, opt.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	c := opt.Client
+	if c == nil {
+		dialed, closeClient, err := dial(ctx, cfg, logger, reg)
+		if err != nil {
+			return err
+		}
+		defer closeClient()
+		c = dialed
+	}
+	w, queue, err := newWorker(ctx, opt, c, reg, logger)
+	if err != nil {
+		return err
+	}
+	listen := cfg.Worker.MetricsListen
+	if opt.MetricsListen != "" {
+		listen = opt.MetricsListen
+	}
+	if listen != "-" {
+		closeMetrics, err := serveMetrics(listen, reg, logger)
+		if err != nil {
+			return err
+		}
+		defer closeMetrics()
+	}
+	logger.Info("worker polling", "taskQueue", queue, "namespace", cfg.Temporal.Namespace, "agent", opt.AgentHost)
+	stop := make(chan any)
+	go func() { <-ctx.Done(); close(stop) }()
+	return w.Run(stop)
+}
+
+// dial connects the worker with SDK metrics in reg; closeFn closes the
+// client, then the metrics scope.
+func dial(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *prometheus.Registry) (c client.Client, closeFn func(), err error) {
+	dc, _, err := tclient.DataConverter(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  tallyprom.NewReporter(tallyprom.Options{Registerer: reg}),
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+	}, time.Second)
+	copts, err := tclient.Options(cfg, logger, dc, sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)))
+	if err == nil {
+		c, err = tclient.Dial(ctx, copts)
+	}
+	if err != nil {
+		closer.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); closer.Close() }, nil
+}
+
+// newWorker builds a host agent's worker (opt.AgentHost set) or the
+// control worker, which also starts the local docker fleets; it returns
+// the task queue the worker polls.
+func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus.Registerer, logger *slog.Logger) (worker.Worker, string, error) {
+	cfg := opt.Config
+	if opt.AgentHost != "" {
+		host, err := NewHostActivities(ctx, cfg, opt.AgentHost, opt.AgentGroup)
+		if err != nil {
+			return nil, "", err
+		}
+		queue := activities.HostTaskQueue(opt.AgentHost)
+		lb, err := NewLBActivities(cfg, opt.AgentHost)
+		if err != nil {
+			return nil, "", err
+		}
+		w := worker.New(c, queue, AgentWorkerOptions())
+		RegisterAgent(w, host, lb)
+		return w, queue, nil
+	}
+	acts, err := NewBuildActivities(ctx, cfg, reg)
+	if err != nil {
+		return nil, "", err
+	}
+	queue := cfg.Temporal.TaskQueue
+	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
+	Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
+	if err := startFleet(ctx, cfg, c, logger); err != nil {
+		return nil, "", err
+	}
+	return w, queue, nil
+}
+
+// serveMetrics serves reg's Prometheus metrics on listen until closeFn.
+func serveMetrics(listen string, reg *prometheus.Registry, logger *slog.Logger) (closeFn func(), err error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics endpoint %s: %w (another worker running? set worker.metrics_listen or --metrics-listen)", listen, err)
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "error", err)
+		}
+	}()
+	logger.Info("worker metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { srv.Close() }, nil
+}

@@ -1,0 +1,239 @@
+// Package archtest holds the import rule of mageflow's packages and the test
+// that enforces it, so the picture in docs/architecture.md ("Packages and who
+// may import whom") cannot drift from the code.
+package archtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/mageflow/mageflow"
+
+// layer is a package's role. The order of the constants is the picture's
+// order, top to bottom.
+type layer string
+
+const (
+	program    layer = "program"     // a main: starter, worker, benchmarks
+	cli        layer = "cli"         // internal/front/cli, the commands of bin/mageflow
+	front      layer = "front end"   // starts workflows, serves HTTP, runs the worker
+	workflows  layer = "workflows"   // workflows/
+	activities layer = "activities"  // activities/
+	library    layer = "library"     // domain libraries: no Temporal, no workflows
+	harness    layer = "test stack"  // test/...: integration tests and the stacks they run
+	testhelper layer = "test helper" // helpers for _test files and test stacks
+)
+
+// mayImport is the rule: a package of the key's layer may import (from its
+// non-test files) only packages of the listed layers. _test files may import
+// anything; only test helpers and test stacks are meant for them.
+var mayImport = map[layer][]layer{
+	program:    {cli, front, workflows, activities, library, harness, testhelper},
+	cli:        {front, workflows, activities, library},
+	front:      {front, workflows, activities, library},
+	workflows:  {activities, library}, // activities for their types and names only
+	activities: {library},
+	library:    {library},
+	harness:    {front, workflows, activities, library, harness, testhelper},
+	testhelper: {library, testhelper},
+}
+
+// layers classifies every package of the module, by path below the module.
+var layers = map[string]layer{
+	"starter":               program,
+	"worker":                program,
+	"test/benchbuildnumber": program,
+	"test/benchpackage":     program,
+	"test/benchwebhook":     program,
+	"test/benchdeploy":      program,
+	"test/benchfleet":       program,
+
+	"internal/front/cli": cli,
+
+	"internal/front/start":     front,
+	"internal/front/sqspoll":   front,
+	"internal/front/server":    front,
+	"internal/front/workerapp": front,
+	"internal/front/tclient":   front,
+	"internal/front/devserver": front,
+	"internal/front/demo":      front,
+
+	"workflows":  workflows,
+	"activities": activities,
+
+	"internal/build/artifact": library,
+	"internal/build/builder":  library,
+	"internal/build/catalog":  library,
+	"internal/build/gitmeta":  library,
+	"internal/build/release":  library,
+	"internal/build/store":    library,
+
+	"internal/host/hostops":  library,
+	"internal/host/lbconf":   library,
+	"internal/host/magento":  library,
+	"internal/host/phpfpm":   library,
+	"internal/host/webstack": library,
+
+	"internal/m1/m1audit":  library,
+	"internal/m1/m1fix":    library,
+	"internal/m1/m1verify": library,
+
+	"internal/fleet":        library,
+	"internal/fleet/aws":    library,
+	"internal/fleet/docker": library,
+
+	"internal/platform/codec":      library,
+	"internal/platform/config":     library,
+	"internal/platform/ctxio":      library,
+	"internal/platform/metrics":    library,
+	"internal/platform/searchattr": library,
+	"internal/platform/secrets":    library,
+	"internal/platform/units":      library,
+	"internal/platform/webhook":    library,
+
+	"test":                         harness,
+	"test/benchdeploy/deploystack": harness,
+	"test/fleetstack":              harness,
+	"test/m1store":                 harness,
+	"test/fixtures":                harness,
+	"internal/testkit/archtest":    harness,
+
+	"internal/testkit/testenv":             testhelper,
+	"internal/testkit/fakerepo":            testhelper,
+	"internal/build/artifact/artifacttest": testhelper,
+	"internal/m1/m1audit/m1test":           testhelper,
+}
+
+// exception is one import today's code makes against the rule, kept until the
+// code moves. A new violation fails; so does an exception no longer needed.
+type exception struct {
+	from, to, why string
+}
+
+var exceptions = []exception{}
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+}
+
+// listPackages runs `go list -json ./...` at the module root and returns each
+// package's non-test imports of the module's own packages, by short path.
+func listPackages(t *testing.T) map[string][]string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports", "./...")
+	cmd.Dir = "../../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	pkgs := map[string][]string{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		var own []string
+		for _, imp := range p.Imports {
+			if short, ok := shortPath(imp); ok {
+				own = append(own, short)
+			}
+		}
+		short, _ := shortPath(p.ImportPath)
+		pkgs[short] = own
+	}
+	if len(pkgs) == 0 {
+		t.Fatal("go list found no packages")
+	}
+	return pkgs
+}
+
+// shortPath is path below the module, and whether path is in the module.
+func shortPath(path string) (string, bool) {
+	if path == module {
+		return ".", true
+	}
+	rest, ok := strings.CutPrefix(path, module+"/")
+	return rest, ok
+}
+
+func allowed(from, to layer) bool {
+	for _, l := range mayImport[from] {
+		if l == to {
+			return true
+		}
+	}
+	return false
+}
+
+func TestImportRule(t *testing.T) {
+	pkgs := listPackages(t)
+	excused := map[[2]string]bool{}
+	for _, e := range exceptions {
+		excused[[2]string{e.from, e.to}] = true
+	}
+	used := map[[2]string]bool{}
+
+	paths := make([]string, 0, len(pkgs))
+	for p := range pkgs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		from, ok := layers[p]
+		if !ok {
+			t.Errorf("package %s has no layer: add it to the layer table in internal/testkit/archtest (and to the picture in docs/architecture.md)", p)
+			continue
+		}
+		for _, imp := range pkgs[p] {
+			to, ok := layers[imp]
+			if !ok || allowed(from, to) {
+				continue // an unclassified import fails as a package above
+			}
+			edge := [2]string{p, imp}
+			if excused[edge] {
+				used[edge] = true
+				continue
+			}
+			t.Errorf("%s (%s) imports %s (%s): a %s package may import only %v (docs/architecture.md, \"Packages and who may import whom\")",
+				p, from, imp, to, from, mayImport[from])
+		}
+	}
+
+	for p := range layers {
+		if _, ok := pkgs[p]; !ok {
+			t.Errorf("layer table in internal/testkit/archtest names %s, which is no package any more: remove it", p)
+		}
+	}
+	for _, e := range exceptions {
+		if !used[[2]string{e.from, e.to}] {
+			t.Errorf("exception %s -> %s (%s) is no longer needed: remove it from internal/testkit/archtest", e.from, e.to, e.why)
+		}
+	}
+}
+
+// TestRuleIsComplete keeps the rule table itself whole: every layer has a
+// row, so a new layer cannot silently import nothing or everything.
+func TestRuleIsComplete(t *testing.T) {
+	seen := map[layer]bool{}
+	for _, l := range layers {
+		seen[l] = true
+	}
+	for l := range seen {
+		if _, ok := mayImport[l]; !ok {
+			t.Errorf("layer %q has no row in mayImport", l)
+		}
+	}
+}
