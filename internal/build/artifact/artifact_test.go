@@ -205,7 +205,11 @@ func listEntries(t *testing.T, data []byte) []string {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return names
+			// The index is always the last member; callers compare the
+			// tree's entries.
+			require.NotEmpty(t, names)
+			require.Equal(t, IndexName, names[len(names)-1])
+			return names[:len(names)-1]
 		}
 		require.NoError(t, err)
 		require.Equal(t, 0, h.Uid)

@@ -45,11 +45,18 @@ type frameWriter struct {
 
 	mu  sync.Mutex
 	err error
+	// frames records every frame written, in order (compressed and
+	// decompressed offsets and lengths), for the index. Written by the
+	// flusher; read after a barrier or Close.
+	frames []Frame
 }
 
 type frameJob struct {
 	in, out []byte
 	ready   chan struct{}
+	// barrier, when set, marks a job with no data: the flusher closes
+	// it once every earlier frame is written.
+	barrier chan struct{}
 }
 
 func newFrameWriter(w io.Writer, level zstd.EncoderLevel, workers int) (*frameWriter, error) {
@@ -103,8 +110,16 @@ func (f *frameWriter) failed() error {
 // flush writes finished frames in submission order.
 func (f *frameWriter) flush() {
 	defer close(f.done)
+	var off, raw int64
 	for j := range f.queue {
+		if j.barrier != nil {
+			close(j.barrier)
+			continue
+		}
 		<-j.ready
+		f.frames = append(f.frames, Frame{Off: off, Len: int64(len(j.out)), RawOff: raw, RawLen: int64(len(j.in))})
+		off += int64(len(j.out))
+		raw += int64(len(j.in))
 		if f.failed() == nil {
 			if _, err := f.w.Write(j.out); err != nil {
 				f.mu.Lock()
@@ -146,6 +161,20 @@ func (f *frameWriter) dispatch() {
 		j.out = f.enc.EncodeAll(j.in, j.out)
 		close(j.ready)
 	}()
+}
+
+// cut ends the current frame early (so what is written next starts a new
+// frame) and waits until every frame so far is written, so f.frames is
+// complete. The cut point depends only on the input: the output stays
+// deterministic.
+func (f *frameWriter) cut() ([]Frame, error) {
+	if len(f.filling) > 0 {
+		f.dispatch()
+	}
+	b := make(chan struct{})
+	f.queue <- &frameJob{barrier: b}
+	<-b
+	return f.frames, f.failed()
 }
 
 // Close compresses the remaining input, waits for every frame to be

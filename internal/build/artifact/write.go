@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,10 @@ type Result struct {
 	// Extract decompresses, and the bound to give it as
 	// ExtractOptions.MaxBytes.
 	TarSize int64
+	// IndexSHA256 is the lowercase hex sha256 of the per-file index
+	// (IndexName), for release.Artifact.IndexSHA256: what ApplyDelta
+	// checks the index it fetches against.
+	IndexSHA256 string
 }
 
 // ErrEscapingLink is returned (wrapped) by Write for a symbolic link in
@@ -131,8 +136,10 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	} else if !fi.IsDir() {
 		return res, fmt.Errorf("artifact: source %s is not a directory", root)
 	}
-	if _, err := os.Lstat(filepath.Join(root, ManifestName)); err == nil && !excl.match(ManifestName) {
-		return res, fmt.Errorf("artifact: %s already contains %s, which would clash with the manifest entry; remove it from the build output or add it to the excluded paths", root, ManifestName)
+	for _, name := range []string{ManifestName, IndexName} {
+		if _, err := os.Lstat(filepath.Join(root, name)); err == nil && !excl.match(name) {
+			return res, fmt.Errorf("artifact: %s already contains %s, which would clash with the entry mageflow writes; remove it from the build output or add it to the excluded paths", root, name)
+		}
 	}
 
 	level := opt.Level
@@ -147,6 +154,7 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	}
 	tarCount := &countWriter{}
 	p := &packer{
+		tarCount: tarCount,
 		ctx:      ctx,
 		root:     root,
 		excl:     excl,
@@ -162,6 +170,11 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	if err == nil {
 		err = p.checkLinks()
 	}
+	var indexSum string
+	var dataEnd int64
+	if err == nil {
+		indexSum, dataEnd, err = p.writeIndex(enc)
+	}
 	if err == nil {
 		err = p.tw.Close()
 	}
@@ -172,6 +185,10 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	if err := enc.Close(); err != nil {
 		return res, fmt.Errorf("artifact: finish zstd stream: %w", err)
 	}
+	out := io.MultiWriter(w, sum, cw)
+	if _, err := out.Write(appendTrailer(nil, dataEnd, cw.n-dataEnd)); err != nil {
+		return res, fmt.Errorf("artifact: write index trailer: %w", err)
+	}
 	if p.progress != nil {
 		p.progress(p.files, p.bytes)
 	}
@@ -181,7 +198,44 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 		Files:             p.files,
 		UncompressedBytes: p.bytes,
 		TarSize:           tarCount.n,
+		IndexSHA256:       indexSum,
 	}, nil
+}
+
+// writeIndex ends the current zstd frame, so the index starts a frame of
+// its own, and writes the index as the last tar member. It returns the
+// index's sha256 and the compressed offset where its frames begin.
+func (p *packer) writeIndex(enc *frameWriter) (string, int64, error) {
+	if err := p.tw.Flush(); err != nil {
+		return "", 0, fmt.Errorf("artifact: write index: %w", err)
+	}
+	frames, err := enc.cut()
+	if err != nil {
+		return "", 0, fmt.Errorf("artifact: write index: %w", err)
+	}
+	ix := Index{Version: IndexVersion, MTime: p.mtime.Unix(), Frames: frames, Entries: p.entries}
+	for i, e := range ix.Entries {
+		if e.Type == TypeFile && e.Size > 0 {
+			locate(&ix.Entries[i], frames, p.offsets[i])
+		}
+	}
+	data, err := json.Marshal(&ix)
+	if err != nil {
+		return "", 0, fmt.Errorf("artifact: encode index: %w", err)
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: IndexName, Mode: 0o644, Size: int64(len(data)), ModTime: p.mtime}
+	if err := p.tw.WriteHeader(hdr); err != nil {
+		return "", 0, fmt.Errorf("artifact: write index header: %w", err)
+	}
+	if _, err := p.tw.Write(data); err != nil {
+		return "", 0, fmt.Errorf("artifact: write index: %w", err)
+	}
+	var end int64
+	if n := len(frames); n > 0 {
+		end = frames[n-1].Off + frames[n-1].Len
+	}
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:]), end, nil
 }
 
 // WriteFile is Write into a new file at dst. It writes to a temporary file
@@ -248,6 +302,11 @@ type packer struct {
 	lastProg time.Time
 	buf      *[]byte
 	links    linkSet
+	tarCount *countWriter
+	// entries is the index being built; offsets[i] is where the content
+	// of entries[i] starts in the tar stream.
+	entries []IndexEntry
+	offsets []int64
 
 	files int
 	bytes int64
@@ -264,6 +323,7 @@ func (p *packer) run(manifest []byte) error {
 	if err := p.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("artifact: write manifest header: %w", err)
 	}
+	p.record(IndexEntry{Path: ManifestName, Type: TypeFile, Mode: 0o644, Size: int64(len(manifest)), SHA256: sha256Hex(manifest)})
 	if _, err := p.tw.Write(manifest); err != nil {
 		return fmt.Errorf("artifact: write manifest: %w", err)
 	}
@@ -345,9 +405,21 @@ func (p *packer) add(full, rel string, d fs.DirEntry) error {
 	if err := p.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("artifact: write header for %s: %w", rel, err)
 	}
+	e := IndexEntry{Path: rel, Type: TypeDir, Mode: uint32(fi.Mode().Perm())}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		e.Type, e.Size = TypeFile, hdr.Size
+	case tar.TypeSymlink:
+		e.Type, e.Link, e.Mode = TypeSymlink, hdr.Linkname, 0o777
+	}
+	p.record(e)
 	if hdr.Typeflag == tar.TypeReg {
-		if err := p.copyFile(full, hdr.Size); err != nil {
+		sum, err := p.copyFile(full, hdr.Size)
+		if err != nil {
 			return err
+		}
+		if p.tarCount != nil {
+			p.entries[len(p.entries)-1].SHA256 = sum
 		}
 		p.files++
 		p.bytes += hdr.Size
@@ -380,23 +452,41 @@ func (p *packer) checkLinks() error {
 // %q is the link's path in the tree.
 const escapingLinkHint = "links in a release must stay inside it: make it a relative link to a path in the repository, remove it, or add %q to the excluded paths"
 
-func (p *packer) copyFile(full string, size int64) error {
+// record adds an entry to the index, starting at the current tar offset
+// (right after its header).
+func (p *packer) record(e IndexEntry) {
+	if p.tarCount == nil {
+		return // CheckLinks' packer builds no index
+	}
+	p.entries = append(p.entries, e)
+	p.offsets = append(p.offsets, p.tarCount.n)
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// copyFile copies the file into the tar stream and returns the sha256 of
+// what it copied.
+func (p *packer) copyFile(full string, size int64) (string, error) {
 	f, err := os.Open(full)
 	if err != nil {
-		return fmt.Errorf("artifact: open %s: %w", full, err)
+		return "", fmt.Errorf("artifact: open %s: %w", full, err)
 	}
 	defer f.Close()
-	n, err := io.CopyBuffer(p.tw, ctxio.Reader(p.ctx, io.LimitReader(f, size)), *p.buf)
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(p.tw, h), ctxio.Reader(p.ctx, io.LimitReader(f, size)), *p.buf)
 	if err != nil {
 		if ctxErr := p.ctx.Err(); ctxErr != nil {
-			return ctxErr
+			return "", ctxErr
 		}
-		return fmt.Errorf("artifact: copy %s: %w", full, err)
+		return "", fmt.Errorf("artifact: copy %s: %w", full, err)
 	}
 	if n != size {
-		return fmt.Errorf("artifact: %s shrank from %d to %d bytes while being packaged; make sure nothing writes to the build directory during packaging and retry", full, size, n)
+		return "", fmt.Errorf("artifact: %s shrank from %d to %d bytes while being packaged; make sure nothing writes to the build directory during packaging and retry", full, size, n)
 	}
-	return nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (p *packer) report() {

@@ -49,6 +49,11 @@ type Artifact struct {
 	// swapped or hostile artifact cannot fill their disks. Zero in
 	// releases built before it was recorded.
 	UncompressedSize int64 `json:"uncompressed_size,omitempty"`
+	// IndexSHA256 is the sha256 of the artifact's per-file index
+	// (artifact.Result.IndexSHA256). A host fetching only the frames a
+	// delta deploy needs checks the index against it. Empty in releases
+	// built before the index existed: those always deploy in full.
+	IndexSHA256 string `json:"index_sha256,omitempty"`
 }
 
 // StepDuration records how long one build step took, for release.json and
