@@ -18,6 +18,15 @@ import (
 // the first line, so a hand edit is detected on the next run.
 const Marker = "# managed by mageflow — do not edit; sha256 "
 
+// frontPrefix is what may stand before a Magento front name in the
+// normalised $uri and still reach the same route: "/", then optionally
+// index.php followed by ZERO or more slashes (Magento strips the script
+// name as a plain prefix, so /index.phpadmin/ is the front name "admin" —
+// the Shoplift spelling), then optionally a store code (web/url/use_store
+// puts /<code>/ before the route). Matched case-insensitively (~*); %2f,
+// // and /./ are already gone from $uri.
+const frontPrefix = `^/+(index\.php/*)?([a-z0-9_]+/+)?`
+
 var (
 	frontNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 	slugRE      = regexp.MustCompile(`[^a-z0-9]+`)
@@ -204,6 +213,8 @@ func renderServer(t *m1audit.Target, v m1audit.Vhost, o Options, have [][2]strin
 		"Allow":    o.AdminAllow,
 		"Staging":  v.Staging && o.StagingBasicAuth,
 		"Rate":     o.rate(),
+		// FrontPrefix: what may stand before a Magento front name.
+		"FrontPrefix": frontPrefix,
 	}
 	var locs, skipped []string
 	for _, r := range pathRules {
@@ -217,14 +228,14 @@ func renderServer(t *m1audit.Target, v m1audit.Vhost, o Options, have [][2]strin
 	}
 	data["Locs"], data["Skipped"] = locs, skipped
 	var admin []string
-	for _, l := range []string{"^~ /" + t.AdminFrontName, "^~ /index.php/" + t.AdminFrontName} {
+	for _, l := range []string{"^~ /" + t.AdminFrontName, "^~ /index.php/" + t.AdminFrontName, "^~ /index.php" + t.AdminFrontName} {
 		if vhostHas(have, l) {
 			skipped = append(skipped, l)
 		} else {
 			admin = append(admin, l)
 		}
 	}
-	data["AdminLocs"] = append(admin, `~* "^/+(index\.php/+)?(`+regexp.QuoteMeta(t.AdminFrontName)+`(/|$)|[^/]+/+adminhtml_)"`)
+	data["AdminLocs"] = append(admin, `~* "`+frontPrefix+`(`+regexp.QuoteMeta(t.AdminFrontName)+`(/|$)|[^/]+/+adminhtml_)"`)
 	body, err := execTmpl(serverTmpl, data)
 	if err != nil {
 		return "", err
@@ -331,7 +342,7 @@ if ($mageflow_m1_cfg ~* "^POST\|\|.*/system_config/+save/.*(%|section/.*section/
 {{- end}}
 {{- if .NotAdmin}}
 # admin_path: the guessable /admin is not the admin here.
-if ($uri ~* "^/+(index\.php/+)?admin(/|$)") { return 404; }
+if ($uri ~* "{{.FrontPrefix}}admin(/|$)") { return 404; }
 {{- end}}
 {{- if .Staging}}
 
@@ -358,8 +369,10 @@ location {{.}} { return 404; }
 {{- end}}
 {{- if .Admin}}
 
-# 3. admin_auth: /{{.Front}} and /index.php/{{.Front}} (and extension admin
-#    routes /<module>/adminhtml_*) need {{if .Auth}}basic auth{{if .Allow}} or an allowed address{{end}}{{else if .Allow}}an allowed address{{else}}nothing yet (no credentials were configured){{end}},
+# 3. admin_auth: /{{.Front}}, /index.php/{{.Front}}, /index.php{{.Front}} (no
+#    slash: Magento strips index.php as a prefix), /<store code>/{{.Front}}
+#    (and extension admin routes /<module>/adminhtml_*), in any case,
+#    need {{if .Auth}}basic auth{{if .Allow}} or an allowed address{{end}}{{else if .Allow}}an allowed address{{else}}nothing yet (no credentials were configured){{end}},
 #    and admin POSTs are limited to {{.Rate}}/min per address. The location
 #    has its own PHP handler (SCRIPT_FILENAME fixed to index.php): a location
 #    with auth but without a handler would serve nothing, and one that falls

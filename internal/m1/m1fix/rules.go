@@ -30,7 +30,7 @@ var pathRules = []rule{
 		Locations: []string{"^~ /app/", "^~ /includes/", "^~ /lib/", "^~ /var/", "^~ /pkginfo/", "^~ /shell/", "^~ /dev/"},
 		Status:    404},
 	{ID: "downloader", Title: "Magento Connect /downloader (2020 mass hack), any case",
-		Regex:     `^/+downloader(/|$)`,
+		Regex:     `^/+(index\.php/*)?downloader(/|$)`,
 		Locations: []string{"^~ /downloader"},
 		Status:    404},
 	{ID: "magmi", Title: "Magmi importer",

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
 )
 
 const (

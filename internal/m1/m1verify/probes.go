@@ -145,7 +145,11 @@ func Paths() []Probe {
 //   - /index.php/<path> (Magento's front controller with PATH_INFO) and,
 //     when the first segment could be a Magento route (it has no dot),
 //     /index.php<path> without the slash, which Magento strips as a
-//     prefix (/index.phprss/...)
+//     prefix (/index.phprss/..., /index.phpadmin/ — the Shoplift spelling
+//     on stores without SUPEE-6285-era routing), and /index.php//<path>,
+//     /index.php/./<path>, /index.php%2F<path> and the upper-cased
+//     /INDEX.PHP<PATH>, which rules written for one slash after
+//     index.php, or matched case-sensitively, miss
 //   - //<path>: only merge_slashes (on by default) makes prefix locations
 //     match
 //   - a percent-encoded letter in the first and in the last segment
@@ -179,6 +183,10 @@ func Variants(path string) []string {
 	add("/index.php/" + rest)
 	if isRoute(path) {
 		add("/index.php" + rest)
+		add("/index.php//" + rest)
+		add("/index.php/./" + rest)
+		add("/index.php%2F" + rest)
+		add("/INDEX.PHP" + strings.ToUpper(rest))
 	}
 	add("//" + rest)
 	segs := strings.Split(rest, "/")

@@ -34,6 +34,10 @@ func TestVariants(t *testing.T) {
 			"/app/etc/local.xml/", "/app/etc/local.xml.", "/mageflow/../app/etc/local.xml",
 		}, []string{"/app/etc/local.xml/index.php"}},
 		{"/rss/order/new/", []string{"/RSS/ORDER/NEW/", "/index.phprss/order/new/", "/index.php/rss/order/new/", "/rss%2Forder/new/"}, nil},
+		// The admin's Shoplift spellings: index.php followed by zero, two
+		// or an encoded slash, a dot segment, upper case.
+		{"/adminx/Cms_Wysiwyg/directive/index/", []string{"/index.phpadminx/Cms_Wysiwyg/directive/index/", "/index.php//adminx/Cms_Wysiwyg/directive/index/",
+			"/index.php/./adminx/Cms_Wysiwyg/directive/index/", "/index.php%2Fadminx/Cms_Wysiwyg/directive/index/", "/INDEX.PHPADMINX/CMS_WYSIWYG/DIRECTIVE/INDEX/"}, nil},
 		// A file at the web root is no router path: no /index.phpX form.
 		{"/cron.php", []string{"/cron.php", "/CRON.PHP", "/Cron.php", "/%63ron.php", "/cron.php/", "/cron.php."}, []string{"/index.phpcron.php"}},
 		// Segments without a letter to encode still get the other forms.
