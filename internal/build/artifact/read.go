@@ -17,6 +17,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/mageflow/mageflow/internal/platform/ctxio"
+	"golang.org/x/sys/unix"
 )
 
 // ErrUnsafeEntry is returned (wrapped) by Extract for an archive entry that
@@ -164,11 +165,11 @@ func Extract(ctx context.Context, r io.Reader, dst string, opt ExtractOptions) e
 }
 
 func extractInto(ctx context.Context, r io.Reader, dir string, maxBytes int64) error {
-	root, err := os.OpenRoot(dir)
+	root, err := openDirStack(dir)
 	if err != nil {
-		return fmt.Errorf("artifact: %w", err)
+		return err
 	}
-	defer root.Close()
+	defer root.close()
 	d, err := newDecoder(r)
 	if err != nil {
 		return err
@@ -207,11 +208,8 @@ func extractInto(ctx context.Context, r io.Reader, dir string, maxBytes int64) e
 	// creating children would bump the mtime.
 	for i := len(x.dirs) - 1; i >= 0; i-- {
 		dh := x.dirs[i]
-		if err := root.Chmod(dh.name, dh.mode); err != nil {
-			return fmt.Errorf("artifact: chmod %s: %w", dh.name, err)
-		}
-		if err := root.Chtimes(dh.name, dh.mtime, dh.mtime); err != nil {
-			return fmt.Errorf("artifact: set mtime of %s: %w", dh.name, err)
+		if err := root.setDir(dh.name, uint32(dh.mode), dh.mtime); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -225,7 +223,7 @@ type dirAttr struct {
 
 type extractor struct {
 	ctx   context.Context
-	root  *os.Root
+	root  *dirStack
 	links linkSet
 	dirs  []dirAttr
 	buf   *[]byte
@@ -257,8 +255,8 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		if _, ok := x.links[name]; ok {
 			return unsafeEntry(hdr.Name, "directory entry replaces a symlink")
 		}
-		if err := x.root.MkdirAll(name, 0o755); err != nil {
-			return fmt.Errorf("artifact: create directory %s: %w", name, err)
+		if _, err := x.root.open(name, true); err != nil {
+			return err
 		}
 		x.dirs = append(x.dirs, dirAttr{name: name, mode: perm, mtime: hdr.ModTime})
 		return nil
@@ -285,10 +283,7 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	if to, err := x.links.resolve(name); err != nil {
 		return unsafeLink(hdr.Name, t, to, err)
 	}
-	if err := x.mkParent(name); err != nil {
-		return err
-	}
-	if err := x.root.Symlink(t, name); err != nil {
+	if err := x.root.symlink(t, name); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return unsafeEntry(hdr.Name, "duplicate entry")
 		}
@@ -304,15 +299,6 @@ func unsafeLink(name, target, resolved string, err error) error {
 		return unsafeEntry(name, fmt.Sprintf("symlink -> %q %v", target, err))
 	}
 	return unsafeEntry(name, fmt.Sprintf("symlink -> %q resolves to %q, outside the release", target, resolved))
-}
-
-func (x *extractor) mkParent(name string) error {
-	if dir := path.Dir(name); dir != "." {
-		if err := x.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("artifact: create directory %s: %w", dir, err)
-		}
-	}
-	return nil
 }
 
 // limitReader passes on at most max bytes of r and fails with ErrTooLarge
@@ -341,33 +327,21 @@ func (l *limitReader) Read(b []byte) (int, error) {
 }
 
 func (x *extractor) file(name string, hdr *tar.Header, perm fs.FileMode, tr io.Reader) error {
-	if err := x.mkParent(name); err != nil {
-		return err
-	}
 	// O_EXCL: a duplicate entry must not silently replace (or, via a
 	// symlink of the same name, redirect) an earlier one.
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	fd, err := x.root.createFile(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return unsafeEntry(hdr.Name, "duplicate entry")
 		}
 		return fmt.Errorf("artifact: create %s: %w", name, err)
 	}
-	_, err = io.CopyBuffer(f, ctxio.Reader(x.ctx, tr), *x.buf)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err = copyToFd(fd, ctxio.Reader(x.ctx, tr), *x.buf); err != nil {
+		_ = unix.Close(fd)
 		if ctxErr := x.ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
 		return fmt.Errorf("artifact: write %s: %w", name, err)
 	}
-	if err := x.root.Chtimes(name, hdr.ModTime, hdr.ModTime); err != nil {
-		return fmt.Errorf("artifact: set mtime of %s: %w", name, err)
-	}
-	return nil
+	return x.root.finishFile(fd, name, uint32(perm), hdr.ModTime)
 }
