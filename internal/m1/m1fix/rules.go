@@ -67,5 +67,9 @@ var pathRules = []rule{
 }
 
 // DefaultPHPEntryPoints are the only scripts PHP may run for (Magento 1's
-// front controller, the DB-media loader and the SOAP/XML-RPC API).
-var DefaultPHPEntryPoints = []string{"index.php", "get.php", "api.php"}
+// front controller, the DB-media loader, the SOAP/XML-RPC API, and the
+// error report page: Magento 1's error processor saves a report and
+// redirects the browser to errors/report.php?id=…). The rest of errors/
+// (processor.php, 404.php and 503.php, which index.php and Mage.php only
+// include, the .phtml templates, local.xml) stays refused.
+var DefaultPHPEntryPoints = []string{"index.php", "get.php", "api.php", "errors/report.php"}
