@@ -143,6 +143,15 @@ func ParseIndex(b []byte) (*Index, error) {
 			return nil, err
 		}
 	}
+	// Again once all are known: an entry listed later can be the
+	// symlink or file an earlier path goes through.
+	for _, e := range ix.Entries {
+		for d := path.Dir(e.Path); d != "."; d = path.Dir(d) {
+			if t, ok := seen[d]; ok && t != TypeDir {
+				return nil, unsafeEntry(e.Path, "index: path goes through the "+t+" "+d)
+			}
+		}
+	}
 	return &ix, nil
 }
 

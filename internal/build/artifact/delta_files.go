@@ -1,0 +1,299 @@
+package artifact
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"strconv"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// reuser hashes and links base files; each verify worker has its own, with
+// its own fd stacks on the base and the new tree.
+type reuser struct {
+	d         *delta
+	base, out *dirStack
+	buf       []byte
+	uid, gid  uint32
+}
+
+func (d *delta) newReuser() (*reuser, error) {
+	base, err := openDirStack(d.opt.Base)
+	if err != nil {
+		return nil, fallback(err, "cannot open base release %s", d.opt.Base)
+	}
+	out, err := openDirStack(d.tmp)
+	if err != nil {
+		base.close()
+		return nil, err
+	}
+	return &reuser{d: d, base: base, out: out, buf: make([]byte, 256<<10), uid: uint32(os.Geteuid()), gid: uint32(os.Getegid())}, nil
+}
+
+func (w *reuser) close() {
+	w.base.close()
+	w.out.close()
+}
+
+// reuse places the unchanged file e from the base: hard link when the
+// base inode has the mode and owner a fresh extraction would give it,
+// else a copy. The base file is opened without following any link and
+// hashed through the fd that is then linked, so only verified inodes
+// under Base are ever linked.
+func (w *reuser) reuse(e *IndexEntry) error {
+	dir, name := splitName(e.Path)
+	bdir, err := w.base.open(dir, false)
+	if err != nil {
+		return fallback(err, "base file %s cannot be reached without following a link", e.Path)
+	}
+	fd, err := unix.Openat(bdir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fallback(err, "base file %s is missing or is a link", e.Path)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != e.Size {
+		return fallback(err, "base file %s is no longer the regular file of %d bytes its index records", e.Path, e.Size)
+	}
+	if err := w.verify(fd, e, nil); err != nil {
+		return err
+	}
+	odir, err := w.out.open(dir, true)
+	if err != nil {
+		return err
+	}
+	if st.Mode&0o7777 == e.Mode && st.Uid == w.uid && st.Gid == w.gid {
+		// linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW links the
+		// open inode itself (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), odir, name, unix.AT_SYMLINK_FOLLOW)
+		if err == nil {
+			w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
+			return nil
+		}
+		if errors.Is(err, unix.EEXIST) {
+			return unsafeEntry(e.Path, "duplicate entry")
+		}
+		// EXDEV, EMLINK, no /proc: copy instead.
+	}
+	return w.copy(fd, odir, name, e)
+}
+
+// verify hashes the file open as fd from offset 0, writing what it reads
+// to out when out >= 0, and checks the hash against the index.
+func (w *reuser) verify(fd int, e *IndexEntry, out *int) error {
+	h := sha256.New()
+	var off int64
+	for off < e.Size {
+		n, err := unix.Pread(fd, w.buf[:min(int64(len(w.buf)), e.Size-off)], off)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fallback(err, "read base file %s", e.Path)
+		}
+		if n == 0 && err == nil {
+			break
+		}
+		h.Write(w.buf[:n])
+		if out != nil {
+			if err := writeAll(*out, w.buf[:n]); err != nil {
+				return fmt.Errorf("artifact: write %s: %w", e.Path, err)
+			}
+		}
+		off += int64(n)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); off != e.Size || got != e.SHA256 {
+		return fallback(ErrChecksumMismatch, "base file %s no longer matches its recorded sha256 (edited in place?)", e.Path)
+	}
+	return nil
+}
+
+// copy writes a new inode with the content of the base file (hashed
+// again while copying) and the mode of the new index.
+func (w *reuser) copy(fd, odir int, name string, e *IndexEntry) error {
+	nfd, err := unix.Openat(odir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("artifact: create %s: %w", e.Path, err)
+	}
+	if err := w.verify(fd, e, &nfd); err != nil {
+		_ = unix.Close(nfd)
+		return err
+	}
+	if err := w.out.finishFile(nfd, e.Path, e.Mode, w.d.mtime); err != nil {
+		return err
+	}
+	w.d.count(func(s *DeltaStats) { s.FilesCopied++; s.BaseBytesVerified += e.Size; s.NewBytes += e.Size })
+	return nil
+}
+
+func (d *delta) count(f func(*DeltaStats)) {
+	d.mu.Lock()
+	f(d.st)
+	d.mu.Unlock()
+}
+
+type frameResult struct {
+	data []byte
+	err  error
+}
+
+// neededFrames lists, in order, the frames holding the content of the
+// entries idx (sorted by offset).
+func (d *delta) neededFrames(idx []int) []int {
+	var out []int
+	for _, i := range idx {
+		e := &d.ix.Entries[i]
+		if e.Size == 0 {
+			continue
+		}
+		for f := e.Frame; f <= e.FrameEnd; f++ {
+			if len(out) == 0 || out[len(out)-1] < f {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// fetchFiles writes the files idx from their frames: range reads run
+// Parallel at a time, ahead of the writer by at most Parallel frames.
+func (d *delta) fetchFiles(ctx context.Context, idx []int) error {
+	d.sortByOffset(idx)
+	frames := d.neededFrames(idx)
+	parallel := d.opt.Parallel
+	if parallel <= 0 {
+		parallel = 4
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(decoderMaxWindow), zstd.WithDecoderMaxWindow(decoderMaxWindow), zstd.WithDecoderConcurrency(parallel))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]chan frameResult, len(frames))
+	for k := range results {
+		results[k] = make(chan frameResult, 1)
+	}
+	sem := make(chan struct{}, parallel)
+	go func() {
+		for k, f := range frames {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() { results[k] <- d.fetchFrame(ctx, dec, f) }()
+		}
+	}()
+	out, err := openDirStack(d.tmp)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	fw := &frameWalker{frames: frames, results: results, sem: sem, cur: -1, ctx: ctx}
+	for _, i := range idx {
+		if err := d.writeFetched(out, fw, &d.ix.Entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *delta) fetchFrame(ctx context.Context, dec *zstd.Decoder, f int) frameResult {
+	fr := d.ix.Frames[f]
+	comp, err := d.opt.Source.ReadRange(ctx, fr.Off, fr.Len)
+	if err != nil {
+		return frameResult{err: fallback(err, "read frame %d (%d bytes at %d) of the artifact", f, fr.Len, fr.Off)}
+	}
+	d.count(func(s *DeltaStats) { s.FramesFetched++; s.BytesFetched += int64(len(comp)) })
+	data, err := dec.DecodeAll(comp, make([]byte, 0, fr.RawLen))
+	if err != nil || int64(len(data)) != fr.RawLen {
+		return frameResult{err: fallback(errors.Join(ErrChecksumMismatch, err), "frame %d of the artifact does not decompress to the %d bytes its index records: the artifact is corrupt or was tampered with", f, fr.RawLen)}
+	}
+	return frameResult{data: data}
+}
+
+// frameWalker hands out the fetched frames in order, keeping only the
+// current one.
+type frameWalker struct {
+	ctx     context.Context
+	frames  []int
+	results []chan frameResult
+	sem     chan struct{}
+	next    int
+	cur     int
+	data    []byte
+}
+
+func (fw *frameWalker) get(f int) ([]byte, error) {
+	for fw.cur != f {
+		if fw.next >= len(fw.frames) {
+			return nil, fmt.Errorf("artifact: internal error: frame %d was not fetched", f)
+		}
+		var r frameResult
+		select {
+		case r = <-fw.results[fw.next]:
+		case <-fw.ctx.Done():
+			return nil, fw.ctx.Err()
+		}
+		<-fw.sem
+		if r.err != nil {
+			return nil, r.err
+		}
+		fw.cur, fw.data = fw.frames[fw.next], r.data
+		fw.next++
+	}
+	return fw.data, nil
+}
+
+// writeFetched writes e from its frames and checks its sha256 before
+// giving it its mode; a mismatch fails the whole delta, so the temporary
+// tree holding the wrong bytes is removed and never becomes a release.
+func (d *delta) writeFetched(out *dirStack, fw *frameWalker, e *IndexEntry) error {
+	fd, err := out.createFile(e.Path)
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return unsafeEntry(e.Path, "duplicate entry")
+		}
+		return fmt.Errorf("artifact: create %s: %w", e.Path, err)
+	}
+	h := sha256.New()
+	if err := d.copyFrames(fd, fw, e, h); err != nil {
+		_ = unix.Close(fd)
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		_ = unix.Close(fd)
+		return fallback(ErrChecksumMismatch, "file %s from the artifact's frames has sha256 %s, its index says %s: the artifact is corrupt or was tampered with", e.Path, got, e.SHA256)
+	}
+	if err := out.finishFile(fd, e.Path, e.Mode, d.mtime); err != nil {
+		return err
+	}
+	d.count(func(s *DeltaStats) { s.FilesWritten++; s.NewBytes += e.Size })
+	return nil
+}
+
+func (d *delta) copyFrames(fd int, fw *frameWalker, e *IndexEntry, h hash.Hash) error {
+	left := e.Size
+	for f := e.Frame; left > 0 && f <= e.FrameEnd; f++ {
+		data, err := fw.get(f)
+		if err != nil {
+			return err
+		}
+		var start int64
+		if f == e.Frame {
+			start = e.FrameOff
+		}
+		chunk := data[start:min(int64(len(data)), start+left)]
+		h.Write(chunk)
+		if err := writeAll(fd, chunk); err != nil {
+			return fmt.Errorf("artifact: write %s: %w", e.Path, err)
+		}
+		left -= int64(len(chunk))
+	}
+	return nil
+}
