@@ -31,7 +31,9 @@ type RangeReader interface {
 type RangeFunc func(ctx context.Context, off, n int64) ([]byte, error)
 
 // ReadRange calls f.
-func (f RangeFunc) ReadRange(ctx context.Context, off, n int64) ([]byte, error) { return f(ctx, off, n) }
+func (f RangeFunc) ReadRange(ctx context.Context, off, n int64) ([]byte, error) {
+	return f(ctx, off, n)
+}
 
 // ReaderAtRange adapts an io.ReaderAt (an *os.File) to RangeReader.
 type ReaderAtRange struct{ R io.ReaderAt }
