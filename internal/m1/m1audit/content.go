@@ -3,6 +3,7 @@ package m1audit
 import (
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -14,26 +15,19 @@ const CheckContentSignature = "m1.content.signature"
 // signatures always apply) against one piece of content that is not a file:
 // a database value, a fetched page, an external script. name becomes the
 // findings' Path, e.g. "core_config_data[design/head/includes@stores:1]".
-// Verification reuses it on the HTML it fetches.
+// Verification reuses it on the HTML it fetches. HTML content also gets the
+// JavaScript signatures and heuristics, for its inline scripts.
 func (s *Signatures) ScanContent(name string, data []byte, scopes ...Scope) []Finding {
-	var out []Finding
-	var lower []byte
-	lowerFn := func() []byte {
-		if lower == nil {
-			lower = asciiLower(data)
-		}
-		return lower
+	scopes = append(slices.Clone(scopes), ScopeAny)
+	if slices.Contains(scopes, ScopeHTML) && !slices.Contains(scopes, ScopeJS) {
+		scopes = append(scopes, ScopeJS) // inline scripts
 	}
-	for _, sig := range s.list {
-		if !sig.appliesTo(append(scopes, ScopeAny)) {
-			continue
+	out := s.matchAll(data, scopes, 0, 120)
+	for i := range out {
+		out[i].Path = name
+		if out[i].CheckID == CheckSignature {
+			out[i].CheckID = CheckContentSignature
 		}
-		start, end, ok := sig.match(data, lowerFn)
-		if !ok {
-			continue
-		}
-		out = append(out, Finding{CheckID: CheckContentSignature, Severity: sig.Severity, Path: name,
-			Line: lineAt(data, start), SignatureID: sig.ID, Evidence: excerpt(data, start, end, 120)})
 	}
 	return out
 }

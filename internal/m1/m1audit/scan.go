@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -19,10 +22,11 @@ import (
 const (
 	// CheckSignature: a malware signature matched a file.
 	CheckSignature = "m1.files.signature"
-	// CheckPHPInImage: an image under media/, skin/ or js/ contains PHP.
+	// CheckPHPInImage: an image (by extension or magic bytes) anywhere in the
+	// docroot contains PHP.
 	CheckPHPInImage = "m1.files.php_in_image"
-	// CheckPHPInStatic: a PHP file under media/, skin/ or js/, where a stock
-	// store has none (OpenMage removed the last one, js/index.php).
+	// CheckPHPInStatic: a PHP file under media/, skin/, js/ or var/, where a
+	// stock store has none (OpenMage removed the last one, js/index.php).
 	CheckPHPInStatic = "m1.files.php_in_static"
 	// CheckUnscanned: a file that should be scanned exceeded MaxFileSize.
 	// Attackers pad files to slip past size limits, so this is reported
@@ -53,22 +57,28 @@ type ScanOptions struct {
 	// reported as CheckUnscanned. Default 8 MiB.
 	MaxFileSize int64
 	// Skip lists slash-separated directories relative to root that are not
-	// descended into. Default: var/cache, var/full_page_cache, var/session
-	// (generated data full of serialized user input, never code).
+	// descended into. Default: none. Generated data (var/cache,
+	// var/full_page_cache, var/session, var/report) is always walked but only
+	// checked for executable content, never against the code signatures:
+	// it is full of serialized user input, and a PHP-bearing file there is
+	// exactly what an attacker plants for a file-inclusion bug.
 	Skip []string
 	// MaxEvidence caps the evidence excerpt, in bytes of input. Default 120.
 	MaxEvidence int
+	// Workers is the number of files read and matched at once. Default
+	// GOMAXPROCS, at least 2 (reads and matching overlap).
+	Workers int
 }
 
 func (o ScanOptions) withDefaults() ScanOptions {
 	if o.MaxFileSize <= 0 {
 		o.MaxFileSize = 8 << 20
 	}
-	if o.Skip == nil {
-		o.Skip = []string{"var/cache", "var/full_page_cache", "var/session"}
-	}
 	if o.MaxEvidence <= 0 {
 		o.MaxEvidence = 120
+	}
+	if o.Workers <= 0 {
+		o.Workers = max(2, runtime.GOMAXPROCS(0))
 	}
 	return o
 }
@@ -78,13 +88,18 @@ func (o ScanOptions) withDefaults() ScanOptions {
 // them because they are often writable by the PHP user.
 var staticDirs = []string{"media", "skin", "js"}
 
+// generatedDirs hold data the store writes at run time; see
+// ScanOptions.Skip.
+var generatedDirs = []string{"var/cache", "var/full_page_cache", "var/session", "var/report", "var/log", "var/locks", "var/tmp"}
+
 // scopesByExt maps a lower-case extension to the signature scopes that apply.
-// .phtml is a PHP template that emits HTML, so both kinds of signature apply.
+// Templates, HTML and layout XML carry inline scripts, so the browser-side
+// (js) signatures apply to them as well.
 var scopesByExt = map[string][]Scope{
 	".php": {ScopePHP}, ".php3": {ScopePHP}, ".php4": {ScopePHP}, ".php5": {ScopePHP},
-	".php7": {ScopePHP}, ".phtml": {ScopePHP, ScopeHTML}, ".inc": {ScopePHP}, ".phar": {ScopePHP},
-	".js": {ScopeJS}, ".jsx": {ScopeJS},
-	".html": {ScopeHTML}, ".htm": {ScopeHTML},
+	".php7": {ScopePHP}, ".phtml": {ScopePHP, ScopeHTML, ScopeJS}, ".inc": {ScopePHP}, ".phar": {ScopePHP},
+	".pht": {ScopePHP}, ".js": {ScopeJS}, ".jsx": {ScopeJS}, ".mjs": {ScopeJS},
+	".html": {ScopeHTML, ScopeJS}, ".htm": {ScopeHTML, ScopeJS}, ".xml": {ScopeHTML, ScopeJS}, ".svg": {ScopeHTML, ScopeJS},
 	".htaccess": {}, ".ini": {}, ".sh": {},
 }
 
@@ -93,7 +108,7 @@ var scopesByExt = map[string][]Scope{
 // is a finding.
 var phpExts = map[string]bool{
 	".php": true, ".php3": true, ".php4": true, ".php5": true, ".php7": true,
-	".phtml": true, ".phar": true, ".pht": true, ".phps": true,
+	".phtml": true, ".phar": true, ".pht": true, ".phps": true, ".inc": true,
 }
 
 var imageExts = map[string]bool{
@@ -101,19 +116,41 @@ var imageExts = map[string]bool{
 	".ico": true, ".webp": true, ".svg": true, ".tif": true, ".tiff": true,
 }
 
-// phpOpenTag finds PHP inside binary image data. "<?php" is five specific
-// bytes, so chance hits in compressed pixels are negligible. A bare "<?=" is
-// only three bytes and occurs by chance in about one JPEG in twenty, so it
-// counts only when it is followed by an expression start and a closing "?>"
-// nearby, which real polyglots have and random data practically never does.
-var phpOpenTag = regexp.MustCompile(`(?i)<\?php|<\?=\s*[$A-Za-z_][^\x00]{0,200}?\?>`)
+// opaqueExts are binary formats that are only checked for a PHP opening
+// in their first bytes (a text file renamed to look like a font).
+var opaqueExts = map[string]bool{
+	".woff": true, ".woff2": true, ".ttf": true, ".eot": true, ".otf": true, ".pdf": true,
+	".zip": true, ".gz": true, ".tgz": true, ".bz2": true, ".xz": true, ".mp4": true, ".webm": true,
+	".mp3": true, ".swf": true, ".flv": true, ".avi": true, ".mov": true,
+}
+
+// backupExts mark copies nobody executes; PHP inside them is expected.
+var backupExts = map[string]bool{
+	".sample": true, ".bak": true, ".orig": true, ".old": true, ".dist": true, ".save": true,
+	".swp": true, ".tmp": true, ".rej": true, ".patch": true, ".diff": true, ".md": true,
+}
+
+// imageCarrier finds PHP inside binary image data. "<?php" is five specific
+// bytes, so chance hits in compressed pixels are negligible. A bare "<?=" or
+// short "<? " tag is only a few bytes and occurs by chance in compressed
+// data, so it counts only when followed by an expression start and a
+// closing "?>" nearby (printable text in between for the short tag), which
+// real polyglots have and random data practically never does.
+var imageCarrier = regexp.MustCompile(`(?i)<\?php|<\?=\s*[$A-Za-z_][^\x00]{0,200}?\?>|<\?[ \t\r\n]+[$@A-Za-z_][\x20-\x7e\t\r\n]{0,200}?\?>`)
+
+// textCarrier finds PHP in a text file whose name PHP-FPM would not run
+// (.txt, .ico without image bytes, no extension): such a file is only ever
+// reached by an include() or a handler trick, the hiding place of loaders.
+var textCarrier = regexp.MustCompile(`(?i)<\?php\b|<\?=|<\?[ \t\r\n]+[$@A-Za-z_][\x20-\x7e\t\r\n]{0,200}?(?:\?>|;)`)
 
 // ScanFiles walks a Magento 1 tree and returns findings sorted by path, then
 // line. Symbolic links are followed (modman installs are built from them)
 // but every directory is entered once, so link loops end the walk instead of
-// hanging it. Unreadable files and directories do not stop the walk: the
-// findings are returned together with an error listing them, because a scan
-// that silently missed files must not read as clean.
+// hanging it. Files are read and matched by ScanOptions.Workers goroutines;
+// the output does not depend on their number. Unreadable files and
+// directories do not stop the walk: the findings are returned together with
+// an error listing them, because a scan that silently missed files must not
+// read as clean.
 func ScanFiles(ctx context.Context, root string, sigs *Signatures, opts ScanOptions) ([]Finding, error) {
 	if sigs == nil {
 		return nil, fmt.Errorf("no signatures given: load them with LoadSignatures or LoadSignaturesFS(Shipped())")
@@ -126,15 +163,54 @@ func ScanFiles(ctx context.Context, root string, sigs *Signatures, opts ScanOpti
 	if !st.IsDir() {
 		return nil, fmt.Errorf("scan root %s is not a directory; pass the Magento web root", root)
 	}
-	s := &scanner{ctx: ctx, sigs: sigs, opts: opts, visited: map[fileKey]bool{}}
+	s := &scanner{ctx: ctx, sigs: sigs, opts: opts, visited: map[fileKey]bool{}, jobs: make(chan fileJob, 256)}
 	for _, sk := range opts.Skip {
 		s.skip = append(s.skip, strings.Trim(filepath.ToSlash(sk), "/"))
 	}
-	if err := s.walkDir(root, ""); err != nil {
-		return nil, err
+	results := make([]workerResult, opts.Workers)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func(r *workerResult) {
+			defer wg.Done()
+			for j := range s.jobs {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				fs, bad := s.scanFile(j.abs, j.rel)
+				r.findings = append(r.findings, fs...)
+				if bad != "" {
+					r.unreadable = append(r.unreadable, bad)
+				}
+			}
+		}(&results[i])
 	}
-	sort.SliceStable(s.findings, func(i, j int) bool {
-		a, b := s.findings[i], s.findings[j]
+	walkErr := s.walkDir(root, "")
+	close(s.jobs)
+	wg.Wait()
+	if walkErr == nil {
+		walkErr = ctx.Err()
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	findings, unreadable := s.findings, s.unreadable
+	for _, r := range results {
+		findings = append(findings, r.findings...)
+		unreadable = append(unreadable, r.unreadable...)
+	}
+	sortFindings(findings)
+	sort.Strings(unreadable)
+	if len(unreadable) > 0 {
+		return findings, fmt.Errorf("scan incomplete, %d path(s) unreadable (run the audit as a user that can read the web root): %s",
+			len(unreadable), strings.Join(firstN(unreadable, 5), "; "))
+	}
+	return findings, nil
+}
+
+func sortFindings(fs []Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
 		if a.Path != b.Path {
 			return a.Path < b.Path
 		}
@@ -144,17 +220,25 @@ func ScanFiles(ctx context.Context, root string, sigs *Signatures, opts ScanOpti
 		if a.CheckID != b.CheckID {
 			return a.CheckID < b.CheckID
 		}
-		return a.SignatureID < b.SignatureID
+		if a.SignatureID != b.SignatureID {
+			return a.SignatureID < b.SignatureID
+		}
+		return a.Evidence < b.Evidence
 	})
-	if len(s.unreadable) > 0 {
-		return s.findings, fmt.Errorf("scan incomplete, %d path(s) unreadable (run the audit as a user that can read the web root): %s",
-			len(s.unreadable), strings.Join(firstN(s.unreadable, 5), "; "))
-	}
-	return s.findings, nil
 }
 
 type fileKey struct{ dev, ino uint64 }
 
+type fileJob struct{ abs, rel string }
+
+type workerResult struct {
+	findings   []Finding
+	unreadable []string
+}
+
+// scanner holds the walk's state. The walk itself runs in one goroutine
+// (visited, findings and unreadable belong to it); files go to workers
+// through jobs.
 type scanner struct {
 	ctx        context.Context
 	sigs       *Signatures
@@ -163,15 +247,11 @@ type scanner struct {
 	visited    map[fileKey]bool
 	findings   []Finding
 	unreadable []string
+	jobs       chan fileJob
 }
 
 func (s *scanner) skipped(rel string) bool {
-	for _, sk := range s.skip {
-		if rel == sk {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.skip, rel)
 }
 
 // walkDir scans dir (absolute) whose path relative to the root is rel ("" for
@@ -220,10 +300,11 @@ func (s *scanner) walkDir(dir, rel string) error {
 				return err
 			}
 		case mode.IsRegular():
-			if err := s.ctx.Err(); err != nil {
-				return err
+			select {
+			case s.jobs <- fileJob{child, childRel}:
+			case <-s.ctx.Done():
+				return s.ctx.Err()
 			}
-			s.scanFile(child, childRel)
 		}
 	}
 	return nil
@@ -253,6 +334,21 @@ func inStaticDir(rel string) bool {
 	return false
 }
 
+// inDataDir: a static directory or var/, where the store keeps data and no
+// code belongs.
+func inDataDir(rel string) bool {
+	return inStaticDir(rel) || strings.HasPrefix(rel, "var/")
+}
+
+func inGeneratedDir(rel string) bool {
+	for _, d := range generatedDirs {
+		if strings.HasPrefix(rel, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // fileExt is the lower-case extension; a dot file such as .htaccess is its
 // own extension so it can be recognised.
 func fileExt(rel string) string {
@@ -266,90 +362,98 @@ func fileExt(rel string) string {
 	return strings.ToLower(filepath.Ext(base))
 }
 
-func (s *scanner) scanFile(abs, rel string) {
+// scanFile checks one file; bad is set when it could not be read.
+func (s *scanner) scanFile(abs, rel string) (out []Finding, bad string) {
 	ext := fileExt(rel)
-	static := inStaticDir(rel)
-	scopes, isText := scopesByExt[ext]
-
-	if static && phpExts[ext] {
-		f := Finding{CheckID: CheckPHPInStatic, Severity: SeverityCritical, Path: rel,
-			Evidence: "PHP file in a directory served as static files"}
-		if rel == "js/index.php" {
-			// Stock Magento 1.9.4.5 ships it (OpenMage removed it in
-			// 20.0.15); only a person can tell whether the store still uses
-			// it, so it is not called malware.
-			f.Severity = SeverityMedium
-			f.Evidence = "stock Magento 1 js/index.php; remove it if nothing loads /js/index.php (OpenMage removed it)"
-			f.NeedsPerson = true
-		}
-		s.findings = append(s.findings, f)
+	if phpExts[ext] && inDataDir(rel) {
+		out = append(out, phpInStatic(rel))
 	}
-
-	// Images are checked in media/, skin/ and js/: uploads and attacker
-	// drops land there and nginx serves them directly. A file there with no
-	// known extension is still checked when its first bytes are an image
-	// header, so renaming a polyglot does not hide it; other binaries
-	// (fonts, PDFs) are left after reading those few bytes.
-	image := static && imageExts[ext]
-	if !isText && !image {
-		if !static {
-			return
-		}
-		head, err := readAtMost(abs, 15)
+	scopes, isCode := scopesByExt[ext]
+	if opaqueExts[ext] {
+		head, err := readAtMost(abs, 512)
 		if err != nil {
-			s.unreadable = append(s.unreadable, fmt.Sprintf("%s: %v", rel, err))
-			return
+			return out, fmt.Sprintf("%s: %v", rel, err)
 		}
-		if !looksLikeImage(head) {
-			return
+		// Only a file that is PHP text from its first byte: real fonts and
+		// archives may hold anything in their compressed data.
+		if t := bytes.TrimLeft(head, " \t\r\n"); bytes.HasPrefix(t, []byte("<?")) && textCarrier.Match(t) {
+			loc := []int{len(head) - len(t), len(head) - len(t) + min(len(t), 5)}
+			out = append(out, Finding{CheckID: CheckPHPInImage, Severity: SeverityCritical, Path: rel,
+				Line: lineAt(head, loc[0]), Evidence: excerpt(head, loc[0], loc[1], s.opts.MaxEvidence)})
 		}
-		image = true
+		return out, ""
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
-		s.unreadable = append(s.unreadable, fmt.Sprintf("%s: %v", rel, err))
-		return
+		return out, fmt.Sprintf("%s: %v", rel, err)
 	}
 	if fi.Size() > s.opts.MaxFileSize {
-		s.findings = append(s.findings, Finding{CheckID: CheckUnscanned, Severity: SeverityLow, Path: rel, NeedsPerson: true,
-			Evidence: fmt.Sprintf("%d bytes, over the %d byte scan limit; inspect it or raise MaxFileSize", fi.Size(), s.opts.MaxFileSize)})
-		return
+		if isCode || imageExts[ext] {
+			out = append(out, Finding{CheckID: CheckUnscanned, Severity: SeverityLow, Path: rel, NeedsPerson: true,
+				Evidence: fmt.Sprintf("%d bytes, over the %d byte scan limit; inspect it or raise MaxFileSize", fi.Size(), s.opts.MaxFileSize)})
+		}
+		return out, ""
 	}
 	data, err := readAtMost(abs, s.opts.MaxFileSize)
 	if err != nil {
-		s.unreadable = append(s.unreadable, fmt.Sprintf("%s: %v", rel, err))
-		return
+		return out, fmt.Sprintf("%s: %v", rel, err)
 	}
-	if image || (static && looksLikeImage(data)) {
-		if loc := phpOpenTag.FindIndex(data); loc != nil {
-			s.findings = append(s.findings, Finding{CheckID: CheckPHPInImage, Severity: SeverityCritical, Path: rel,
-				Line: lineAt(data, loc[0]), Evidence: excerpt(data, loc[0], loc[1], s.opts.MaxEvidence)})
-		}
+	out = append(out, s.carriers(data, rel, ext)...)
+	if !isCode && len(out) > 0 {
+		scopes, isCode = []Scope{ScopePHP}, true // PHP hidden in a non-PHP file: judge its code too
 	}
-	if !isText {
-		return
+	if !isCode || (inGeneratedDir(rel) && !phpExts[ext]) {
+		return out, ""
 	}
-	var lower []byte
-	lowerFn := func() []byte {
-		if lower == nil {
-			lower = asciiLower(data)
-		}
-		return lower
+	for _, f := range s.sigs.matchFile(data, scopes, rel, s.opts.MaxEvidence) {
+		f.Path = rel
+		out = append(out, f)
 	}
-	for _, sig := range s.sigs.list {
-		if len(scopes) > 0 && !sig.appliesTo(scopes) {
-			continue
-		}
-		if len(scopes) == 0 && sig.Scope != ScopeAny {
-			continue // .htaccess, .ini, .sh: only language-neutral signatures
-		}
-		start, end, ok := sig.match(data, lowerFn)
-		if !ok {
-			continue
-		}
-		s.findings = append(s.findings, Finding{CheckID: CheckSignature, Severity: sig.Severity, Path: rel,
-			Line: lineAt(data, start), SignatureID: sig.ID, Evidence: excerpt(data, start, end, s.opts.MaxEvidence)})
+	return out, ""
+}
+
+func phpInStatic(rel string) Finding {
+	f := Finding{CheckID: CheckPHPInStatic, Severity: SeverityCritical, Path: rel,
+		Evidence: "PHP file in a directory served as static files or holding data"}
+	if rel == "js/index.php" {
+		// Stock Magento 1.9.4.5 ships it (OpenMage removed it in
+		// 20.0.15); only a person can tell whether the store still uses
+		// it, so it is not called malware.
+		f.Severity = SeverityMedium
+		f.Evidence = "stock Magento 1 js/index.php; remove it if nothing loads /js/index.php (OpenMage removed it)"
+		f.NeedsPerson = true
 	}
+	return f
+}
+
+// carriers finds PHP where it does not belong: in image data anywhere in
+// the docroot (recognised by magic bytes as well as extension), and in
+// text files PHP-FPM would not run.
+func (s *scanner) carriers(data []byte, rel, ext string) []Finding {
+	if imageExts[ext] && ext != ".svg" || looksLikeImage(data) {
+		if loc := imageCarrier.FindIndex(data); loc != nil {
+			return []Finding{{CheckID: CheckPHPInImage, Severity: SeverityCritical, Path: rel,
+				Line: lineAt(data, loc[0]), Evidence: excerpt(data, loc[0], loc[1], s.opts.MaxEvidence)}}
+		}
+		return nil
+	}
+	base := strings.ToLower(rel[strings.LastIndex(rel, "/")+1:])
+	if phpExts[ext] || backupExts[ext] || strings.HasSuffix(base, "~") || bytes.IndexByte(data, '?') < 0 {
+		return nil
+	}
+	loc := textCarrier.FindIndex(data)
+	if loc == nil {
+		return nil
+	}
+	sev, person := SeverityHigh, false
+	if inDataDir(rel) || !strings.Contains(rel, "/") {
+		sev = SeverityCritical
+	}
+	if inGeneratedDir(rel) && !strings.HasPrefix(rel, "var/session/") {
+		sev, person = SeverityMedium, true // cached pages may quote code
+	}
+	return []Finding{{CheckID: CheckSignature, SignatureID: "file.php_in_non_php", Severity: sev, Path: rel, NeedsPerson: person,
+		Line: lineAt(data, loc[0]), Evidence: excerpt(data, loc[0], loc[1], s.opts.MaxEvidence) + " → PHP code in a file PHP-FPM does not run: only an include() or a handler trick reaches it"}}
 }
 
 func readAtMost(path string, limit int64) ([]byte, error) {

@@ -174,7 +174,9 @@ func TestScanFilesScopes(t *testing.T) {
 	for _, f := range findings {
 		ids = append(ids, f.Path+"#"+f.SignatureID)
 	}
-	want := []string{"app/design/t.phtml#php.eval_request", "app/design/t.phtml#html.script_atob"} // by line
+	// by line; the inline script also gets the JavaScript signatures and
+	// heuristics.
+	want := []string{"app/design/t.phtml#php.eval_request", "app/design/t.phtml#heur.js.base64_payload", "app/design/t.phtml#html.script_atob", "app/design/t.phtml#js.atob_then_script"}
 	if strings.Join(ids, ",") != strings.Join(want, ",") {
 		t.Fatalf("findings = %v, want %v", ids, want)
 	}
@@ -189,7 +191,7 @@ func TestScanFilesPHPInImagesAndStaticDirs(t *testing.T) {
 		"skin/frontend/x/images/pixel.gif":    gif + "<?= $look_alike ?>",
 		"js/lib/noext":                        jpeg + "<?php /* image magic, no extension */",
 		"media/wysiwyg/banner.png.txt":        "\x89PNG\r\n\x1a\n" + "<?php",
-		"app/design/frontend/x/logo.jpg":      jpeg + "<?php /* outside static dirs: not this check */",
+		"app/design/frontend/x/logo.jpg":      jpeg + "<?php /* outside static dirs: checked everywhere */",
 		"media/upload/x.php":                  phpHead + "echo 1;\n",
 		"skin/error.php":                      phpHead + "echo 1;\n",
 		"media/y.PHTML":                       "<?php echo 1;\n",
@@ -209,6 +211,7 @@ func TestScanFilesPHPInImagesAndStaticDirs(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %s %s %v", f.CheckID, f.Path, f.Severity, f.NeedsPerson))
 	}
 	want := []string{
+		"m1.files.php_in_image app/design/frontend/x/logo.jpg critical false",
 		"m1.files.php_in_static js/index.php medium true",
 		"m1.files.php_in_image js/lib/noext critical false",
 		"m1.files.php_in_image media/catalog/product/a/b/shell.jpg critical false",
@@ -250,8 +253,9 @@ func TestScanFilesSymlinkLoopsSkipDirsAndSizeLimit(t *testing.T) {
 	writeFile(t, filepath.Join(root, "var/cache/mage--a/x.php"), phpHead+"$n = 'FilesMan';\n")
 	writeFile(t, filepath.Join(root, "var/tmp/y.php"), phpHead+"$n = 'FilesMan';\n")
 	writeFile(t, filepath.Join(root, "js/big.js"), strings.Repeat("a", 2048))
+	writeFile(t, filepath.Join(root, "app/skipme/z.php"), phpHead+"$n = 'FilesMan';\n")
 
-	findings, err := ScanFiles(context.Background(), root, shipped(t), ScanOptions{MaxFileSize: 1024})
+	findings, err := ScanFiles(context.Background(), root, shipped(t), ScanOptions{MaxFileSize: 1024, Skip: []string{"app/skipme"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,12 +263,16 @@ func TestScanFilesSymlinkLoopsSkipDirsAndSizeLimit(t *testing.T) {
 	for _, f := range findings {
 		got = append(got, f.CheckID+" "+f.Path)
 	}
-	// Each real file once, under the first path that reached it; var/cache
-	// skipped; big file reported, not silently ignored.
+	// Each real file once, under the first path that reached it; the Skip
+	// directory skipped; var/cache scanned (PHP there is planted); big file
+	// reported, not silently ignored.
 	want := []string{
 		"m1.files.signature app/code/local/A/m.php",
 		"m1.files.signature app/code/local/Ext/Shell.php",
 		"m1.files.unscanned js/big.js",
+		"m1.files.php_in_static var/cache/mage--a/x.php",
+		"m1.files.signature var/cache/mage--a/x.php",
+		"m1.files.php_in_static var/tmp/y.php",
 		"m1.files.signature var/tmp/y.php",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

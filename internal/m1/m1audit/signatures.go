@@ -83,29 +83,29 @@ type Signature struct {
 	literal []byte
 	re      *regexp.Regexp
 	pre     prefilter
+	litID   int   // automaton id of literal, -1 when not indexed
+	hintIDs []int // automaton ids of pre.alts, same order
 }
 
 // match returns the byte range of the first match in data, or ok=false.
-// lower returns data with A-Z lowered; it is called only when a regex's
-// prefilter needs it, so files that never reach such a regex skip the copy.
-func (s *Signature) match(data []byte, lower func() []byte) (start, end int, ok bool) {
-	if s.Kind == KindRegex && len(s.pre.alts) > 0 {
-		var low []byte
-		if s.pre.needsLower() {
-			low = lower()
-		}
-		if !s.pre.pass(data, low) {
-			return 0, 0, false
-		}
-	}
+// hit holds the Aho–Corasick result for data (see Signatures.index): a
+// literal or a regex whose required literals did not occur is skipped
+// without touching data again.
+func (s *Signature) match(data []byte, hit []bool) (start, end int, ok bool) {
 	switch s.Kind {
 	case KindLiteral:
+		if s.litID >= 0 && !hit[s.litID] {
+			return 0, 0, false
+		}
 		i := bytes.Index(data, s.literal)
 		if i < 0 {
 			return 0, 0, false
 		}
 		return i, i + len(s.literal), true
 	case KindRegex:
+		if len(s.hintIDs) > 0 && !s.hintsPass(data, hit) {
+			return 0, 0, false
+		}
 		loc := s.re.FindIndex(data)
 		if loc == nil {
 			return 0, 0, false
@@ -113,6 +113,41 @@ func (s *Signature) match(data []byte, lower func() []byte) (start, end int, ok 
 		return loc[0], loc[1], true
 	}
 	return 0, 0, false
+}
+
+// hintsPass reports whether one of the regex's required literals occurs:
+// the automaton compares in lower case, so a case-sensitive hint is
+// confirmed on the original bytes.
+func (s *Signature) hintsPass(data []byte, hit []bool) bool {
+	for i, id := range s.hintIDs {
+		if !hit[id] {
+			continue
+		}
+		h := s.pre.alts[i]
+		if h.fold || bytes.Contains(data, h.lit) {
+			return true
+		}
+	}
+	return false
+}
+
+// compile validates the pattern and prepares the matcher.
+func (s *Signature) compile() error {
+	s.litID = -1
+	switch s.Kind {
+	case KindLiteral:
+		s.literal = []byte(s.Pattern)
+	case KindRegex:
+		re, err := compileRE2(s.Pattern)
+		if err != nil {
+			return err
+		}
+		s.re = re
+		s.pre = newPrefilter(s.Pattern)
+	default:
+		return fmt.Errorf("kind %q must be literal, regex or off", s.Kind)
+	}
+	return nil
 }
 
 // appliesTo reports whether the signature should run on a file of the given
@@ -130,6 +165,50 @@ func (s *Signature) appliesTo(fileScopes []Scope) bool {
 // in a stable order.
 type Signatures struct {
 	list []*Signature
+	ac   *acMatcher
+	// heur maps an internal heuristic trigger (see heurTriggers) to its
+	// automaton id.
+	heur map[string]int
+}
+
+// index builds one automaton over every literal signature, every regex
+// prefilter literal and the heuristics' trigger words, so a file is read
+// once whatever the number of rules.
+func (s *Signatures) index() {
+	var pats [][]byte
+	ids := map[string]int{}
+	add := func(p []byte) int {
+		k := string(asciiLower(p))
+		if id, ok := ids[k]; ok {
+			return id
+		}
+		ids[k] = len(pats)
+		pats = append(pats, p)
+		return len(pats) - 1
+	}
+	for _, sig := range s.list {
+		sig.litID, sig.hintIDs = -1, nil
+		switch sig.Kind {
+		case KindLiteral:
+			sig.litID = add(sig.literal)
+		case KindRegex:
+			for _, h := range sig.pre.alts {
+				sig.hintIDs = append(sig.hintIDs, add(h.lit))
+			}
+		}
+	}
+	s.heur = map[string]int{}
+	for _, t := range heurTriggers {
+		s.heur[t] = add([]byte(t))
+	}
+	s.ac = newACMatcher(pats)
+}
+
+// hits runs the automaton over data.
+func (s *Signatures) hits(data []byte) []bool {
+	hit := make([]bool, s.ac.npattern)
+	s.ac.scan(data, hit)
+	return hit
 }
 
 // Len returns the number of active signatures.
@@ -204,6 +283,11 @@ func loadLayers(layers []fs.FS, names []string) (*Signatures, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list signatures in %s: %w", names[i], err)
 		}
+		plain, err := fs.Glob(fsys, "*.txt")
+		if err != nil {
+			return nil, fmt.Errorf("list plain rule lists in %s: %w", names[i], err)
+		}
+		files = append(files, plain...)
 		sort.Strings(files)
 		// IDs defined in this layer: a duplicate inside one layer is a
 		// mistake (which one wins would depend on file names), across layers
@@ -214,7 +298,11 @@ func loadLayers(layers []fs.FS, names []string) (*Signatures, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read signatures %s: %w", path.Join(names[i], f), err)
 			}
-			if err := parseSigFile(path.Join(names[i], f), data, byID, seen); err != nil {
+			parse := parseSigFile
+			if strings.HasSuffix(f, ".txt") {
+				parse = parsePlainFile
+			}
+			if err := parse(path.Join(names[i], f), data, byID, seen); err != nil {
 				return nil, err
 			}
 		}
@@ -224,6 +312,7 @@ func loadLayers(layers []fs.FS, names []string) (*Signatures, error) {
 		out.list = append(out.list, s)
 	}
 	sort.Slice(out.list, func(a, b int) bool { return out.list[a].ID < out.list[b].ID })
+	out.index()
 	return out, nil
 }
 
@@ -285,20 +374,12 @@ func parseSigFile(name string, data []byte, byID map[string]*Signature, seen map
 			return fmt.Errorf("%s: description is empty; say what the signature detects so a report reader can act on it", where)
 		}
 		switch sig.Kind {
-		case KindLiteral:
-			sig.literal = []byte(sig.Pattern)
-		case KindRegex:
-			re, err := regexp.Compile(sig.Pattern)
-			if err != nil {
-				return fmt.Errorf("%s: bad regex for %s: %w (Go RE2 syntax: no backreferences or lookaround, repeat counts up to 1000)", where, id, err)
-			}
-			if re.Match(nil) {
-				return fmt.Errorf("%s: regex for %s matches the empty string, so it would flag every file", where, id)
-			}
-			sig.re = re
-			sig.pre = newPrefilter(sig.Pattern)
+		case KindLiteral, KindRegex:
 		default:
 			return fmt.Errorf("%s: kind %q must be literal, regex or off", where, fields[1])
+		}
+		if err := sig.compile(); err != nil {
+			return fmt.Errorf("%s: bad %s for %s: %w", where, sig.Kind, id, err)
 		}
 		byID[id] = sig
 	}

@@ -47,7 +47,7 @@ func TestLoadSignaturesLayersOverrideAndDisable(t *testing.T) {
 		"x.one\tliteral\tphp\thigh\tNEEDLE_ONE\tfirst\n"+
 		"x.two\tregex\tjs\tlow\tneedle_(two|2)\tsecond\n"+
 		"x.three\tliteral\tany\tinfo\tNEEDLE_THREE\tthird\r\n")
-	writeFile(t, filepath.Join(base, "ignored.txt"), "not a signature file\n")
+	writeFile(t, filepath.Join(base, "ignored.md"), "not a signature file\n")
 	writeFile(t, filepath.Join(ops, "local.sig"),
 		"x.two\tliteral\thtml\tcritical\tREPLACED\toperator override\n"+
 			"x.three\toff\n"+

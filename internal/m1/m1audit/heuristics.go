@@ -1,0 +1,362 @@
+package m1audit
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+)
+
+// Heuristics find what a fixed pattern cannot: function names assembled
+// from pieces, payloads that only show their purpose once decoded, request
+// data that ends up called as a function. Their findings carry signature
+// ids starting with "heur." and say in the evidence what was decoded or
+// assembled. A heuristic reports critical only when what it assembled or
+// decoded is itself unambiguous (a request parameter called as code, a
+// packed payload that decodes to a known web shell); anything it cannot
+// decide (a long encoded blob, an encoded payload with no known-bad
+// content, as licence checks of commercial extensions have) is reported as
+// "needs a person", never as compromise.
+
+// heurTriggers are lower-case words whose absence lets a heuristic skip a
+// file; they ride along in the signature automaton, so checking them is
+// free.
+var heurTriggers = []string{
+	"'.", "\".", "' .", "\" .", "chr(", "eval", "assert",
+	"str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode",
+	"$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files",
+	`\x`, `\u00`, "atob(", "fromcharcode", "decodeuricomponent", "unescape(", "settext",
+	"cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code",
+	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(",
+	"http://", "https://", "wss://", "ws://",
+}
+
+// execNames are PHP functions that run code or commands: assembling one of
+// these names at run time has no legitimate use.
+var execNames = map[string]bool{
+	"assert": true, "system": true, "passthru": true, "shell_exec": true, "exec": true,
+	"popen": true, "proc_open": true, "pcntl_exec": true, "create_function": true, "eval": true,
+	"call_user_func": true, "call_user_func_array": true,
+}
+
+// hidingNames are functions packers assemble to hide their unpacking or
+// writing; suspicious, not conclusive.
+var hidingNames = map[string]bool{
+	"base64_decode": true, "gzinflate": true, "gzuncompress": true, "gzdecode": true, "str_rot13": true,
+	"strrev": true, "file_put_contents": true, "move_uploaded_file": true, "fwrite": true, "fopen": true,
+	"curl_exec": true, "preg_replace": true, "hex2bin": true, "mail": true, "fsockopen": true,
+}
+
+// heurCtx is one piece of content being checked.
+type heurCtx struct {
+	sigs   *Signatures
+	data   []byte
+	hit    []bool
+	max    int
+	depth  int
+	lowerB []byte
+	out    []Finding
+}
+
+func (c *heurCtx) has(words ...string) bool {
+	for _, w := range words {
+		if id, ok := c.sigs.heur[w]; ok && c.hit[id] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *heurCtx) lower() []byte {
+	if c.lowerB == nil {
+		c.lowerB = asciiLower(c.data)
+	}
+	return c.lowerB
+}
+
+// add records a finding; severities below high need a person.
+func (c *heurCtx) add(id string, sev Severity, start, end int, note string) {
+	ev := excerpt(c.data, start, end, c.max)
+	if note != "" {
+		ev += " → " + note
+	}
+	c.out = append(c.out, Finding{CheckID: CheckSignature, Severity: sev, Line: lineAt(c.data, start),
+		SignatureID: id, Evidence: ev, NeedsPerson: needsPerson(sev)})
+}
+
+func needsPerson(s Severity) bool {
+	return s == SeverityMedium || s == SeverityLow || s == SeverityInfo
+}
+
+// phpHeuristics runs the PHP-side heuristics.
+func (c *heurCtx) phpHeuristics() {
+	if c.has("'.", "\".", "' .", "\" .", "chr(", `\x`) {
+		c.concatNames()
+	}
+	if c.has("str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode") {
+		c.decodedNames()
+	}
+	if c.has("eval", "assert") && c.depth < 3 {
+		c.evalDecoded()
+	}
+	if c.has("$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files") {
+		c.taintedCalls()
+	}
+}
+
+// piece is one element of a concatenation chain.
+type piece struct {
+	start, end int
+	val        []byte
+	isChr      bool
+	escaped    bool
+}
+
+// concatNames tokenizes PHP just enough (strings, comments, chr(N), ".")
+// to join chains such as "ass"."ert" or chr(115).chr(121)... and reports
+// a chain whose value is a code-running function name.
+func (c *heurCtx) concatNames() {
+	d := c.data
+	var chain []piece
+	dot := false
+	flush := func() {
+		c.judgeChain(chain)
+		chain, dot = chain[:0], false
+	}
+	for i := 0; i < len(d); {
+		b := d[i]
+		switch {
+		case b == '\'' || b == '"':
+			v, next, ok := phpString(d, i)
+			if !ok {
+				flush()
+				i++
+				continue
+			}
+			if !dot {
+				flush()
+			}
+			esc := bytes.IndexByte(d[i:next], '\\') >= 0
+			chain, dot = append(chain, piece{start: i, end: next, val: v, escaped: esc}), false
+			i = next
+		case b == '.' && len(chain) > 0 && !dot:
+			dot = true
+			i++
+		case b == ' ' || b == '\t' || b == '\n' || b == '\r':
+			i++
+		case (b == 'c' || b == 'C') && i+4 < len(d) && strings.EqualFold(string(d[i:i+4]), "chr(") && (i == 0 || !isIdent(d[i-1])):
+			v, next, ok := chrCall(d, i+4)
+			if !ok {
+				flush()
+				i += 4
+				continue
+			}
+			if !dot {
+				flush()
+			}
+			chain, dot = append(chain, piece{start: i, end: next, val: []byte{v}, isChr: true}), false
+			i = next
+		case b == '/' && i+1 < len(d) && (d[i+1] == '/' || d[i+1] == '*'):
+			flush()
+			i = skipComment(d, i)
+		default:
+			flush()
+			i++
+		}
+	}
+	flush()
+}
+
+// chrCall parses "N)" or "0xN)" after "chr(".
+func chrCall(d []byte, i int) (byte, int, bool) {
+	i = skipSpace(d, i)
+	j := i
+	for j < len(d) && (isHex(d[j]) || d[j] == 'x' || d[j] == 'X') {
+		j++
+	}
+	var n int
+	if _, err := fmt.Sscan(string(d[i:j]), &n); err != nil || j == i || j-i > 5 {
+		return 0, i, false
+	}
+	k := skipSpace(d, j)
+	if k >= len(d) || d[k] != ')' {
+		return 0, i, false
+	}
+	return byte(n), k + 1, true
+}
+
+func skipComment(d []byte, i int) int {
+	if d[i+1] == '/' {
+		if k := bytes.IndexByte(d[i:], '\n'); k >= 0 {
+			return i + k
+		}
+		return len(d)
+	}
+	if k := bytes.Index(d[i+2:], []byte("*/")); k >= 0 {
+		return i + 2 + k + 2
+	}
+	return len(d)
+}
+
+func (c *heurCtx) judgeChain(chain []piece) {
+	if len(chain) == 0 {
+		return
+	}
+	var joined []byte
+	chrs, escaped := 0, false
+	for _, p := range chain {
+		joined = append(joined, p.val...)
+		if p.isChr {
+			chrs++
+		}
+		escaped = escaped || p.escaped
+	}
+	if len(chain) == 1 && !escaped {
+		return // a plain string literal is not assembled
+	}
+	name := strings.ToLower(strings.TrimSpace(string(joined)))
+	start, end := chain[0].start, chain[len(chain)-1].end
+	switch {
+	case execNames[name]:
+		c.add("heur.php.assembled_exec_name", SeverityCritical, start, end, fmt.Sprintf("assembles %q, a function that runs code or commands", name))
+	case hidingNames[name]:
+		c.add("heur.php.assembled_name", SeverityMedium, start, end, fmt.Sprintf("assembles the function name %q from pieces: obfuscation, read the file", name))
+	case chrs >= 6:
+		c.add("heur.php.chr_chain", SeverityMedium, start, end, fmt.Sprintf("builds %q from %d chr() calls: obfuscation, read the file", clip(joined, 60), chrs))
+	}
+}
+
+var decoderCallRe = regexp.MustCompile(`(?i)\b(str_rot13|strrev|base64_decode|hex2bin|gzinflate|gzuncompress|urldecode|rawurldecode)\s*\(`)
+
+// decodedNames reports decoder calls on a literal that yield the name of a
+// code-running function: str_rot13('nffreg'), strrev('tressa').
+func (c *heurCtx) decodedNames() {
+	for _, loc := range decoderCallRe.FindAllIndex(c.data, 200) {
+		v, steps, ok := phpDecodeCall(c.data, loc[0], 0)
+		if !ok || steps == 0 {
+			continue
+		}
+		name := strings.ToLower(strings.TrimSpace(string(v)))
+		if execNames[name] {
+			c.add("heur.php.decoded_exec_name", SeverityCritical, loc[0], loc[1], fmt.Sprintf("decodes to %q, a function that runs code or commands", name))
+		}
+	}
+}
+
+var evalCallRe = regexp.MustCompile(`(?i)(?:^|[^\w$>:])(eval|assert)\s*\(`)
+
+// evalDecoded decodes what eval()/assert() run when it is a literal behind
+// decoders, and judges the decoded code with the same rules: a licence
+// check stays "needs a person", a packed web shell becomes critical.
+func (c *heurCtx) evalDecoded() {
+	for _, loc := range evalCallRe.FindAllSubmatchIndex(c.data, 50) {
+		payload, steps, ok := phpDecodeCall(c.data, loc[1], 0)
+		if !ok || (steps == 0 && len(payload) < 16) {
+			continue
+		}
+		sub := c.sigs.matchAll(payload, []Scope{ScopePHP}, c.depth+1, c.max)
+		var worst *Finding
+		for i := range sub {
+			f := &sub[i]
+			if f.Severity == SeverityCritical || f.Severity == SeverityHigh {
+				worst = f
+				break
+			}
+		}
+		start := loc[2]
+		if worst != nil {
+			c.add("heur.php.eval_decoded", SeverityCritical, start, loc[1], fmt.Sprintf("%d decoding step(s) reveal code matching %s: %s", steps, worst.SignatureID, worst.Evidence))
+			continue
+		}
+		if steps > 0 {
+			c.add("heur.php.eval_encoded", SeverityMedium, start, loc[1], fmt.Sprintf("runs %d bytes hidden behind %d decoding step(s), no known-bad code in them (licence checks look like this); read the decoded code: %s",
+				len(payload), steps, clip(payload, 80)))
+		}
+	}
+}
+
+var taintAssignRe = regexp.MustCompile(`\$([A-Za-z_]\w*)\s*=\s*[^;=]{0,80}?\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES)\b`)
+
+var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passthru|shell_exec|exec|popen|proc_open|pcntl_exec|create_function|call_user_func(?:_array)?)\s*\([^;{}]*$`)
+
+// taintedCalls follows request data one assignment deep: $f =
+// $_REQUEST['f']; $f($x) or eval($code) where $code came from the request.
+func (c *heurCtx) taintedCalls() {
+	seen := map[string]bool{}
+	for _, m := range taintAssignRe.FindAllSubmatchIndex(c.data, 100) {
+		name := string(c.data[m[2]:m[3]])
+		if name == "this" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		needle := []byte("$" + name)
+		for off := m[1]; ; {
+			k := bytes.Index(c.data[off:], needle)
+			if k < 0 {
+				break
+			}
+			p := off + k
+			off = p + len(needle)
+			if off < len(c.data) && isIdent(c.data[off]) {
+				continue
+			}
+			if q := skipSpace(c.data, off); q < len(c.data) && c.data[q] == '(' && (p == 0 || c.data[p-1] != '>') {
+				c.add("heur.php.request_called", SeverityCritical, m[0], off, fmt.Sprintf("$%s holds request data and is called as a function at line %d", name, lineAt(c.data, p)))
+				return
+			}
+			from := max(0, p-80)
+			if execSinkRe.Match(c.data[from:p]) {
+				c.add("heur.php.request_to_exec", SeverityCritical, m[0], off, fmt.Sprintf("$%s holds request data and is passed to code execution at line %d", name, lineAt(c.data, p)))
+				return
+			}
+		}
+	}
+}
+
+// longEncoded reports a run of base64 characters longer than limit with
+// the entropy of encoded data, the shape of packed payloads.
+func (c *heurCtx) longEncoded(limit int) {
+	d := c.data
+	run := 0
+	for i := 0; i <= len(d); i++ {
+		if i < len(d) && isB64(d[i]) {
+			run++
+			continue
+		}
+		if run >= limit {
+			start := i - run
+			if !bytes.HasSuffix(d[max(0, start-8):start], []byte("base64,")) && entropy(d[start:i]) >= 4.8 {
+				c.add("heur.obfuscation.long_encoded", SeverityMedium, start, start+60,
+					fmt.Sprintf("%d characters of encoded data (%.1f bits/char) in code; read what decodes it", run, entropy(d[start:i])))
+				return
+			}
+		}
+		run = 0
+	}
+}
+
+func isB64(b byte) bool {
+	return isIdent(b) && b != '_' || b == '+' || b == '/' || b == '='
+}
+
+// entropy is the Shannon entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	var n [256]int
+	for _, c := range b {
+		n[c]++
+	}
+	e := 0.0
+	for _, k := range n {
+		if k > 0 {
+			p := float64(k) / float64(len(b))
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
+}
+
+// clip returns b as a short escaped string.
+func clip(b []byte, n int) string {
+	return excerpt(b, 0, len(b), n)
+}
