@@ -54,6 +54,7 @@ var layers = map[string]layer{
 	"test/benchwebhook":     program,
 	"test/benchdeploy":      program,
 	"test/benchfleet":       program,
+	"test/m1manifest":       program,
 
 	"internal/front/cli": cli,
 
@@ -82,6 +83,7 @@ var layers = map[string]layer{
 	"internal/host/webstack": library,
 
 	"internal/m1/m1audit":  library,
+	"internal/m1/m1core":   library,
 	"internal/m1/m1fix":    library,
 	"internal/m1/m1verify": library,
 
