@@ -63,6 +63,7 @@ func Finalize(r *Report) {
 	}
 	f := &Forensics{Instructions: append([]string{}, forensicInstructions...)}
 	seen := map[string]bool{}
+	before := snapshotRecords(r.Results)
 	for _, c := range r.Results {
 		if !c.Compromise {
 			continue
@@ -83,14 +84,21 @@ func Finalize(r *Report) {
 			if seen[abs] {
 				continue
 			}
+			if ff, ok := before[abs]; ok { // the state before --apply changed it
+				seen[abs] = true
+				ff.CheckID = c.ID
+				f.Files = append(f.Files, ff)
+				continue
+			}
 			fi, err := os.Lstat(abs)
 			if err != nil {
 				continue // a database row name, or a file already gone
 			}
 			seen[abs] = true
-			ff := ForensicFile{Path: abs, ModTime: fi.ModTime().UTC(), Size: fi.Size(), CheckID: c.ID}
+			ff := ForensicFile{Path: abs, ModTime: fi.ModTime().UTC(), Size: fi.Size(), CheckID: c.ID, Mode: fi.Mode().String(), RecordedAt: time.Now().UTC()}
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				ff.ChangeTime = time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC()
+				ff.UID, ff.GID = int(st.Uid), int(st.Gid)
 			}
 			f.Files = append(f.Files, ff)
 		}
@@ -198,9 +206,10 @@ func (r *Report) Markdown() string {
 	if f := r.Forensics; f != nil {
 		b.WriteString("\n## Forensic appendix\n\n")
 		if len(f.Files) > 0 {
-			b.WriteString("| File | Changed (ctime) | Modified (mtime) | Size | Check |\n|---|---|---|---|---|\n")
+			b.WriteString("| File | Changed (ctime) | Modified (mtime) | Size | Mode | Owner | SHA-256 | Recorded | Check |\n|---|---|---|---|---|---|---|---|---|\n")
 			for _, x := range f.Files {
-				fmt.Fprintf(&b, "| `%s` | %s | %s | %d | `%s` |\n", mdEscape(x.Path), x.ChangeTime.Format(time.RFC3339), x.ModTime.Format(time.RFC3339), x.Size, mdEscape(x.CheckID))
+				fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s | %d:%d | %s | %s | `%s` |\n", mdEscape(x.Path), x.ChangeTime.Format(time.RFC3339), x.ModTime.Format(time.RFC3339), x.Size,
+					mdEscape(x.Mode), x.UID, x.GID, mdEscape(x.SHA256), x.RecordedAt.Format(time.RFC3339), mdEscape(x.CheckID))
 			}
 			b.WriteString("\n")
 		}

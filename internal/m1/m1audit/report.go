@@ -38,6 +38,10 @@ type Evidence struct {
 	HTTP    []HTTPEvidence `json:"http,omitempty"`
 	// Findings are file-level findings (malware, PHP in images, writable paths).
 	Findings []Finding `json:"findings,omitempty"`
+	// Snapshots are forensic snapshot files (ForensicSnapshot) recorded
+	// before --apply changed anything; Finalize takes the forensic
+	// appendix's times from them.
+	Snapshots []string `json:"snapshots,omitempty"`
 }
 
 // CheckResult is one check's line in the report.
@@ -155,6 +159,14 @@ type ForensicFile struct {
 	ChangeTime time.Time `json:"change_time"`
 	Size       int64     `json:"size"`
 	CheckID    string    `json:"check_id"`
+	// Mode, UID, GID and SHA256 (regular files) are recorded with the
+	// times; RecordedAt is when: before --apply changed anything when the
+	// record comes from a ForensicSnapshot, else when the report was made.
+	Mode       string    `json:"mode,omitempty"`
+	UID        int       `json:"uid"`
+	GID        int       `json:"gid"`
+	SHA256     string    `json:"sha256,omitempty"`
+	RecordedAt time.Time `json:"recorded_at,omitzero"`
 }
 
 // Report is the result of MagentoM1EOLHardening for one host (and app).

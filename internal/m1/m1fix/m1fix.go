@@ -14,8 +14,12 @@
 //     first, restored on failure);
 //   - an sshd drop-in denying the PHP user (`sshd -t` first, removed on
 //     failure);
-//   - ownership and write bits of the code under the web root (var/,
-//     media/ and declared writable paths excepted, skin/ never writable).
+//   - ownership and write bits of the code under the web root (skin/ never
+//     writable); under var/, media/ and declared writable paths only the
+//     world-write bit goes (PHP keeps write as owner or group);
+//   - before any of that, a forensic snapshot (stat + sha256 of every entry
+//     the ownership fix will change) written once under the state
+//     directory, so the report keeps the times an investigation needs.
 //
 // Every change is reported as a CheckResult with Before/After; backups of
 // every file replaced are kept (never beside nginx's globbed directories,
@@ -39,6 +43,7 @@ const (
 	IDFPMLimitExt   = "m1.fix.fpm.limit_extensions" // security.limit_extensions = .php
 	IDSSHDenyPHP    = "m1.fix.ssh.deny_php_user"    // DenyUsers <phpuser> drop-in
 	IDOwnership     = "m1.fix.ownership"            // code owner / write bits
+	IDForensics     = "m1.fix.forensics"            // stat + sha256 of what apply changes, recorded first
 	DefaultInclude  = "/etc/nginx/mageflow"
 	DefaultHTTPConf = "/etc/nginx/conf.d"
 	DefaultSSHDDir  = "/etc/ssh/sshd_config.d"
@@ -117,6 +122,12 @@ type Options struct {
 	// Writable are extra paths (relative to the web root) PHP may write,
 	// besides var/ and media/. skin/ is never writable.
 	Writable []string
+	// StateDir keeps the forensic snapshots (forensics/<target>/<time>.json,
+	// 0600, written once, never replaced); default DefaultStateDir.
+	StateDir string
+	// Flagged are files the audit flagged (relative to the web root or
+	// absolute below it): the snapshot records them too, changed or not.
+	Flagged []string
 	// DryRun computes what would change and changes nothing.
 	DryRun bool
 }
@@ -137,16 +148,39 @@ func Apply(ctx context.Context, t *m1audit.Target, o Options) ([]m1audit.CheckRe
 	if t.WebRoot == "" {
 		return nil, errors.New("m1fix: target has no web root: discovery found no Magento 1 root (app/Mage.php)")
 	}
-	var out []m1audit.CheckResult
+	// Evidence first: plan the ownership changes, record the stat and hash
+	// of everything they will touch (and of the flagged files), and only
+	// then change anything.
+	ids, stop := resolveOwners(t, o)
+	plan := &ownerPlan{}
+	if stop == nil {
+		plan = planOwnership(t, o, ids)
+	}
+	forensic, recorded := snapshotForensics(t, o, plan)
+	out := []m1audit.CheckResult{forensic}
 	out = append(out, applyFPM(ctx, t, o))
 	out = append(out, applyNginx(ctx, t, o)...)
 	out = append(out, applySSHD(ctx, t, o))
-	out = append(out, applyOwnership(t, o))
+	switch {
+	case stop != nil:
+		out = append(out, *stop)
+	case !recorded:
+		out = append(out, result(IDOwnership, ownerTitle, m1audit.SeverityHigh, m1audit.StatusError, msgOwnershipNoSnapshot))
+	default:
+		if !o.DryRun {
+			plan.execute()
+		}
+		out = append(out, ownershipResult(t, o, plan))
+	}
 	if err := ctx.Err(); err != nil {
 		return out, fmt.Errorf("m1fix: interrupted: %w (re-run: every step is idempotent)", err)
 	}
 	return out, nil
 }
+
+// msgOwnershipNoSnapshot: ownership is left alone when its evidence could
+// not be recorded.
+const msgOwnershipNoSnapshot = "left alone: the forensic snapshot could not be written (see m1.fix.forensics); changing owners and modes now would reset the ctimes an investigation needs"
 
 // result builds a CheckResult.
 func result(id, title string, sev m1audit.Severity, st m1audit.Status, detail string) m1audit.CheckResult {
@@ -163,6 +197,7 @@ func Catalog() []m1audit.CheckInfo {
 		{ID: IDAdminDaily, Title: "Failed admin logins limited per address per day", Severity: m1audit.SeverityMedium, Row: m1audit.RowFailedLogin, Source: "apply"},
 		{ID: IDFPMLimitExt, Title: "PHP-FPM pool runs only .php (security.limit_extensions = .php)", Severity: m1audit.SeverityHigh, Row: m1audit.RowFPM, Source: "apply"},
 		{ID: IDSSHDenyPHP, Title: "sshd refuses the PHP user (DenyUsers drop-in)", Severity: m1audit.SeverityHigh, Row: m1audit.RowPHPUser, Source: "apply"},
-		{ID: IDOwnership, Title: "Code owned by the deploy user, not writable by the PHP user (var/, media/ excepted; skin/ never writable)", Severity: m1audit.SeverityHigh, Row: m1audit.RowCodeOwner, Source: "apply"},
+		{ID: IDOwnership, Title: ownerTitle, Severity: m1audit.SeverityHigh, Row: m1audit.RowCodeOwner, Source: "apply"},
+		{ID: IDForensics, Title: "Forensic evidence (stat and sha256) recorded before any change", Severity: m1audit.SeverityHigh, Row: m1audit.RowMalwareFiles, Source: "apply"},
 	}
 }

@@ -198,6 +198,7 @@ func startStack(t *testing.T) *stack {
 		SSHDDropInDir:      sshd.dropIns,
 		ReloadSSHD:         func(context.Context) error { s.sshReloads++; return nil },
 		DeployUser:         currentUserName(t),
+		StateDir:           filepath.Join(s.base, "state"),
 	}
 	return s
 }
@@ -568,7 +569,7 @@ func checkOwnership(t *testing.T, root string) {
 	}{
 		"app/code/local/Evil/x.php":       {0o640, me},
 		"app/etc/local.xml":               {0o664, me}, // world write removed; root's group is not the PHP group
-		"var/log/system.log":              {0o666, -1}, // var/ is left alone
+		"var/log/system.log":              {0o664, -1}, // var/: only world write goes, PHP (the owner) keeps write
 		"skin/frontend/default/style.css": {0o664, me},
 	} {
 		fi, err := os.Stat(filepath.Join(root, p))

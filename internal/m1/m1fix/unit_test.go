@@ -158,6 +158,20 @@ func TestSSHDNotIncludedIsReverted(t *testing.T) {
 	}
 }
 
+// applyOwnership plans, carries out and reports the ownership fix alone
+// (Apply adds the forensic snapshot in between).
+func applyOwnership(t *m1audit.Target, o Options) m1audit.CheckResult {
+	ids, stop := resolveOwners(t, o)
+	if stop != nil {
+		return *stop
+	}
+	p := planOwnership(t, o, ids)
+	if !o.DryRun {
+		p.execute()
+	}
+	return ownershipResult(t, o, p)
+}
+
 func TestOwnershipWithoutDeployUserNeedsPerson(t *testing.T) {
 	root := t.TempDir()
 	writeTree(t, root)
@@ -177,7 +191,7 @@ func TestCatalogCoversResults(t *testing.T) {
 	for _, c := range Catalog() {
 		ids[c.ID] = true
 	}
-	for _, id := range []string{IDNginx, IDDesignPost, IDAdminAuth, IDAdminDaily, IDFPMLimitExt, IDSSHDenyPHP, IDOwnership} {
+	for _, id := range []string{IDNginx, IDDesignPost, IDAdminAuth, IDAdminDaily, IDFPMLimitExt, IDSSHDenyPHP, IDOwnership, IDForensics} {
 		if !ids[id] {
 			t.Errorf("%s missing from Catalog", id)
 		}
