@@ -75,6 +75,7 @@ func Audit(ctx context.Context, t *Target, o AuditOptions) ([]CheckResult, error
 	}
 	var out []CheckResult
 	out = append(out, fileChecks(ctx, t, o)...)
+	out = append(out, coreIntegrityCheck(ctx, t))
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func TestCheckCatalog(t *testing.T) {
 		}
 		seen[c.ID] = true
 	}
-	if len(seen) != 25 {
+	if len(seen) != 26 {
 		t.Errorf("%d checks in the catalog", len(seen))
 	}
 }
