@@ -10,6 +10,11 @@ VAR          := $(CURDIR)/var
 TEMPORAL_VERSION      := v1.5.1
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
+# The Temporal cluster `make run-cluster` runs: v1.29.1 is the server the CLI
+# v1.5.1 dev server embeds (newer ones need a newer Go or a refused module);
+# v2.55.0 is the newest Web UI that builds here.
+TEMPORAL_SERVER_VERSION := v1.29.1
+TEMPORAL_UI_VERSION     := v2.55.0
 BUILDER_IMAGE         ?= mageflow/builder:bookworm
 INSTANCE_IMAGE        ?= mageflow/instance:bookworm
 # Debian packages `make run` needs (the demo as mageflow.yaml configures it):
@@ -24,6 +29,8 @@ RUN_PACKAGES  := git tar gzip ca-certificates debootstrap php-cli php-xml nginx-
 # database checks: mariadbd on a temp socket), openssh-server (sshd -T/-t
 # checks), php8.2-mysql (the weak M1 store fixture reads its injected scripts
 # from MariaDB).
+# What only the cluster targets add: PostgreSQL 15 (Temporal's persistence).
+CLUSTER_PACKAGES := postgresql-15
 TEST_PACKAGES := zstd php-mbstring composer docker-compose time chromium mariadb-server openssh-server php8.2-mysql
 DEB_PACKAGES  := $(RUN_PACKAGES) $(TEST_PACKAGES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -33,12 +40,14 @@ export TEMPORAL_CLI := $(BIN)/temporal
 # image has no Go toolchain nor this machine's libc).
 export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
 
-.PHONY: sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image
+.PHONY: run-cluster test-cluster deps-cluster sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
 	@echo "make run-fleet    make run plus a docker group of 2 (+1 warm) behind nginx: scale-out and image refresh"
+	@echo "make run-cluster  make run on a real Temporal cluster (PostgreSQL, separate services, Web UI)"
 	@echo "make test         install what the tests need and run the whole suite"
+	@echo "make test-cluster the integration and end-to-end suites against that cluster"
 	@echo "make bench        run the benchmarks and print their figures"
 	@echo "make build        build bin/mageflow and bin/mageflow-worker"
 	@echo "make builder-image build $(BUILDER_IMAGE) from Debian packages"
@@ -58,6 +67,32 @@ run: deps-run
 run-fleet: deps-run
 	@$(MAKE) --no-print-directory -j3 $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow $(BIN)/mageflow-worker-static
 	$(BIN)/mageflow dev --config mageflow.fleet.yaml --temporal-cli $(BIN)/temporal --fleet
+
+# The same demo on a real Temporal cluster (mageflow cluster): PostgreSQL 15
+# under var/cluster/pg, the frontend, history, matching and worker services
+# as separate processes, the standalone Web UI on :8233, two control-worker
+# processes and `mageflow serve`; logs in var/cluster/log. The Temporal
+# binaries are built once into ./bin; a second run reuses them and the data.
+CLUSTER_BINS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
+run-cluster: deps-run deps-cluster
+	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) builder-image $(BIN)/mageflow $(BIN)/mageflow-worker
+	$(BIN)/mageflow cluster --bin $(BIN) --worker-bin $(BIN)/mageflow-worker
+
+# The integration and end-to-end suites (./test/... and ./workflows) on a
+# cluster of their own (var/cluster-test, other ports than run-cluster's),
+# shared by both packages, in a fresh namespace per run; the tests find it
+# through MAGEFLOW_TEST_TEMPORAL and MAGEFLOW_TEST_NAMESPACE (never
+# TEMPORAL_ADDRESS, which the client reads).
+TEST_CLUSTER_DIR := $(VAR)/cluster-test
+test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-image
+	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) $(BIN)/temporal $(BIN)/mageflow $(BIN)/mageflow-worker-static
+	@set -euo pipefail; ns=it-$$(date +%Y%m%d-%H%M%S); ready=$(TEST_CLUSTER_DIR)/ready; rm -f $$ready; mkdir -p $(TEST_CLUSTER_DIR)/log; \
+	$(BIN)/mageflow cluster --temporal-only --dir $(TEST_CLUSTER_DIR) --bin $(BIN) --pg-port 5434 --temporal-port 7333 \
+	  --metrics-port 8011 --ui-port 8333 --namespace $$ns --ready-file $$ready >$(TEST_CLUSTER_DIR)/log/supervisor.log 2>&1 & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' EXIT; start=$$(date +%s); \
+	until [ -s $$ready ]; do kill -0 $$pid 2>/dev/null || { tail -n 40 $(TEST_CLUSTER_DIR)/log/supervisor.log; exit 1; }; sleep 0.5; done; \
+	echo "test cluster ready in $$(( $$(date +%s)-start ))s: $$(cat $$ready), namespace $$ns (logs: $(TEST_CLUSTER_DIR)/log)"; \
+	MAGEFLOW_TEST_TEMPORAL=$$(cat $$ready) MAGEFLOW_TEST_NAMESPACE=$$ns $(GO) test $(GOFLAGS_TEST) -timeout 30m ./test/... ./workflows
 
 # With `make run` running: push one more demo commit; it builds and deploys
 # to staging with zero downtime.
@@ -89,13 +124,17 @@ FORCE:
 pkghash = $(shell echo $(1) | md5sum | cut -c1-8)
 DEPS_RUN  := $(VAR)/.deps-run-$(call pkghash,$(RUN_PACKAGES))
 DEPS_TEST := $(VAR)/.deps-test-$(call pkghash,$(TEST_PACKAGES))
+DEPS_CLUSTER := $(VAR)/.deps-cluster-$(call pkghash,$(CLUSTER_PACKAGES))
 deps: deps-run deps-test
 deps-run: $(DEPS_RUN)
 deps-test: $(DEPS_TEST)
+deps-cluster: $(DEPS_CLUSTER)
 $(DEPS_RUN): PACKAGES := $(RUN_PACKAGES)
 $(DEPS_TEST): PACKAGES := $(TEST_PACKAGES)
+$(DEPS_CLUSTER): PACKAGES := $(CLUSTER_PACKAGES)
 $(DEPS_TEST): | $(DEPS_RUN)
-$(DEPS_RUN) $(DEPS_TEST):
+$(DEPS_CLUSTER): | $(DEPS_RUN) $(DEPS_TEST)
+$(DEPS_RUN) $(DEPS_TEST) $(DEPS_CLUSTER):
 	@mkdir -p $(VAR)
 	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -111,6 +150,16 @@ $(DEPS_RUN) $(DEPS_TEST):
 # installed with go install (their go.mod has a replace directive).
 $(BIN)/temporal:
 	$(call step,temporal,GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION))
+# The Temporal cluster's binaries (make run-cluster, make test-cluster).
+# $(call goinstall,PKG@VERSION,NAME): go install into a temporary GOBIN (two
+# of them are called "server"), then rename to the target.
+goinstall = d=$$(mktemp -d) && GOBIN=$$d $(GO) install $(1) && mv $$d/$(2) $@ && rmdir $$d
+$(BIN)/temporal-server:
+	$(call step,temporal-server,$(call goinstall,go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION),server))
+$(BIN)/temporal-sql-tool:
+	$(call step,temporal-sql-tool,$(call goinstall,go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION),sql))
+$(BIN)/temporal-ui-server:
+	$(call step,temporal-ui-server,$(call goinstall,github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION),server))
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/workflowcheck:

@@ -286,7 +286,7 @@ func inService(g *fleet.Group) []string {
 func abandonedReadiness(ctx context.Context, s *fleetstack.Stack) (map[string]bool, error) {
 	out := map[string]bool{}
 	q := fmt.Sprintf("WorkflowType = 'ScaleOutReadiness' AND TaskQueue = '%s' AND ExecutionStatus = 'Failed'", s.Cfg.Temporal.TaskQueue)
-	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: q, PageSize: 100})
+	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: testNamespace, Query: q, PageSize: 100})
 	if err != nil {
 		return nil, err
 	}

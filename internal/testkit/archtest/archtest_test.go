@@ -64,6 +64,7 @@ var layers = map[string]layer{
 	"internal/front/workerapp": front,
 	"internal/front/tclient":   front,
 	"internal/front/devserver": front,
+	"internal/front/cluster":   front,
 	"internal/front/demo":      front,
 
 	"workflows":  workflows,

@@ -77,3 +77,30 @@ func TemporalCLIOrSkip(t TB) string {
 	}
 	return p
 }
+
+// The explicit setting that points the integration suites at an external
+// Temporal frontend (make test-cluster sets both). It is never
+// TEMPORAL_ADDRESS: the client reads that one, so a test that set it would
+// send the CLI and the worker to different servers.
+const (
+	EnvTemporal  = "MAGEFLOW_TEST_TEMPORAL"  // host:port of the frontend
+	EnvNamespace = "MAGEFLOW_TEST_NAMESPACE" // a namespace registered for this run
+)
+
+// ErrHalfExternal means one of EnvTemporal and EnvNamespace is set
+// without the other.
+var ErrHalfExternal = errors.New("set both " + EnvTemporal + " and " + EnvNamespace + " (make test-cluster does), or neither")
+
+// ExternalTemporal returns the frontend and namespace of the cluster the
+// suites run against (make test-cluster); ok is false when neither is set,
+// and the suites start their own dev server.
+func ExternalTemporal() (hostPort, namespace string, ok bool, err error) {
+	hostPort, namespace = os.Getenv(EnvTemporal), os.Getenv(EnvNamespace)
+	if hostPort == "" && namespace == "" {
+		return "", "", false, nil
+	}
+	if hostPort == "" || namespace == "" {
+		return "", "", false, ErrHalfExternal
+	}
+	return hostPort, namespace, true, nil
+}
