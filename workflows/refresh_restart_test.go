@@ -10,35 +10,24 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/fleet"
-	"github.com/mageflow/mageflow/internal/platform/searchattr"
-	"github.com/mageflow/mageflow/internal/testkit/testenv"
 	"github.com/mageflow/mageflow/workflows"
 )
 
 // TestRefreshResumesAfterWorkerRestart runs a refresh on a real Temporal
-// dev server against the modelled fleet, stops every worker in the middle
-// of it (right after the first replacement joined nginx, before the old
-// instance is removed), and starts fresh workers: they replay the history,
+// server (a dev server, or the cluster under make test-cluster) against
+// the modelled fleet, stops every worker in the middle of it (right
+// after the first replacement joined nginx, before the old instance is
+// removed), and starts fresh workers: they replay the history,
 // continue where the refresh was, and finish it without launching an
 // instance more than a refresh needs (one replacement per old instance).
 func TestRefreshResumesAfterWorkerRestart(t *testing.T) {
-	cli := testenv.TemporalCLIOrSkip(t)
+	c := temporalClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:     cli,
-		LogLevel:         "error",
-		SearchAttributes: searchattr.DevServerAttributes(),
-		ClientOptions:    &client.Options{Namespace: "default"},
-	})
-	require.NoError(t, err, "start the Temporal dev server with %s", cli)
-	defer func() { _ = dev.Stop() }()
-	c := dev.Client()
 
 	const size = 3
 	m := newModel(t, size)

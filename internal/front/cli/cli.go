@@ -41,6 +41,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"dev", "run the embedded default: Temporal dev server, worker, HTTP server and the demo", runDev},
+		{"cluster", "run the demo on a real Temporal cluster: PostgreSQL, frontend/history/matching/worker processes, Web UI, 2 control workers, serve", runCluster},
 		{"demo", "push another demo commit to a running `mageflow dev` and follow its build and deploy", runDemo},
 		{"serve", "run the HTTP server: webhooks, dashboard, codec endpoints, /healthz", runServe},
 		{"build", "build a release of an app: --app A --ref BRANCH|TAG|SHA [--wait] [--json]", runBuild},
