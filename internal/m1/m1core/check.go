@@ -205,6 +205,8 @@ func (ix *Index) classify(root string, v int, es []*entry, res *Result, o Option
 			res.Known = append(res.Known, e.path)
 		case inIndex:
 			res.Modified = append(res.Modified, ix.change(root, e, o))
+		case localConfig[e.path]:
+			// errors/local.xml and the like: the store's own configuration
 		case Strict(e.path):
 			res.Added = append(res.Added, ix.change(root, e, o))
 		default:

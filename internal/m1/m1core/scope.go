@@ -96,24 +96,31 @@ func Strict(p string) bool {
 	return false
 }
 
-// codeExt are extensions whose change can run code on the server or in the
-// shopper's browser.
+// codeExt are extensions of files that run: PHP on the server, scripts
+// and markup in the shopper's browser, shell scripts.
 var codeExt = map[string]bool{
 	".php": true, ".phtml": true, ".inc": true, ".phar": true, ".php5": true, ".php7": true, ".phps": true,
-	".js": true, ".html": true, ".htm": true, ".xml": true, ".sh": true, ".htaccess": true, ".json": true,
-	"": true,
+	".js": true, ".html": true, ".htm": true, ".sh": true, "": true,
 }
 
-// IsCode reports whether p is a file whose modification can execute code
-// (PHP, templates, JavaScript, HTML, layout and config XML, shell scripts,
-// .htaccess, files without an extension).
+// IsCode reports whether p is a file that runs (PHP, templates,
+// JavaScript, HTML, shell scripts, files without an extension, .user.ini
+// whose auto_prepend_file runs PHP). Configuration (.xml, .htaccess) and
+// assets are not: a change there is reported at a lower severity.
 func IsCode(p string) bool {
 	b := path.Base(p)
-	if b == ".htaccess" || b == ".user.ini" {
+	if b == ".user.ini" {
 		return true
+	}
+	if b == ".htaccess" {
+		return false
 	}
 	return codeExt[strings.ToLower(path.Ext(b))]
 }
+
+// localConfig are files an installation creates beside the release's
+// samples; they are not "added" core files.
+var localConfig = map[string]bool{"errors/local.xml": true}
 
 // lineExt are the files whose line hashes the index stores so a change can
 // be shown line by line.
