@@ -167,7 +167,7 @@ func applyFPM(ctx context.Context, t *m1audit.Target, o Options) m1audit.CheckRe
 		return r
 	}
 	if err := reloadFPM(ctx, o, mainConf); err != nil {
-		r.Status, r.Evidence.Detail = m1audit.StatusError, fmt.Sprintf("pool file changed and checked, but the reload failed: %v (reload php-fpm by hand)", err)
+		r.Status, r.Evidence.Detail = m1audit.StatusError, fmt.Sprintf("pool file changed and checked, but the reload failed: %v (reload php-fpm by hand, or set hosts.<name>.hardening.php_fpm.reload)", err)
 		return r
 	}
 	r.Status = m1audit.StatusFixed
@@ -193,7 +193,7 @@ func reloadFPM(ctx context.Context, o Options, mainConf string) error {
 		}
 	}
 	if pidFile == "" {
-		return fmt.Errorf("%s names no pid file: pass a reload function (e.g. systemctl reload php8.2-fpm)", mainConf)
+		return fmt.Errorf("%s names no pid file (`pid =`): set hosts.<name>.hardening.php_fpm.reload, e.g. [systemctl, reload, php8.2-fpm]", mainConf)
 	}
 	if !filepath.IsAbs(pidFile) {
 		pidFile = filepath.Join("/var/run", pidFile) // php-fpm's default prefix for relative pid paths

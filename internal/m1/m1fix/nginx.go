@@ -182,9 +182,9 @@ func applyNginx(ctx context.Context, t *m1audit.Target, o Options) []m1audit.Che
 		case o.BasicAuth == nil && len(o.AdminAllow) == 0:
 			auth.Status = m1audit.StatusNeedsPerson
 			auth.Evidence.Detail = what + "; admin has its own PHP handler and rate limit but no credentials or allow list were configured"
-			auth.Fix = "configure basic-auth credentials (a secret reference) and/or admin allow addresses, then run again"
+			auth.Fix = "set hosts.<name>.hardening.basic_auth (user, password: file:NAME) and/or hardening.admin_allow, then run `mageflow harden --host <name> --apply` again"
 		default:
-			auth.Evidence.Detail = fmt.Sprintf("%s; /%s and /index.php/%s: %s, POSTs limited to %d/min per address (429 beyond)", what, t.AdminFrontName, t.AdminFrontName, authWhat(o), o.rate())
+			auth.Evidence.Detail = fmt.Sprintf("%s; /%s, /index.php/%s and every spelling Magento routes there (/index.php%[2]s/, store-code prefixes, any case): %[4]s, POSTs limited to %d/min per address (429 beyond)", what, t.AdminFrontName, t.AdminFrontName, authWhat(o), o.rate())
 			if o.StagingBasicAuth {
 				auth.Evidence.Detail += "; staging vhosts entirely behind the same credentials"
 			}

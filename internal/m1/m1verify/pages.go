@@ -306,7 +306,7 @@ func (v *verifier) pages(ctx context.Context) ([]m1audit.CheckResult, error) {
 		sigRes.Fix = "Find where the matched code comes from (core_config_data design/head/includes and design/footer/absolute_footer, cms_block, cms_page, theme and js/ files), remove it, then follow the compromise checklist: rotate admin, database and SSH credentials and the crypt key."
 	case pagesOK == 0:
 		sigRes.Status = m1audit.StatusError
-		sigRes.Fix = "No page answered 200: check Host, BaseURL and Options.Pages."
+		sigRes.Fix = "No page answered 200: check hosts.<name>.hardening.base_url (the origin), server_name (the Host header) and pages (paths that answer 200)."
 	default:
 		sigRes.Status = m1audit.StatusPass
 	}
@@ -318,7 +318,7 @@ func (v *verifier) pages(ctx context.Context) ([]m1audit.CheckResult, error) {
 	switch {
 	case len(hostRes.Evidence.Findings) > 0:
 		hostRes.Status = m1audit.StatusNeedsPerson
-		hostRes.Fix = "For each listed script: if it is a known service, add its host to the allowed script hosts; otherwise treat it as a skimmer (remove it from the database or theme and follow the compromise checklist)."
+		hostRes.Fix = "For each listed script: if it is a known service, add its host to hosts.<name>.hardening.allowed_script_hosts; otherwise treat it as a skimmer (remove it from the database or theme and follow the compromise checklist)."
 	case pagesOK == 0:
 		hostRes.Status = m1audit.StatusError
 	default:

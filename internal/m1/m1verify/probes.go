@@ -41,7 +41,7 @@ var commonMarkers = []string{
 
 const (
 	fixDeny  = "Deny the path in the vhost with a prefix location that no regex can override (`location ^~ /path/ { deny all; }`), e.g. with mageflow's managed M1 include, reload nginx and verify again."
-	fixAdmin = "Protect the admin frontName (/<front>/ and /index.php/<front>/) with basic auth or an IP allowlist (`satisfy any`), or serve it only on a separate admin vhost."
+	fixAdmin = "Protect the admin frontName in every spelling Magento routes there (/<front>/, /index.php/<front>/ and /index.php<front>/ without the slash, any case) with basic auth or an IP allowlist (`satisfy any`), or serve it only on a separate admin vhost; with mageflow: set hosts.<name>.hardening.basic_auth and/or admin_allow and run `mageflow harden --host <name> --apply`."
 )
 
 // catalogue is the path list of the hardening reference (§3). Order is the

@@ -414,7 +414,7 @@ func (v *verifier) probe(ctx context.Context, p Probe, nr noRoute) (m1audit.Chec
 		res.Evidence.Detail += "; served: " + strings.Join(servedVariants, " ")
 	case len(unsure) > 0:
 		res.Status = m1audit.StatusError
-		res.Fix = "No usable answer for some variants (see evidence): check BaseURL, Host and that the origin answers directly."
+		res.Fix = "No usable answer for some variants (see evidence): check hosts.<name>.hardening.base_url (the origin), server_name (the Host header) and that the origin answers directly."
 		res.Evidence.Detail += "; inconclusive: " + strings.Join(unsure, " ")
 	default:
 		res.Status = m1audit.StatusPass
