@@ -26,8 +26,14 @@ type Hardening struct {
 	// BaseURL is the origin verification connects to, bypassing any CDN or
 	// WAF in front (default: the host's url:, else http://127.0.0.1).
 	BaseURL string `yaml:"base_url"`
-	// Root overrides the Magento root found from the vhost.
+	// Root overrides the Magento root found from the vhost (not the
+	// host's root:, which is where deployed releases go and which a
+	// hardening-only host may leave out).
 	Root string `yaml:"root"`
+	// StateDir keeps what --apply must remember on the host: the forensic
+	// snapshots taken before any change, forensics/<target>/<time>.json,
+	// 0600, written once and never replaced (default /var/lib/mageflow/harden).
+	StateDir string `yaml:"state_dir"`
 	// BasicAuth protects the admin (and, with StagingBasicAuth, staging
 	// vhosts) in front of PHP.
 	BasicAuth *HardeningAuth `yaml:"basic_auth"`
@@ -100,12 +106,19 @@ type HardeningNginx struct {
 // HardeningPHPFPM says how to read, test and reload the pool.
 type HardeningPHPFPM struct {
 	Binary string `yaml:"binary"` // default: php-fpm8.2 / php-fpm on $PATH
-	Conf   string `yaml:"conf"`   // the main config (-y); default from the pool
-	// Args are added to `php-fpm -t` (e.g. ["-R"] when the pool runs as root).
+	// Conf is the main config (-y); default: the pool file when it holds
+	// [global], else php-fpm.conf next to the pool's pool.d/.
+	Conf string `yaml:"conf"`
+	// Args are added to `php-fpm -t -y <conf>` (e.g. ["-c", "/opt/php/etc/php.ini"]
+	// for a non-default php.ini, ["-R"] when the pool runs as root).
 	Args []string `yaml:"args"`
 	// Reload is the command that reloads php-fpm after a pool change
-	// (e.g. ["systemctl", "reload", "php8.2-fpm"]); empty: the host's
-	// php_fpm service or pid file.
+	// (e.g. ["systemctl", "reload", "php8.2-fpm"]); empty: SIGUSR2 to the
+	// master whose pid file the main config's `pid =` names (a relative
+	// pid path is under /var/run). The host's php_fpm.service/pid_file
+	// (deploys) are not used here. If that reload fails (no `pid =`, no
+	// such process) the checked pool change stays and the result is an
+	// error naming this key.
 	Reload []string `yaml:"reload"`
 }
 
@@ -180,7 +193,7 @@ func validateHardeningPaths(p string, h *Hardening, add func(path, msg, hint str
 		}
 	}
 	paths := []struct{ path, v string }{
-		{"root", h.Root}, {"nginx.binary", h.Nginx.Binary},
+		{"root", h.Root}, {"state_dir", h.StateDir}, {"nginx.binary", h.Nginx.Binary},
 		{"nginx.include_dir", h.Nginx.IncludeDir}, {"nginx.http_conf_dir", h.Nginx.HTTPConfDir},
 		{"php_fpm.binary", h.PHPFPM.Binary}, {"php_fpm.conf", h.PHPFPM.Conf},
 		{"sshd.binary", h.SSHD.Binary}, {"sshd.config", h.SSHD.Config}, {"sshd.drop_in_dir", h.SSHD.DropInDir},

@@ -27,10 +27,15 @@ const (
 	// hosts and groups.
 	fmtHostName      = "host name %q is not usable in task queue names"
 	hintHostRoot     = "e.g. /srv/mageflow: releases live under <root>/<app>/"
-	fmtHostPHPFPM    = "%s.php_fpm: set service or pid_file, not both"
-	hintHostPHPFPM   = "service reloads with systemctl, pid_file with SIGUSR2"
-	hintGroupName    = "the autoscaling group's name at the provider"
-	hintGroupHostDir = "where releases live on every instance, e.g. /srv/mageflow"
+	hintHostRootNone = "give root: (e.g. /srv/mageflow) for a host apps deploy to, or a hardening: block for a host `mageflow harden` only audits and fixes"
+	fmtHostRootAbs   = "%s.root %q must be an absolute path"
+	// fmtHostRootDeploy: host path, the environments deploying there.
+	fmtHostRootDeploy = "%s.root is required: %s deploys to it (a hardening-only host may leave it out)"
+	fmtHostRootNone   = "%s.root is required (the host has no hardening: block either)"
+	fmtHostPHPFPM     = "%s.php_fpm: set service or pid_file, not both"
+	hintHostPHPFPM    = "service reloads with systemctl, pid_file with SIGUSR2"
+	hintGroupName     = "the autoscaling group's name at the provider"
+	hintGroupHostDir  = "where releases live on every instance, e.g. /srv/mageflow"
 
 	// schedules.
 	fmtScheduleWhen   = "%s needs exactly one of cron: and every:"

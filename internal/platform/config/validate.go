@@ -139,9 +139,7 @@ func (v *validator) host(hn string, h *Host) {
 	if !nameRe.MatchString(hn) {
 		v.add(hp, fmt.Sprintf(fmtHostName, hn), "lower-case letters, digits, - and _")
 	}
-	if h.Root == "" || !filepath.IsAbs(h.Root) {
-		v.add(hp, fmt.Sprintf("%s.root is required", hp), hintHostRoot)
-	}
+	v.hostRoot(hn, hp, h)
 	if h.URL != "" && !isURL(h.URL) {
 		v.add(hp+".url", fmt.Sprintf("%s.url %q is not a URL", hp, h.URL), "e.g. http://10.0.0.5:80")
 	}
@@ -150,6 +148,42 @@ func (v *validator) host(hn string, h *Host) {
 	}
 	validateHardening(hp, h.Hardening, v.add)
 	v.secretRefs(hintSecretRef, [2]string{hp + ".nginx.maintenance_bypass", h.Nginx.MaintenanceBypass})
+}
+
+// hostRoot checks hosts.<hn>.root: required where releases go (an app's
+// environment deploys to the host, or the host has no hardening block
+// either), optional on a host that is only hardened — its Magento root
+// comes from nginx (or hardening.root), never from root:.
+func (v *validator) hostRoot(hn, hp string, h *Host) {
+	if h.Root != "" {
+		if !filepath.IsAbs(h.Root) { // defaults resolve a relative root against the config's directory
+			v.add(hp+".root", fmt.Sprintf(fmtHostRootAbs, hp, h.Root), hintHostRoot)
+		}
+		return
+	}
+	if deployers := v.deploysTo(hn); len(deployers) > 0 {
+		v.add(hp, fmt.Sprintf(fmtHostRootDeploy, hp, strings.Join(deployers, ", ")), hintHostRoot)
+	} else if h.Hardening == nil {
+		v.add(hp, fmt.Sprintf(fmtHostRootNone, hp), hintHostRootNone)
+	}
+}
+
+// deploysTo lists the app environments ("apps.A.environments.E") that
+// deploy to host hn.
+func (v *validator) deploysTo(hn string) []string {
+	var out []string
+	for _, an := range sortedKeys(v.c.Apps) {
+		a := v.c.Apps[an]
+		if a == nil {
+			continue
+		}
+		for _, en := range sortedKeys(a.Environments) {
+			if e := a.Environments[en]; e != nil && contains(e.Hosts, hn) {
+				out = append(out, "apps."+an+".environments."+en)
+			}
+		}
+	}
+	return out
 }
 
 // group checks groups.<gn>.
