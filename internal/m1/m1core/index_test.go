@@ -131,7 +131,10 @@ func TestMageVersion(t *testing.T) {
 		" public static function getOpenMageMajorVersion(): int\n {\n  return 20;\n }\n" +
 		" public static function getOpenMageVersionInfo(): array\n {\n  if (self::getOpenMageMajorVersion() === 20) {\n   return ['major' => '20', 'minor' => '10', 'patch' => '2'];\n  }\n  return ['major' => '19', 'minor' => '5', 'patch' => '0'];\n }\n}\n"
 	om19 := strings.Replace(om, "return 20;", "return 19;", 1)
-	for src, want := range map[string]string{ce: "1.9.4.5", om: "20.10.2", om19: "19.5.0", "<?php echo 1;": ""} {
+	// OpenMage 19.4.x: the major version in a local variable.
+	om194 := "<?php\nfinal class Mage {\n public static function getOpenMageVersionInfo()\n {\n  $majorVersion = 19;\n" +
+		"  if ($majorVersion === 20) {\n   return ['major' => '20', 'minor' => '0', 'patch' => '20'];\n  }\n  return ['major' => '19', 'minor' => '4', 'patch' => '23'];\n }\n}\n"
+	for src, want := range map[string]string{ce: "1.9.4.5", om: "20.10.2", om19: "19.5.0", om194: "19.4.23", "<?php echo 1;": ""} {
 		if got := MageVersion([]byte(src)); got != want {
 			t.Errorf("MageVersion = %q, want %q", got, want)
 		}

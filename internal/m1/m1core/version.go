@@ -9,6 +9,7 @@ var (
 	ceFnRe    = regexp.MustCompile(`function\s+getVersionInfo\s*\(`)
 	omFnRe    = regexp.MustCompile(`function\s+getOpenMageVersionInfo\s*\(`)
 	omMajorRe = regexp.MustCompile(`function\s+getOpenMageMajorVersion\s*\([^)]*\)[^{]*\{\s*return\s+(\d+)\s*;`)
+	omVarRe   = regexp.MustCompile(`\$majorVersion\s*=\s*(\d+)\s*;`) // OpenMage 19.4.x
 	kvRe      = regexp.MustCompile(`['"](major|minor|revision|patch)['"]\s*=>\s*['"]?(\d+)`)
 )
 
@@ -21,6 +22,8 @@ func MageVersion(src []byte) string {
 	if loc := omFnRe.FindStringIndex(s); loc != nil {
 		want := ""
 		if m := omMajorRe.FindStringSubmatch(s); m != nil {
+			want = m[1]
+		} else if m := omVarRe.FindStringSubmatch(s[loc[1]:]); m != nil {
 			want = m[1]
 		}
 		if v := versionAfter(s[loc[1]:], want, []string{"major", "minor", "patch"}); v != "" {
