@@ -38,7 +38,7 @@ GOFLAGS_TEST ?= -race -count=1
 export TEMPORAL_CLI := $(BIN)/temporal
 # The agent bind-mounted into docker fleet instances (static: the instance
 # image has no Go toolchain nor this machine's libc).
-export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-worker-static
+export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-agent
 
 .PHONY: run-cluster test-cluster deps-cluster sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image
 
@@ -49,7 +49,7 @@ help:
 	@echo "make test         install what the tests need and run the whole suite"
 	@echo "make test-cluster the integration and end-to-end suites against that cluster"
 	@echo "make bench        run the benchmarks and print their figures"
-	@echo "make build        build bin/mageflow and bin/mageflow-worker"
+	@echo "make build        build bin/mageflow, bin/mageflow-worker and bin/mageflow-agent"
 	@echo "make builder-image build $(BUILDER_IMAGE) from Debian packages"
 
 # The first-time steps run in parallel (-j3: the Temporal CLI build, the
@@ -63,9 +63,9 @@ run: deps-run
 # The same plus the docker fleet demo: a group of 2 instances and a warm pool
 # of 1 behind a local nginx (mageflow.fleet.yaml); shows a scale-out through
 # ScaleOutReadiness and a WarmPoolImageRefresh, printing Web UI links. The
-# instances mount bin/mageflow-worker-static as their agent.
+# instances mount bin/mageflow-agent as their agent.
 run-fleet: deps-run
-	@$(MAKE) --no-print-directory -j3 $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow $(BIN)/mageflow-worker-static
+	@$(MAKE) --no-print-directory -j3 $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow $(BIN)/mageflow-agent
 	$(BIN)/mageflow dev --config mageflow.fleet.yaml --temporal-cli $(BIN)/temporal --fleet
 
 # The same demo on a real Temporal cluster (mageflow cluster): PostgreSQL 15
@@ -85,7 +85,7 @@ run-cluster: deps-run deps-cluster
 # TEMPORAL_ADDRESS, which the client reads).
 TEST_CLUSTER_DIR := $(VAR)/cluster-test
 test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-image
-	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) $(BIN)/temporal $(BIN)/mageflow $(BIN)/mageflow-worker-static
+	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) $(BIN)/temporal $(BIN)/mageflow $(BIN)/mageflow-agent
 	@set -euo pipefail; ns=it-$$(date +%Y%m%d-%H%M%S); ready=$(TEST_CLUSTER_DIR)/ready; rm -f $$ready; mkdir -p $(TEST_CLUSTER_DIR)/log; \
 	$(BIN)/mageflow cluster --temporal-only --dir $(TEST_CLUSTER_DIR) --bin $(BIN) --pg-port 5434 --temporal-port 7333 \
 	  --metrics-port 8011 --ui-port 8333 --namespace $$ns --ready-file $$ready >$(TEST_CLUSTER_DIR)/log/supervisor.log 2>&1 & pid=$$!; \
@@ -99,7 +99,7 @@ test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-i
 demo-push: build
 	$(BIN)/mageflow demo
 
-build: $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-worker-static
+build: $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-agent
 
 # $(call step,NAME,COMMAND): runs COMMAND with its output in var/log/NAME.log
 # and prints one line: how long it took; "up to date" when it changed nothing
@@ -115,8 +115,8 @@ $(BIN)/mageflow: FORCE
 	$(call step,mageflow,$(GO) build -o $@ ./starter)
 $(BIN)/mageflow-worker: FORCE
 	$(call step,mageflow-worker,$(GO) build -o $@ ./worker)
-$(BIN)/mageflow-worker-static: FORCE
-	$(call step,mageflow-worker-static,CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./worker)
+$(BIN)/mageflow-agent: FORCE
+	$(call step,mageflow-agent,CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $@ ./worker/agent)
 FORCE:
 
 # Debian packages, installed only when one is missing: deps-run for `make run`,
@@ -181,7 +181,7 @@ lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	$(BIN)/staticcheck ./...
 	$(BIN)/workflowcheck -show-pos ./...
 
-test: deps-run deps-test sshd-privsep $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-worker-static lint
+test: deps-run deps-test sshd-privsep $(BIN)/temporal builder-image fleet-image $(BIN)/mageflow-agent lint
 	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
 
 # Re-record the workflow histories the replay tests replay, after changing a
@@ -202,7 +202,7 @@ compose-config:
 
 # Benchmarks print figures with a baseline from the same run (git rev-list,
 # tar -czf, /healthz). Generated data is cached under var/bench.
-bench: deps fleet-image $(BIN)/mageflow-worker-static
+bench: deps fleet-image $(BIN)/mageflow-agent
 	$(GO) run ./test/benchbuildnumber -commits 100000 -dir $(VAR)/bench
 	$(GO) run ./test/benchpackage
 	$(GO) run ./test/benchwebhook

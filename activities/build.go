@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,15 +15,16 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/mageflow/mageflow/activities/internal/heartbeat"
 	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/build/builder"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/build/gitmeta"
-	"github.com/mageflow/mageflow/internal/platform/metrics"
 	"github.com/mageflow/mageflow/internal/build/release"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/metrics"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 )
 
 // BuildActivities resolve commits and build, package and store releases.
@@ -117,7 +117,7 @@ func (a *BuildActivities) auth() (*gitmeta.AuthOptions, error) {
 // until stop is called, so a long git fetch or build step keeps its
 // activity alive and visible.
 func (a *BuildActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
-	return heartbeatWhile(ctx, a.HeartbeatEvery, current)
+	return heartbeat.While(ctx, a.HeartbeatEvery, current)
 }
 
 // ResolveCommit fetches the app's mirror and describes the commit a ref
@@ -305,7 +305,7 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	}
 	// A committed link out of the checkout is refused before any build
 	// step runs next to it; packaging checks the build's own links too.
-	if err := artifact.CheckLinks(src, SharedPaths(app)); err != nil {
+	if err := artifact.CheckLinks(src, app.SharedPaths()); err != nil {
 		return res, escapingLinkFailure(logf, "commit "+in.Commit.Commit, err)
 	}
 
@@ -355,7 +355,7 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	}
 	setProg(func(p *BuildProgress) { p.Phase, p.Step = "package", "" })
 	stop = a.heartbeatWhile(ctx, current)
-	ar, err := artifact.WriteFile(ctx, staged, src, mb, artifact.Options{Exclude: SharedPaths(app), ModTime: in.Commit.CommittedAt})
+	ar, err := artifact.WriteFile(ctx, staged, src, mb, artifact.Options{Exclude: app.SharedPaths(), ModTime: in.Commit.CommittedAt})
 	stop()
 	if errors.Is(err, artifact.ErrEscapingLink) {
 		return res, escapingLinkFailure(logf, "build output", err)
@@ -420,22 +420,6 @@ func BuilderSpec(app *config.App) builder.Spec {
 		spec.Steps = append(spec.Steps, builder.CustomStep{Name: s.Name, Run: s.Run, Dir: s.Dir})
 	}
 	return spec
-}
-
-// SharedPaths are kept out of the artifact: they live in each host's shared
-// folder and are linked into every release.
-func SharedPaths(app *config.App) []string {
-	var p []string
-	switch app.Type {
-	case "magento2":
-		p = []string{"pub/media", "var", "app/etc/env.php"}
-	case "magento1":
-		p = []string{"media", "var", "app/etc/local.xml"}
-	}
-	for _, s := range app.Shared {
-		p = append(p, path.Clean(filepath.ToSlash(s)))
-	}
-	return p
 }
 
 func writeFileAtomic(p string, b []byte) error {

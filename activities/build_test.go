@@ -15,10 +15,10 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/build/builder"
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/build/gitmeta"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 
@@ -141,11 +141,4 @@ func TestFindReleaseIgnoresMetaWithoutArtifact(t *testing.T) {
 
 	_, err = f.env.ExecuteActivity(f.acts.FindRelease, activities.FindReleaseInput{App: "shop", ReleaseID: "../../etc"})
 	require.Error(t, err)
-}
-
-func TestSharedPathsStayOutOfArtifacts(t *testing.T) {
-	require.Equal(t, []string{"pub/media", "var", "app/etc/env.php", "pub/sitemaps"},
-		activities.SharedPaths(&config.App{Type: "magento2", Shared: []string{"pub/sitemaps/"}}))
-	require.Equal(t, []string{"media", "var", "app/etc/local.xml"}, activities.SharedPaths(&config.App{Type: "magento1"}))
-	require.Empty(t, activities.SharedPaths(&config.App{Type: "nodejs"}))
 }

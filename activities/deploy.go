@@ -14,17 +14,15 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/fleet"
 	fleetaws "github.com/mageflow/mageflow/internal/fleet/aws"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/build/release"
-	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
-
-// HostTaskQueue is the task queue a host's agent polls.
-func HostTaskQueue(host string) string { return "mageflow-host-" + host }
 
 // DeployRequest is what a person or a build asked for.
 type DeployRequest struct {
@@ -202,7 +200,7 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 		}
 	case req.Kind == "rollback":
 		if state == nil || state.Previous == "" {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s/%s has no previous release to roll back to: pass --to RELEASE", req.App, req.Env), ErrRollbackRefused, nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s/%s has no previous release to roll back to: pass --to RELEASE", req.App, req.Env), agent.ErrRollbackRefused, nil)
 		}
 		for i := range list {
 			if list[i].ID == state.Previous {
@@ -210,7 +208,7 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 			}
 		}
 		if pick == nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("previous release %s is no longer in the artifact store", state.Previous), ErrRollbackRefused, nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("previous release %s is no longer in the artifact store", state.Previous), agent.ErrRollbackRefused, nil)
 		}
 	default:
 		for i := range list {
@@ -227,7 +225,7 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 	if req.Kind == "rollback" && !req.Force && plan.UpgradedAtBuild > 0 && pick.BuildNumber < plan.UpgradedAtBuild {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"refusing to roll back %s/%s to %s (build %d): the database was upgraded by build %d and Magento cannot run older code on it; deploy a fix forward, or pass --force if you restored the database",
-			req.App, req.Env, pick.ID, pick.BuildNumber, plan.UpgradedAtBuild), ErrRollbackRefused, nil)
+			req.App, req.Env, pick.ID, pick.BuildNumber, plan.UpgradedAtBuild), agent.ErrRollbackRefused, nil)
 	}
 	if req.Kind != "rollback" && req.IsAutomatic() {
 		cur := plan.PreviousMeta
@@ -292,7 +290,7 @@ func (d *DeployActivities) CheckAgents(ctx context.Context, in CheckAgentsInput)
 	for _, h := range in.Hosts {
 		resp, err := d.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
 			Namespace:     d.Config.Temporal.Namespace,
-			TaskQueue:     &taskqueue.TaskQueue{Name: HostTaskQueue(h), Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+			TaskQueue:     &taskqueue.TaskQueue{Name: agent.HostTaskQueue(h), Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 			TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
 		})
 		if err != nil {
@@ -309,7 +307,7 @@ func (d *DeployActivities) CheckAgents(ctx context.Context, in CheckAgentsInput)
 		}
 	}
 	if len(missing) > 0 {
-		return temporal.NewApplicationError(fmt.Sprintf("no agent is polling for host(s) %v: start `mageflow-worker --agent --host NAME` on each", missing), ErrAgentMissing)
+		return temporal.NewApplicationError(fmt.Sprintf("no agent is polling for host(s) %v: start `mageflow-agent --host NAME` on each", missing), agent.ErrAgentMissing)
 	}
 	return nil
 }

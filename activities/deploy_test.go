@@ -12,10 +12,10 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
-	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // fakeFleet answers Describe with a fixed group; every other call fails so

@@ -12,10 +12,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
-	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // ErrFleet marks provider failures retrying cannot fix (validation,

@@ -13,17 +13,20 @@ package activities
 import (
 	"time"
 
+	"github.com/mageflow/mageflow/activities/agent"
+
 	"github.com/mageflow/mageflow/internal/build/release"
 )
 
 // Error types a workflow must not retry: retrying cannot change the outcome
 // and would only delay the failure an operator needs to see.
 const (
-	ErrInvalidInput    = "InvalidInput"
 	ErrRefNotFound     = "RefNotFound"
 	ErrBuildStepFailed = "BuildStepFailed"
-	ErrConfig          = "ConfigError"
-	ErrArtifactCorrupt = "ArtifactCorrupt"
+	// The three below are shared with the agent's activities.
+	ErrInvalidInput    = agent.ErrInvalidInput
+	ErrConfig          = agent.ErrConfig
+	ErrArtifactCorrupt = agent.ErrArtifactCorrupt
 )
 
 // ResolveInput names a commit to resolve in an app's repository.

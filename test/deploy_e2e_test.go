@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/host/webstack"
@@ -183,7 +184,7 @@ func TestDeployDiskFull(t *testing.T) {
 	rec, err := e.deploy("production", big.ID)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "prepare failed, nothing was switched")
-	require.Contains(t, err.Error(), activities.ErrDiskFull)
+	require.Contains(t, err.Error(), agent.ErrDiskFull)
 	require.Contains(t, err.Error(), "web2")
 	require.Equal(t, catalog.OutcomeFailed, rec.Outcome)
 	for _, st := range rec.Steps {

@@ -17,11 +17,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/internal/front/start"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
@@ -58,15 +58,15 @@ hosts:
 		q(s.NginxArgs), s.IncludeDir, s.HTTPConfDir, s.FPMConf, q(s.FPMArgs), s.SSHDConfig, s.SSHDHostKey, s.SSHDDrop)
 }
 
-// startAgent runs the host's agent worker (as `mageflow-worker --agent`
+// startAgent runs the host's agent worker (as `mageflow-agent`
 // would) with cfg; stop it before starting another on the same queue.
 func startAgent(t *testing.T, h *harness, cfg *config.Config) worker.Worker {
 	t.Helper()
-	acts, err := workerapp.NewHostActivities(context.Background(), cfg, hardenHost, "")
+	acts, err := agentapp.NewHostActivities(context.Background(), cfg, hardenHost, "")
 	require.NoError(t, err)
 	acts.HeartbeatEvery = time.Second
-	w := worker.New(h.client, activities.HostTaskQueue(hardenHost), workerapp.AgentWorkerOptions())
-	workerapp.RegisterAgent(w, acts, nil)
+	w := worker.New(h.client, agent.HostTaskQueue(hardenHost), agentapp.WorkerOptions())
+	agentapp.Register(w, acts, nil)
 	require.NoError(t, w.Start())
 	return w
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 

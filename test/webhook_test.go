@@ -18,8 +18,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/cli"
 	"github.com/mageflow/mageflow/internal/front/tclient"
 	"github.com/mageflow/mageflow/internal/platform/webhook"
 	"github.com/mageflow/mageflow/test/fixtures"

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/platform/searchattr"
@@ -51,7 +52,7 @@ type DeployStatus struct {
 }
 
 var (
-	hostActs   *activities.HostActivities
+	hostActs   *agent.HostActivities
 	deployActs *activities.DeployActivities
 )
 
@@ -106,7 +107,7 @@ func controlCtx(ctx workflow.Context) workflow.Context {
 		StartToCloseTimeout: 20 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-			NonRetryableErrorTypes: []string{activities.ErrConfig, activities.ErrInvalidInput, activities.ErrRollbackRefused},
+			NonRetryableErrorTypes: []string{activities.ErrConfig, activities.ErrInvalidInput, agent.ErrRollbackRefused},
 		},
 	})
 }
@@ -115,20 +116,20 @@ func controlCtx(ctx workflow.Context) workflow.Context {
 // start-to-close so a killed agent is noticed quickly and the step retried
 // when it is back; long ones heartbeat.
 func hostCtx(ctx workflow.Context, host string, timeout, heartbeat time.Duration) workflow.Context {
-	// Agents heartbeat every activity (workerapp.AgentWorkerOptions), so a
+	// Agents heartbeat every activity (agentapp.WorkerOptions), so a
 	// killed agent's step is retried within 15 s, not after its timeout.
 	if heartbeat == 0 || heartbeat > 15*time.Second {
 		heartbeat = 15 * time.Second
 	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.HostTaskQueue(host),
+		TaskQueue:           agent.HostTaskQueue(host),
 		StartToCloseTimeout: timeout,
 		HeartbeatTimeout:    heartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 20 * time.Second, MaximumAttempts: 8,
 			NonRetryableErrorTypes: []string{
-				activities.ErrConfig, activities.ErrInvalidInput, activities.ErrDiskFull, activities.ErrChecksum,
-				activities.ErrUnsafeReload, activities.ErrUpgradeFailed,
+				activities.ErrConfig, activities.ErrInvalidInput, agent.ErrDiskFull, agent.ErrChecksum,
+				agent.ErrUnsafeReload, agent.ErrUpgradeFailed,
 			},
 		},
 	})
@@ -166,8 +167,8 @@ func (d *deployRun) fileHosts() []string {
 	return d.plan.Hosts
 }
 
-func (d *deployRun) target(host string) activities.HostTarget {
-	return activities.HostTarget{Host: host, App: d.in.App, Env: d.in.Env}
+func (d *deployRun) target(host string) agent.HostTarget {
+	return agent.HostTarget{Host: host, App: d.in.App, Env: d.in.Env}
 }
 
 func (d *deployRun) record(ctx workflow.Context) {
@@ -231,11 +232,11 @@ func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
 func (d *deployRun) skip(ctx workflow.Context) (*catalog.Deploy, error) {
 	now := workflow.Now(ctx).UTC()
 	d.rec.FinishedAt = &now
-	d.rec.Outcome = activities.DeployOutcomeSkipped
+	d.rec.Outcome = agent.DeployOutcomeSkipped
 	d.rec.Error = d.plan.Skip
 	d.record(ctx)
 	d.logger.Warn("automatic deploy skipped", "release", d.plan.Release.ID, "reason", d.plan.Skip)
-	d.phase(ctx, activities.DeployOutcomeSkipped, "**Skipped**, nothing was changed: "+d.plan.Skip)
+	d.phase(ctx, agent.DeployOutcomeSkipped, "**Skipped**, nothing was changed: "+d.plan.Skip)
 	return &d.rec, nil
 }
 
@@ -245,12 +246,12 @@ func (d *deployRun) skip(ctx workflow.Context) (*catalog.Deploy, error) {
 func (d *deployRun) cleanupAfterCancel(ctx workflow.Context) {
 	if !d.switched {
 		for _, h := range d.prepared {
-			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.Discard, activities.ReleaseRef{HostTarget: d.target(h), ReleaseID: d.plan.Release.ID}).Get(ctx, nil)
+			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.Discard, agent.ReleaseRef{HostTarget: d.target(h), ReleaseID: d.plan.Release.ID}).Get(ctx, nil)
 		}
 	}
 	if d.status.Maintenance && d.rec.MaintenanceFrom != nil && !d.upgradeRan {
 		for _, h := range d.fileHosts() {
-			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, activities.MaintenanceInput{HostTarget: d.target(h), On: false, Reason: "deploy cancelled before the upgrade"}).Get(ctx, nil)
+			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, agent.MaintenanceInput{HostTarget: d.target(h), On: false, Reason: "deploy cancelled before the upgrade"}).Get(ctx, nil)
 		}
 		d.status.Maintenance = false
 	}
@@ -282,12 +283,12 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 	t := workflow.Now(ctx)
 	d.phase(ctx, "prepare", fmt.Sprintf("**Preparing** release `%s` (build #%d) on %d host(s)", rel.ID, rel.BuildNumber, len(hosts)))
 	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
-		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Minute, time.Minute), hostActs.Prepare, activities.PrepareInput{
+		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Minute, time.Minute), hostActs.Prepare, agent.PrepareInput{
 			HostTarget: d.target(h), ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256,
 			Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
 		})
 	}, func(h string, f workflow.Future) error {
-		var res activities.PrepareResult
+		var res agent.PrepareResult
 		if err := f.Get(ctx, &res); err != nil {
 			return err
 		}
@@ -302,7 +303,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 	if err != nil {
 		// Leave no half-deployed release behind on the hosts that made it.
 		for _, h := range d.prepared {
-			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.Discard, activities.ReleaseRef{HostTarget: d.target(h), ReleaseID: rel.ID}).Get(ctx, nil)
+			_ = workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.Discard, agent.ReleaseRef{HostTarget: d.target(h), ReleaseID: rel.ID}).Get(ctx, nil)
 		}
 		return catalog.OutcomeFailed, fmt.Errorf("prepare failed, nothing was switched: %w", err)
 	}
@@ -314,8 +315,8 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 	}
 	// Magento decides whether the database needs upgrading.
 	t = workflow.Now(ctx)
-	var dec activities.UpgradeDecision
-	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 5*time.Minute, 0), hostActs.UpgradeStatus, activities.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, &dec); err != nil {
+	var dec agent.UpgradeDecision
+	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 5*time.Minute, 0), hostActs.UpgradeStatus, agent.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, &dec); err != nil {
 		return catalog.OutcomeFailed, fmt.Errorf("upgrade check failed, nothing was switched: %w", err)
 	}
 	d.step("upgrade-check", t, ctx)
@@ -378,7 +379,7 @@ func (d *deployRun) awaitApproval(ctx workflow.Context) (string, error) {
 // agents allow.
 func (d *deployRun) switchAll(ctx workflow.Context, id string) error {
 	return onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
-		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Second, 0), hostActs.Switch, activities.ReleaseRef{HostTarget: d.target(h), ReleaseID: id})
+		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Second, 0), hostActs.Switch, agent.ReleaseRef{HostTarget: d.target(h), ReleaseID: id})
 	}, nil)
 }
 
@@ -403,7 +404,7 @@ func (d *deployRun) settle(ctx workflow.Context, id string, bypass bool) ([]stri
 			return workflow.WithActivityOptions(c, o)
 		}
 		if err := onHosts(ctx, p.Hosts, func(h string) workflow.Future {
-			return workflow.ExecuteActivity(warmCtx(h), hostActs.Warm, activities.WarmInput{HostTarget: d.target(h), Paths: p.WarmPaths, BypassMaintain: bypass})
+			return workflow.ExecuteActivity(warmCtx(h), hostActs.Warm, agent.WarmInput{HostTarget: d.target(h), Paths: p.WarmPaths, BypassMaintain: bypass})
 		}, nil); err != nil {
 			d.logger.Warn("warm-up failed", "error", err)
 		}
@@ -412,7 +413,7 @@ func (d *deployRun) settle(ctx workflow.Context, id string, bypass bool) ([]stri
 	t = workflow.Now(ctx)
 	var failures []string
 	collect := func(h string, f workflow.Future) error {
-		var hr activities.HealthResult
+		var hr agent.HealthResult
 		if err := f.Get(ctx, &hr); err != nil {
 			return err
 		}
@@ -422,14 +423,14 @@ func (d *deployRun) settle(ctx workflow.Context, id string, bypass bool) ([]stri
 		return nil
 	}
 	if err := onHosts(ctx, p.Hosts, func(h string) workflow.Future {
-		return workflow.ExecuteActivity(hostCtx(ctx, h, 2*time.Minute, 0), hostActs.Health, activities.HealthInput{
+		return workflow.ExecuteActivity(hostCtx(ctx, h, 2*time.Minute, 0), hostActs.Health, agent.HealthInput{
 			HostTarget: d.target(h), Paths: p.HealthPaths, ExpectRelease: id, BypassMaintain: bypass})
 	}, collect); err != nil {
 		return nil, fmt.Errorf("health check: %w", err)
 	}
 	if p.EnvURL != "" {
 		h := p.Hosts[0]
-		f := workflow.ExecuteActivity(hostCtx(ctx, h, 2*time.Minute, 0), hostActs.Health, activities.HealthInput{
+		f := workflow.ExecuteActivity(hostCtx(ctx, h, 2*time.Minute, 0), hostActs.Health, agent.HealthInput{
 			HostTarget: d.target(h), BaseURL: p.EnvURL, Paths: p.HealthPaths, ExpectRelease: id, BypassMaintain: bypass})
 		if err := collect("environment "+p.EnvURL, f); err != nil {
 			return nil, fmt.Errorf("environment health check: %w", err)
@@ -466,7 +467,7 @@ func (d *deployRun) switchWithoutUpgrade(ctx workflow.Context) (string, error) {
 func (d *deployRun) rollback(ctx workflow.Context, cause error) (string, error) {
 	p := &d.plan
 	if p.Previous == "" {
-		return catalog.OutcomeFailed, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%v; there is no earlier release to roll back to", cause), activities.ErrUnhealthy, nil)
+		return catalog.OutcomeFailed, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%v; there is no earlier release to roll back to", cause), agent.ErrUnhealthy, nil)
 	}
 	d.phase(ctx, "rollback", fmt.Sprintf("**Rolling back** to `%s`: %v", p.Previous, cause))
 	t := workflow.Now(ctx)
@@ -479,7 +480,7 @@ func (d *deployRun) rollback(ctx workflow.Context, cause error) (string, error) 
 		return catalog.OutcomeFailed, fmt.Errorf("%v; rolled back to %s but it is not healthy either: %v %v", cause, p.Previous, err, failures)
 	}
 	d.rec.ReleaseID = p.Previous
-	return catalog.OutcomeRolledBack, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%v; rolled back to %s, which is healthy", cause, p.Previous), activities.ErrUnhealthy, nil)
+	return catalog.OutcomeRolledBack, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%v; rolled back to %s, which is healthy", cause, p.Previous), agent.ErrUnhealthy, nil)
 }
 
 func (d *deployRun) maintenance(ctx workflow.Context, on bool, reason string) error {
@@ -492,7 +493,7 @@ func (d *deployRun) maintenance(ctx workflow.Context, on bool, reason string) er
 		d.status.Maintenance = true
 	}
 	err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
-		return workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, activities.MaintenanceInput{HostTarget: d.target(h), On: on, Reason: reason})
+		return workflow.ExecuteActivity(hostCtx(ctx, h, time.Minute, 0), hostActs.SetMaintenance, agent.MaintenanceInput{HostTarget: d.target(h), On: on, Reason: reason})
 	}, nil)
 	if err == nil && !on {
 		to := workflow.Now(ctx).UTC()
@@ -512,7 +513,7 @@ func (d *deployRun) switchWithUpgrade(ctx workflow.Context) (string, error) {
 	loud := func(what string, err error) (string, error) {
 		msg := fmt.Sprintf("%s failed inside the maintenance window: %v. MAINTENANCE IS STILL ON for %s/%s — the database may be upgraded, so the old code must not serve it. Fix and deploy again, or lift it by hand once you are sure.", what, err, d.in.App, d.in.Env)
 		d.logger.Error(msg)
-		return catalog.OutcomeFailed, temporal.NewNonRetryableApplicationError(msg, activities.ErrUpgradeFailed, nil)
+		return catalog.OutcomeFailed, temporal.NewNonRetryableApplicationError(msg, agent.ErrUpgradeFailed, nil)
 	}
 	d.phase(ctx, "maintenance", fmt.Sprintf("**Maintenance on** for %s: %s", d.in.Env, strings.Join(d.rec.UpgradeReasons, "; ")))
 	t := workflow.Now(ctx)
@@ -526,7 +527,7 @@ func (d *deployRun) switchWithUpgrade(ctx workflow.Context) (string, error) {
 	}
 	d.phase(ctx, "upgrade", fmt.Sprintf("**Upgrading** the database for `%s` (maintenance on)", rel.ID))
 	d.upgradeRan = true
-	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 2*time.Hour, time.Minute), hostActs.RunUpgrade, activities.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 2*time.Hour, time.Minute), hostActs.RunUpgrade, agent.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
 		return loud("setup:upgrade", err)
 	}
 	d.step("upgrade", t, ctx)
@@ -537,7 +538,7 @@ func (d *deployRun) switchWithUpgrade(ctx workflow.Context) (string, error) {
 	if err != nil {
 		return loud("switch", err)
 	}
-	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 5*time.Minute, 0), hostActs.FlushCache, activities.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(hostCtx(ctx, hosts[0], 5*time.Minute, 0), hostActs.FlushCache, agent.ReleaseRef{HostTarget: d.target(hosts[0]), ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
 		return loud("cache:flush", err)
 	}
 	failures, err := d.settle(ctx, rel.ID, true)
@@ -569,7 +570,7 @@ func (d *deployRun) finish(ctx workflow.Context, upgraded bool) (string, error) 
 	}
 	t := workflow.Now(ctx)
 	if err := onHosts(ctx, d.fileHosts(), func(h string) workflow.Future {
-		return workflow.ExecuteActivity(hostCtx(ctx, h, 5*time.Minute, 0), hostActs.Prune, activities.PruneInput{HostTarget: d.target(h), Keep: p.KeepReleases, Protect: protect})
+		return workflow.ExecuteActivity(hostCtx(ctx, h, 5*time.Minute, 0), hostActs.Prune, agent.PruneInput{HostTarget: d.target(h), Keep: p.KeepReleases, Protect: protect})
 	}, nil); err != nil {
 		d.logger.Warn("pruning old releases failed; the deploy itself succeeded", "error", err)
 	}

@@ -14,10 +14,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -76,23 +77,23 @@ func (e *autoEnv) deploy(in workflows.DeployInput) (*catalog.Deploy, []string) {
 	e.calls = nil
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
-	var h *activities.HostActivities
+	var h *agent.HostActivities
 	env.RegisterActivity(h)
 	env.RegisterActivity(e.d)
 	env.RegisterWorkflow(workflows.ZeroDowntimeDeploy)
 	env.OnActivity(e.d.CheckAgents, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(h.Prepare, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
+	env.OnActivity(h.Prepare, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.PrepareInput) (*agent.PrepareResult, error) {
 		e.log(in.Host + ":prepare:" + in.ReleaseID)
-		return &activities.PrepareResult{}, nil
+		return &agent.PrepareResult{}, nil
 	})
-	env.OnActivity(h.UpgradeStatus, mock.Anything, mock.Anything).Return(&activities.UpgradeDecision{}, nil)
-	env.OnActivity(h.Switch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReleaseRef) (*activities.SwitchResult, error) {
+	env.OnActivity(h.UpgradeStatus, mock.Anything, mock.Anything).Return(&agent.UpgradeDecision{}, nil)
+	env.OnActivity(h.Switch, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.ReleaseRef) (*agent.SwitchResult, error) {
 		e.log(in.Host + ":switch:" + in.ReleaseID)
-		return &activities.SwitchResult{Current: in.ReleaseID}, nil
+		return &agent.SwitchResult{Current: in.ReleaseID}, nil
 	})
-	env.OnActivity(h.ReloadPHP, mock.Anything, mock.Anything).Return(&activities.PHPResult{Method: "reload"}, nil)
-	env.OnActivity(h.Health, mock.Anything, mock.Anything).Return(&activities.HealthResult{}, nil)
-	env.OnActivity(h.Prune, mock.Anything, mock.Anything).Return(&activities.PruneResult{}, nil)
+	env.OnActivity(h.ReloadPHP, mock.Anything, mock.Anything).Return(&agent.PHPResult{Method: "reload"}, nil)
+	env.OnActivity(h.Health, mock.Anything, mock.Anything).Return(&agent.HealthResult{}, nil)
+	env.OnActivity(h.Prune, mock.Anything, mock.Anything).Return(&agent.PruneResult{}, nil)
 	env.ExecuteWorkflow(workflows.ZeroDowntimeDeploy, in)
 	require.True(e.t, env.IsWorkflowCompleted())
 	require.NoError(e.t, env.GetWorkflowError())
@@ -158,7 +159,7 @@ func TestAutoDeployNeverMovesTheEnvironmentBack(t *testing.T) {
 	e.publish(b5)
 	rec, calls = e.deploy(autoDeployInput(t, b5))
 	require.Empty(t, calls, "no host may be touched by an auto-deploy of an older release")
-	require.Equal(t, activities.DeployOutcomeSkipped, rec.Outcome)
+	require.Equal(t, agent.DeployOutcomeSkipped, rec.Outcome)
 	want := "release 5-5555555 (build 5, commit 5555555) is older than the environment's current release 7-7777777 (build 7) on branch main; " +
 		"auto-deploys never go backwards — deploy it by hand with `mageflow deploy --app shop --env production --release 5-5555555` if you mean to roll back"
 	require.Equal(t, want, rec.Error)
@@ -166,7 +167,7 @@ func TestAutoDeployNeverMovesTheEnvironmentBack(t *testing.T) {
 	require.NotNil(t, rec.FinishedAt)
 	stored, err := catalog.Deploys(context.Background(), e.d.Store, "shop", "production", 1)
 	require.NoError(t, err)
-	require.Equal(t, activities.DeployOutcomeSkipped, stored[0].Outcome, "the skip is in the durable deploy history")
+	require.Equal(t, agent.DeployOutcomeSkipped, stored[0].Outcome, "the skip is in the durable deploy history")
 	require.Equal(t, want, stored[0].Error)
 	require.Equal(t, b7.ID, e.current(), "the environment still runs build 7")
 
@@ -181,7 +182,7 @@ func TestAutoDeployNeverMovesTheEnvironmentBack(t *testing.T) {
 	// Build 7 finishing after build 8 (out of order) stays out too.
 	rec, calls = e.deploy(autoDeployInput(t, b7))
 	require.Empty(t, calls)
-	require.Equal(t, activities.DeployOutcomeSkipped, rec.Outcome)
+	require.Equal(t, agent.DeployOutcomeSkipped, rec.Outcome)
 	require.Equal(t, b8.ID, e.current())
 
 	// A person rolls back to build 5 on purpose: allowed.

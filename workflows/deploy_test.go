@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/workflows"
@@ -22,7 +23,7 @@ type deploySuite struct {
 	suite.Suite
 	testsuite.WorkflowTestSuite
 	env *testsuite.TestWorkflowEnvironment
-	h   *activities.HostActivities
+	h   *agent.HostActivities
 	d   *activities.DeployActivities
 
 	mu      sync.Mutex
@@ -89,12 +90,12 @@ func plan(approval bool) *activities.DeployPlan {
 // mockHosts wires every host activity to record what happened; health
 // answers healthy unless unhealthy names the release that fails.
 func (s *deploySuite) mockHosts(upgrade bool, unhealthy string) {
-	s.env.OnActivity(s.h.Prepare, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
+	s.env.OnActivity(s.h.Prepare, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.PrepareInput) (*agent.PrepareResult, error) {
 		s.log(in.Host + ":prepare:" + in.ReleaseID)
-		return &activities.PrepareResult{}, nil
+		return &agent.PrepareResult{}, nil
 	})
-	s.env.OnActivity(s.h.UpgradeStatus, mock.Anything, mock.Anything).Return(&activities.UpgradeDecision{Needed: upgrade, Reasons: []string{"setup:db:status: schema"}}, nil)
-	s.env.OnActivity(s.h.SetMaintenance, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MaintenanceInput) error {
+	s.env.OnActivity(s.h.UpgradeStatus, mock.Anything, mock.Anything).Return(&agent.UpgradeDecision{Needed: upgrade, Reasons: []string{"setup:db:status: schema"}}, nil)
+	s.env.OnActivity(s.h.SetMaintenance, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.MaintenanceInput) error {
 		if in.On {
 			s.log(in.Host + ":maintenance-on")
 		} else {
@@ -102,25 +103,25 @@ func (s *deploySuite) mockHosts(upgrade bool, unhealthy string) {
 		}
 		return nil
 	})
-	s.env.OnActivity(s.h.StopJobs, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HostTarget) error { s.log(in.Host + ":stop-jobs"); return nil })
-	s.env.OnActivity(s.h.StartJobs, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HostTarget) error { s.log(in.Host + ":start-jobs"); return nil })
-	s.env.OnActivity(s.h.RunUpgrade, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReleaseRef) error { s.log(in.Host + ":upgrade"); return nil })
-	s.env.OnActivity(s.h.Switch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReleaseRef) (*activities.SwitchResult, error) {
+	s.env.OnActivity(s.h.StopJobs, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HostTarget) error { s.log(in.Host + ":stop-jobs"); return nil })
+	s.env.OnActivity(s.h.StartJobs, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HostTarget) error { s.log(in.Host + ":start-jobs"); return nil })
+	s.env.OnActivity(s.h.RunUpgrade, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.ReleaseRef) error { s.log(in.Host + ":upgrade"); return nil })
+	s.env.OnActivity(s.h.Switch, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.ReleaseRef) (*agent.SwitchResult, error) {
 		s.log(in.Host + ":switch:" + in.ReleaseID)
-		return &activities.SwitchResult{Current: in.ReleaseID}, nil
+		return &agent.SwitchResult{Current: in.ReleaseID}, nil
 	})
-	s.env.OnActivity(s.h.FlushCache, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReleaseRef) error { s.log(in.Host + ":flush"); return nil })
-	s.env.OnActivity(s.h.ReloadPHP, mock.Anything, mock.Anything).Return(&activities.PHPResult{Method: "reload"}, nil)
+	s.env.OnActivity(s.h.FlushCache, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.ReleaseRef) error { s.log(in.Host + ":flush"); return nil })
+	s.env.OnActivity(s.h.ReloadPHP, mock.Anything, mock.Anything).Return(&agent.PHPResult{Method: "reload"}, nil)
 	s.env.OnActivity(s.h.Warm, mock.Anything, mock.Anything).Return(nil)
-	s.env.OnActivity(s.h.Health, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HealthInput) (*activities.HealthResult, error) {
+	s.env.OnActivity(s.h.Health, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HealthInput) (*agent.HealthResult, error) {
 		s.log(in.Host + ":health:" + in.ExpectRelease)
 		if in.ExpectRelease == unhealthy {
-			return &activities.HealthResult{Failures: []string{"/ answered 500"}}, nil
+			return &agent.HealthResult{Failures: []string{"/ answered 500"}}, nil
 		}
-		return &activities.HealthResult{}, nil
+		return &agent.HealthResult{}, nil
 	})
-	s.env.OnActivity(s.h.Prune, mock.Anything, mock.Anything).Return(&activities.PruneResult{}, nil)
-	s.env.OnActivity(s.h.Discard, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReleaseRef) error { s.log(in.Host + ":discard"); return nil })
+	s.env.OnActivity(s.h.Prune, mock.Anything, mock.Anything).Return(&agent.PruneResult{}, nil)
+	s.env.OnActivity(s.h.Discard, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.ReleaseRef) error { s.log(in.Host + ":discard"); return nil })
 }
 
 func deployInput() workflows.DeployInput {
@@ -202,8 +203,8 @@ func (s *deploySuite) TestUnhealthyAfterUpgradeKeepsMaintenance() {
 func (s *deploySuite) TestFailedPrepareSwitchesNothing() {
 	s.env.OnActivity(s.d.PlanDeploy, mock.Anything, mock.Anything).Return(plan(false), nil)
 	// Specific mocks first: the first matching one answers.
-	s.env.OnActivity(s.h.Prepare, mock.Anything, mock.MatchedBy(func(in activities.PrepareInput) bool { return in.Host == "web2" })).
-		Return(nil, temporal.NewNonRetryableApplicationError("only 10 MiB free", activities.ErrDiskFull, nil))
+	s.env.OnActivity(s.h.Prepare, mock.Anything, mock.MatchedBy(func(in agent.PrepareInput) bool { return in.Host == "web2" })).
+		Return(nil, temporal.NewNonRetryableApplicationError("only 10 MiB free", agent.ErrDiskFull, nil))
 	s.mockHosts(false, "")
 	s.env.ExecuteWorkflow(workflows.ZeroDowntimeDeploy, deployInput())
 	err := s.env.GetWorkflowError()
@@ -262,7 +263,7 @@ func (s *deploySuite) TestCancelBeforeSwitchDiscardsPreparedRelease() {
 	s.env.OnActivity(s.d.PlanDeploy, mock.Anything, mock.Anything).Return(plan(false), nil)
 	// The upgrade check is slow; the deploy is cancelled while it runs,
 	// after both hosts prepared the release.
-	s.env.OnActivity(s.h.UpgradeStatus, mock.Anything, mock.Anything).After(time.Minute).Return(&activities.UpgradeDecision{}, nil)
+	s.env.OnActivity(s.h.UpgradeStatus, mock.Anything, mock.Anything).After(time.Minute).Return(&agent.UpgradeDecision{}, nil)
 	s.mockHosts(false, "")
 	s.env.RegisterDelayedCallback(func() { s.env.CancelWorkflow() }, 30*time.Second)
 	s.env.ExecuteWorkflow(workflows.ZeroDowntimeDeploy, deployInput())

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/internal/platform/searchattr"
 )
@@ -50,7 +51,7 @@ type HardenProgress struct {
 	Removed  []string `json:",omitempty"` // canaries the cleanup removed
 }
 
-var hardenActs *activities.HardenActivities
+var hardenActs *agent.HardenActivities
 
 // MagentoM1EOLHardening audits a Magento 1 / OpenMage host (files,
 // database, nginx, PHP-FPM, sshd), optionally remediates what a program
@@ -63,7 +64,7 @@ func MagentoM1EOLHardening(ctx workflow.Context, in HardenInput) (*m1audit.Repor
 	if in.Host == "" {
 		return nil, temporal.NewNonRetryableApplicationError("hardening needs a host", activities.ErrInvalidInput, nil)
 	}
-	r := &hardenRun{in: in, req: activities.HardenRequest{Host: in.Host, App: in.App, Apply: in.Apply}}
+	r := &hardenRun{in: in, req: agent.HardenRequest{Host: in.Host, App: in.App, Apply: in.Apply}}
 	r.prog = HardenProgress{Phase: "discover", Host: in.Host, App: in.App, Apply: in.Apply, Started: workflow.Now(ctx).UTC()}
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (HardenProgress, error) { return r.prog, nil }); err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func compromisedNote(c bool) string {
 
 type hardenRun struct {
 	in       HardenInput
-	req      activities.HardenRequest
+	req      agent.HardenRequest
 	prog     HardenProgress
 	target   m1audit.Target
 	failedIn string
@@ -129,7 +130,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 		return nil, fmt.Errorf("discover: %w", err)
 	}
 	r.target, r.prog.WebRoot, r.sweep = t, t.WebRoot, true
-	step := activities.HardenStepInput{HardenRequest: r.req, Target: t}
+	step := agent.HardenStepInput{HardenRequest: r.req, Target: t}
 
 	r.phase(ctx, "audit", fmt.Sprintf("**Auditing** %s (Magento %s, root `%s`): files, database, nginx, PHP-FPM, sshd", host, t.Version, t.WebRoot))
 	var audit []m1audit.CheckResult
@@ -180,7 +181,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 	// A 5 s heartbeat timeout: the cancellation reaches the activity with
 	// its next heartbeat, within about 4 s.
 	vctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue: activities.HostTaskQueue(host), StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 5 * time.Second,
+		TaskQueue: agent.HostTaskQueue(host), StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 5 * time.Second,
 		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 20 * time.Second, MaximumAttempts: 4,
 			NonRetryableErrorTypes: []string{activities.ErrConfig, activities.ErrInvalidInput}},
@@ -192,8 +193,8 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 	r.prog.Verified = len(verified)
 
 	r.phase(ctx, "report", fmt.Sprintf("**Writing the report** for %s", host))
-	var stored activities.HardenStored
-	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenReport, activities.HardenReportInput{
+	var stored agent.HardenStored
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenReport, agent.HardenReportInput{
 		HardenRequest: r.req, Target: t, Started: r.prog.Started, Audit: audit, Applied: applied, After: after, Verified: verified,
 	}).Get(ctx, &stored); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
@@ -215,14 +216,14 @@ func (r *hardenRun) cleanup(ctx workflow.Context) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	cctx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
-		TaskQueue: activities.HostTaskQueue(r.in.Host), StartToCloseTimeout: time.Minute, HeartbeatTimeout: 15 * time.Second,
+		TaskQueue: agent.HostTaskQueue(r.in.Host), StartToCloseTimeout: time.Minute, HeartbeatTimeout: 15 * time.Second,
 		// An agent that is down now comes back: keep trying for a while.
 		ScheduleToCloseTimeout: 30 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{activities.ErrConfig, activities.ErrInvalidInput}},
 	})
 	var removed []string
-	err := workflow.ExecuteActivity(cctx, hardenActs.HardenRemoveCanaries, activities.HardenCleanupInput{HardenRequest: r.req, WebRoot: r.target.WebRoot}).Get(dctx, &removed)
+	err := workflow.ExecuteActivity(cctx, hardenActs.HardenRemoveCanaries, agent.HardenCleanupInput{HardenRequest: r.req, WebRoot: r.target.WebRoot}).Get(dctx, &removed)
 	if err != nil {
 		workflow.GetLogger(ctx).Error("canary cleanup failed: delete the files named mageflow-canary-* under the web root by hand", "host", r.in.Host, "root", r.target.WebRoot, "error", err)
 		return

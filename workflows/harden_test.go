@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -54,10 +55,10 @@ func (r *hardenRig) count(s string) int {
 func newHardenRig(t *testing.T) *hardenRig {
 	var s testsuite.WorkflowTestSuite
 	r := &hardenRig{env: s.NewTestWorkflowEnvironment()}
-	var h *activities.HardenActivities
+	var h *agent.HardenActivities
 	r.env.RegisterActivity(h)
 	r.env.RegisterWorkflow(workflows.MagentoM1EOLHardening)
-	r.env.OnActivity(h.HardenDiscover, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenRequest) (*m1audit.Target, error) {
+	r.env.OnActivity(h.HardenDiscover, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenRequest) (*m1audit.Target, error) {
 		r.called("discover")
 		require.Equal(t, "web1", in.Host)
 		if r.discoverErr != nil {
@@ -65,7 +66,7 @@ func newHardenRig(t *testing.T) *hardenRig {
 		}
 		return &m1audit.Target{WebRoot: "/srv/shop", Version: "1.9.4.5"}, nil
 	})
-	r.env.OnActivity(h.HardenAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+	r.env.OnActivity(h.HardenAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 		r.called("audit")
 		require.Equal(t, "/srv/shop", in.Target.WebRoot, "later steps get discovery's target")
 		r.audits++
@@ -74,28 +75,28 @@ func newHardenRig(t *testing.T) *hardenRig {
 		}
 		return []m1audit.CheckResult{{ID: "m1.fpm.limit_extensions", Status: m1audit.StatusFail}}, nil
 	})
-	r.env.OnActivity(h.HardenApply, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+	r.env.OnActivity(h.HardenApply, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 		r.called("apply")
 		require.True(t, in.Apply)
 		return []m1audit.CheckResult{{ID: "m1.fix.fpm.limit_extensions", Status: m1audit.StatusFixed}}, nil
 	})
-	r.env.OnActivity(h.HardenVerify, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+	r.env.OnActivity(h.HardenVerify, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 		r.called("verify")
 		if r.verify != nil {
 			return r.verify(ctx)
 		}
 		return []m1audit.CheckResult{{ID: "m1.http.php_exec.media", Status: m1audit.StatusPass}}, nil
 	})
-	r.env.OnActivity(h.HardenReport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenReportInput) (*activities.HardenStored, error) {
+	r.env.OnActivity(h.HardenReport, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenReportInput) (*agent.HardenStored, error) {
 		r.called("report")
 		if r.report != nil {
 			return nil, r.report
 		}
-		rep := &m1audit.Report{Host: in.Host, Apply: in.Apply, Results: activities.MergeHardenResults(in.Audit, in.After, in.Applied, in.Verified)}
+		rep := &m1audit.Report{Host: in.Host, Apply: in.Apply, Results: agent.MergeHardenResults(in.Audit, in.After, in.Applied, in.Verified)}
 		m1audit.Finalize(rep)
-		return &activities.HardenStored{Report: rep, JSONKey: "reports/harden/web1/x.json"}, nil
+		return &agent.HardenStored{Report: rep, JSONKey: "reports/harden/web1/x.json"}, nil
 	})
-	r.env.OnActivity(h.HardenRemoveCanaries, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HardenCleanupInput) ([]string, error) {
+	r.env.OnActivity(h.HardenRemoveCanaries, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenCleanupInput) ([]string, error) {
 		r.called("cleanup:" + in.WebRoot)
 		return []string{in.WebRoot + "/media/mageflow-canary-0123456789abcdef.php"}, nil
 	})
@@ -171,7 +172,7 @@ func TestHardenCleanupRunsWhenCancelledMidVerify(t *testing.T) {
 		// Like the real activity: cancellation arrives with a heartbeat.
 		deadline := time.After(30 * time.Second)
 		for {
-			activity.RecordHeartbeat(ctx, activities.VerifyProgress{Phase: "verify"})
+			activity.RecordHeartbeat(ctx, agent.VerifyProgress{Phase: "verify"})
 			select {
 			case <-ctx.Done():
 				close(stopped)

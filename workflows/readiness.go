@@ -8,8 +8,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/internal/platform/searchattr"
 )
 
@@ -43,7 +44,7 @@ type ReadinessResult struct {
 }
 
 var fleetActs *activities.FleetActivities
-var lbActs *activities.LBActivities
+var lbActs *agent.LBActivities
 
 // ScaleOutReadiness proves a launching instance is ready — agent up, the
 // environment's release on it, PHP answering, health URLs serving that
@@ -106,7 +107,7 @@ func ScaleOutReadiness(ctx workflow.Context, in ReadinessInput) (*ReadinessResul
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Instance %s is not ready**: %v — abandoning it, it never receives traffic", a.InstanceID, err))
 		if res.InNginx {
 			_ = workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, time.Minute, 0), lbActs.SetMembers,
-				activities.SetMembersInput{Group: in.Group, Remove: []string{a.InstanceID}}).Get(ctx, nil)
+				agent.SetMembersInput{Group: in.Group, Remove: []string{a.InstanceID}}).Get(ctx, nil)
 			res.InNginx = false
 		}
 		if cerr := complete(fleet.Abandon, err.Error()); cerr != nil {
@@ -174,16 +175,16 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 	if err := workflow.ExecuteActivity(controlCtx(ctx), fleetActs.ReleaseForInstance, activities.ReleaseForInstanceInput{App: plan.App, Env: plan.Env}).Get(ctx, &rel); err != nil {
 		return err
 	}
-	t := activities.HostTarget{Host: host, App: plan.App, Env: plan.Env}
+	t := agent.HostTarget{Host: host, App: plan.App, Env: plan.Env}
 	if rel != nil {
 		res.ReleaseID = rel.ID
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Putting release** `%s` on %s", rel.ID, host))
-		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, time.Minute), hostActs.Prepare, activities.PrepareInput{
+		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, time.Minute), hostActs.Prepare, agent.PrepareInput{
 			HostTarget: t, ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256, Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize,
 			ContentVersion: fmt.Sprintf("%d", rel.BuildNumber)}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("prepare release %s: %w", rel.ID, err)
 		}
-		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Second, 0), hostActs.Switch, activities.ReleaseRef{HostTarget: t, ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Second, 0), hostActs.Switch, agent.ReleaseRef{HostTarget: t, ReleaseID: rel.ID}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("switch to %s: %w", rel.ID, err)
 		}
 		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hostActs.ReloadPHP, t).Get(ctx, nil); err != nil {
@@ -195,9 +196,9 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 	// below decides, so
 	// a broken instance must not spend a minute in warm-up retries first.
 	warmCtx := workflow.WithRetryPolicy(hostCtx(ctx, host, 5*time.Minute, 0), temporal.RetryPolicy{MaximumAttempts: 1})
-	_ = workflow.ExecuteActivity(warmCtx, hostActs.Warm, activities.WarmInput{HostTarget: t, Paths: []string{"/"}}).Get(ctx, nil)
-	var hr activities.HealthResult
-	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hostActs.Health, activities.HealthInput{
+	_ = workflow.ExecuteActivity(warmCtx, hostActs.Warm, agent.WarmInput{HostTarget: t, Paths: []string{"/"}}).Get(ctx, nil)
+	var hr agent.HealthResult
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hostActs.Health, agent.HealthInput{
 		HostTarget: t, Paths: []string{"/"}, ExpectRelease: res.ReleaseID}).Get(ctx, &hr); err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
@@ -217,8 +218,8 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Adding** %s to nginx on %s", host, plan.Balancer))
 	res.InNginx = true // from here a failure must take it out again
-	if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{
-		Group: in.Group, Add: []activities.Member{{ID: host, Addr: fmt.Sprintf("%s:%d", inst.PrivateIP, plan.Port)}}}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{
+		Group: in.Group, Add: []agent.Member{{ID: host, Addr: fmt.Sprintf("%s:%d", inst.PrivateIP, plan.Port)}}}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("add to nginx: %w", err)
 	}
 	return nil
@@ -234,11 +235,11 @@ func scaleIn(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan,
 	}
 	if plan.Balancer != "" {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Removing** %s from nginx and draining (≤ %s)", a.InstanceID, drain))
-		if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{
+		if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{
 			Group: in.Group, Remove: []string{a.InstanceID}}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("remove %s from nginx: %w", a.InstanceID, err)
 		}
-		if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, drain+time.Minute, 0), lbActs.Drain, activities.DrainInput{
+		if err := workflow.ExecuteActivity(hostCtx(ctx, plan.Balancer, drain+time.Minute, 0), lbActs.Drain, agent.DrainInput{
 			Group: in.Group, ID: a.InstanceID, Timeout: drain}).Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("drain did not finish; continuing the termination", "instance", a.InstanceID, "error", err)
 		}

@@ -10,8 +10,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -34,8 +35,8 @@ func newReadinessRigWith(t *testing.T, healthy bool, prepareAfter time.Duration)
 	var s testsuite.WorkflowTestSuite
 	r := &readinessRig{env: s.NewTestWorkflowEnvironment()}
 	var f *activities.FleetActivities
-	var lb *activities.LBActivities
-	var h *activities.HostActivities
+	var lb *agent.LBActivities
+	var h *agent.HostActivities
 	var d *activities.DeployActivities
 	for _, a := range []any{f, lb, h, d} {
 		r.env.RegisterActivity(a)
@@ -44,27 +45,27 @@ func newReadinessRigWith(t *testing.T, healthy bool, prepareAfter time.Duration)
 	r.env.OnActivity(f.PlanGroup, mock.Anything, mock.Anything).Return(&activities.GroupPlan{Group: "web", Name: "asg", App: "shop", Env: "production", Balancer: "lb1", Port: 80}, nil)
 	r.env.OnActivity(d.CheckAgents, mock.Anything, mock.Anything).Return(nil)
 	r.env.OnActivity(f.ReleaseForInstance, mock.Anything, mock.Anything).Return(&release.Meta{ID: "9-abcdef0", BuildNumber: 9}, nil)
-	r.env.OnActivity(h.Prepare, mock.Anything, mock.Anything).After(prepareAfter).Return(func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
+	r.env.OnActivity(h.Prepare, mock.Anything, mock.Anything).After(prepareAfter).Return(func(_ context.Context, in agent.PrepareInput) (*agent.PrepareResult, error) {
 		r.prepared = append(r.prepared, in.Host+":"+in.ReleaseID)
-		return &activities.PrepareResult{}, nil
+		return &agent.PrepareResult{}, nil
 	})
-	r.env.OnActivity(h.Switch, mock.Anything, mock.Anything).Return(&activities.SwitchResult{}, nil)
-	r.env.OnActivity(h.ReloadPHP, mock.Anything, mock.Anything).Return(&activities.PHPResult{}, nil)
+	r.env.OnActivity(h.Switch, mock.Anything, mock.Anything).Return(&agent.SwitchResult{}, nil)
+	r.env.OnActivity(h.ReloadPHP, mock.Anything, mock.Anything).Return(&agent.PHPResult{}, nil)
 	r.env.OnActivity(h.Warm, mock.Anything, mock.Anything).Return(nil)
-	hr := &activities.HealthResult{}
+	hr := &agent.HealthResult{}
 	if !healthy {
 		hr.Failures = []string{"/ answered 500"}
 	}
 	r.env.OnActivity(h.Health, mock.Anything, mock.Anything).Return(hr, nil)
 	r.env.OnActivity(f.DescribeGroup, mock.Anything, mock.Anything).Return(&fleet.Group{Name: "asg", Instances: []fleet.Instance{{ID: "i-1", PrivateIP: "10.0.0.7", LifecycleState: fleet.StatePendingWait}}}, nil)
-	r.env.OnActivity(lb.SetMembers, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetMembersInput) (*activities.MembersResult, error) {
+	r.env.OnActivity(lb.SetMembers, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.SetMembersInput) (*agent.MembersResult, error) {
 		for _, m := range in.Add {
 			r.added = append(r.added, m.ID+"@"+m.Addr)
 		}
 		r.removed = append(r.removed, in.Remove...)
-		return &activities.MembersResult{Changed: true}, nil
+		return &agent.MembersResult{Changed: true}, nil
 	})
-	r.env.OnActivity(lb.Drain, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DrainInput) error {
+	r.env.OnActivity(lb.Drain, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.DrainInput) error {
 		r.drained = append(r.drained, in.ID)
 		return nil
 	})

@@ -9,10 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
-	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -49,27 +50,27 @@ func deployActivities(e *autoEnv) map[string]any {
 func hostFakes(upgrade bool) map[string]any {
 	none := func(context.Context, any) error { return nil }
 	return map[string]any{
-		"Prepare": func(_ context.Context, in activities.PrepareInput) (*activities.PrepareResult, error) {
-			return &activities.PrepareResult{ReleaseDir: "/srv/mageflow/releases/" + in.ReleaseID, FreeBytes: 8 << 30, Seconds: 4.2}, nil
+		"Prepare": func(_ context.Context, in agent.PrepareInput) (*agent.PrepareResult, error) {
+			return &agent.PrepareResult{ReleaseDir: "/srv/mageflow/releases/" + in.ReleaseID, FreeBytes: 8 << 30, Seconds: 4.2}, nil
 		},
-		"UpgradeStatus": func(context.Context, activities.ReleaseRef) (*activities.UpgradeDecision, error) {
+		"UpgradeStatus": func(context.Context, agent.ReleaseRef) (*agent.UpgradeDecision, error) {
 			if upgrade {
-				return &activities.UpgradeDecision{Needed: true, Reasons: []string{"setup:db:status: Declarative Schema is not up to date"}}, nil
+				return &agent.UpgradeDecision{Needed: true, Reasons: []string{"setup:db:status: Declarative Schema is not up to date"}}, nil
 			}
-			return &activities.UpgradeDecision{}, nil
+			return &agent.UpgradeDecision{}, nil
 		},
-		"Switch": func(_ context.Context, in activities.ReleaseRef) (*activities.SwitchResult, error) {
-			return &activities.SwitchResult{Current: in.ReleaseID}, nil
+		"Switch": func(_ context.Context, in agent.ReleaseRef) (*agent.SwitchResult, error) {
+			return &agent.SwitchResult{Current: in.ReleaseID}, nil
 		},
-		"ReloadPHP": func(context.Context, activities.HostTarget) (*activities.PHPResult, error) {
-			return &activities.PHPResult{Method: "reload"}, nil
+		"ReloadPHP": func(context.Context, agent.HostTarget) (*agent.PHPResult, error) {
+			return &agent.PHPResult{Method: "reload"}, nil
 		},
-		"Warm": func(context.Context, activities.WarmInput) error { return nil },
-		"Health": func(context.Context, activities.HealthInput) (*activities.HealthResult, error) {
-			return &activities.HealthResult{}, nil
+		"Warm": func(context.Context, agent.WarmInput) error { return nil },
+		"Health": func(context.Context, agent.HealthInput) (*agent.HealthResult, error) {
+			return &agent.HealthResult{}, nil
 		},
-		"Prune": func(context.Context, activities.PruneInput) (*activities.PruneResult, error) {
-			return &activities.PruneResult{}, nil
+		"Prune": func(context.Context, agent.PruneInput) (*agent.PruneResult, error) {
+			return &agent.PruneResult{}, nil
 		},
 		"SetMaintenance": none, "StopJobs": none, "StartJobs": none, "FlushCache": none, "RunUpgrade": none,
 	}
@@ -77,7 +78,7 @@ func hostFakes(upgrade bool) map[string]any {
 
 func (r *recorder) serveHosts(t *testing.T, upgrade bool, hosts ...string) {
 	for _, h := range hosts {
-		r.serve(t, activities.HostTaskQueue(h), nil, hostFakes(upgrade))
+		r.serve(t, agent.HostTaskQueue(h), nil, hostFakes(upgrade))
 	}
 }
 
@@ -162,10 +163,10 @@ func fleetFakes() map[string]any {
 
 func lbFakes() map[string]any {
 	return map[string]any{
-		"SetMembers": func(context.Context, activities.SetMembersInput) (*activities.MembersResult, error) {
-			return &activities.MembersResult{Changed: true, Serving: true}, nil
+		"SetMembers": func(context.Context, agent.SetMembersInput) (*agent.MembersResult, error) {
+			return &agent.MembersResult{Changed: true, Serving: true}, nil
 		},
-		"Drain": func(context.Context, activities.DrainInput) error { return nil },
+		"Drain": func(context.Context, agent.DrainInput) error { return nil },
 	}
 }
 
@@ -173,7 +174,7 @@ func lbFakes() map[string]any {
 // ("readiness-deadline" version 1), and one is scaled in.
 func (r *recorder) recordReadiness(t *testing.T) {
 	r.serve(t, recordQueue, map[string]any{"ScaleOutReadiness": workflows.ScaleOutReadiness}, fleetFakes())
-	r.serve(t, activities.HostTaskQueue("lb1"), nil, lbFakes())
+	r.serve(t, agent.HostTaskQueue("lb1"), nil, lbFakes())
 	r.serveHosts(t, false, "i-1")
 	for name, a := range map[string]fleet.LifecycleAction{
 		"readiness_launch.history.json":   action("autoscaling:EC2_INSTANCE_LAUNCHING", "EC2", "AutoScalingGroup"),
@@ -189,7 +190,7 @@ func (r *recorder) recordReadiness(t *testing.T) {
 func (r *recorder) recordRefresh(t *testing.T) {
 	m := newModel(t, 2)
 	r.serve(t, recordQueue, map[string]any{"WarmPoolImageRefresh": workflows.WarmPoolImageRefresh}, m.activities())
-	r.serve(t, activities.HostTaskQueue("lb1"), nil, m.activities())
+	r.serve(t, agent.HostTaskQueue("lb1"), nil, m.activities())
 	id := workflows.RefreshWorkflowID("web")
 	run := r.start(t, id, recordQueue, workflows.WarmPoolImageRefresh, workflows.RefreshInput{Group: "web", ImageID: "ami-new", Poll: 200 * time.Millisecond})
 	r.save(t, id, run.GetRunID(), "refresh_succeeded.history.json")
@@ -209,26 +210,26 @@ func hardenFakes() map[string]any {
 	target := &m1audit.Target{WebRoot: "/srv/shop", Version: "1.9.4.5", PHPVersion: "7.4", FPMPoolFile: "/etc/php/7.4/fpm/pool.d/shop.conf"}
 	var audits atomic.Int32
 	return map[string]any{
-		"HardenDiscover": func(context.Context, activities.HardenRequest) (*m1audit.Target, error) { return target, nil },
-		"HardenAudit": func(context.Context, activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+		"HardenDiscover": func(context.Context, agent.HardenRequest) (*m1audit.Target, error) { return target, nil },
+		"HardenAudit": func(context.Context, agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 			st := m1audit.StatusFail
 			if audits.Add(1)%2 == 0 { // the audit after apply
 				st = m1audit.StatusPass
 			}
 			return []m1audit.CheckResult{{ID: "m1.fpm.limit_extensions", Title: "PHP-FPM runs only .php", Status: st}}, nil
 		},
-		"HardenApply": func(context.Context, activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+		"HardenApply": func(context.Context, agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 			return []m1audit.CheckResult{{ID: "m1.fix.fpm.limit_extensions", Status: m1audit.StatusFixed}}, nil
 		},
-		"HardenVerify": func(context.Context, activities.HardenStepInput) ([]m1audit.CheckResult, error) {
+		"HardenVerify": func(context.Context, agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 			return []m1audit.CheckResult{{ID: "m1.verify.php_in_media", Status: m1audit.StatusPass}}, nil
 		},
-		"HardenReport": func(_ context.Context, in activities.HardenReportInput) (*activities.HardenStored, error) {
+		"HardenReport": func(_ context.Context, in agent.HardenReportInput) (*agent.HardenStored, error) {
 			rep := &m1audit.Report{Host: in.Host, App: in.App, Apply: in.Apply, Started: in.Started, Target: in.Target,
 				Summary: m1audit.Summary{Checks: 3, Pass: 2, Fixed: 1, Changed: true}}
-			return &activities.HardenStored{Report: rep, JSONKey: "harden/web1/report.json", MarkdownKey: "harden/web1/report.md"}, nil
+			return &agent.HardenStored{Report: rep, JSONKey: "harden/web1/report.json", MarkdownKey: "harden/web1/report.md"}, nil
 		},
-		"HardenRemoveCanaries": func(context.Context, activities.HardenCleanupInput) ([]string, error) {
+		"HardenRemoveCanaries": func(context.Context, agent.HardenCleanupInput) ([]string, error) {
 			return []string{"/srv/shop/media/mageflow-canary-1.php"}, nil
 		},
 	}
@@ -238,7 +239,7 @@ func hardenFakes() map[string]any {
 // its child MagentoM1EOLHardening).
 func (r *recorder) recordHarden(t *testing.T) {
 	r.serve(t, recordQueue, map[string]any{"ScheduledHarden": workflows.ScheduledHarden, "MagentoM1EOLHardening": workflows.MagentoM1EOLHardening}, nil)
-	r.serve(t, activities.HostTaskQueue("web1"), nil, hardenFakes())
+	r.serve(t, agent.HostTaskQueue("web1"), nil, hardenFakes())
 	run := r.start(t, "scheduled-harden/web1", recordQueue, workflows.ScheduledHarden,
 		workflows.HardenInput{Host: "web1", App: "shop", Environment: "production", Apply: true})
 	r.save(t, run.GetID(), run.GetRunID(), "scheduled_harden.history.json")

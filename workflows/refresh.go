@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/fleet"
 )
 
@@ -178,11 +179,11 @@ func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
 		// Only now: out of nginx, drained, terminated with decrement.
 		if r.plan.Balancer != "" {
 			r.outOfLB = append(r.outOfLB[:0], batch...)
-			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: in.Group, Remove: batch}).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{Group: in.Group, Remove: batch}).Get(ctx, nil); err != nil {
 				return fmt.Errorf("remove %v from nginx: %w", batch, err)
 			}
 			for _, id := range batch {
-				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.Drain, activities.DrainInput{Group: in.Group, ID: id, Timeout: time.Minute}).Get(ctx, nil)
+				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.Drain, agent.DrainInput{Group: in.Group, ID: id, Timeout: time.Minute}).Get(ctx, nil)
 			}
 		}
 		for _, id := range batch {
@@ -220,7 +221,7 @@ func (r *refreshRun) waitServing(ctx workflow.Context, known map[string]bool, n 
 		if err := workflow.ExecuteActivity(controlCtx(ctx), fleetActs.DescribeGroup, r.in.Group).Get(ctx, &g); err != nil {
 			return nil, err
 		}
-		var members activities.MembersResult
+		var members agent.MembersResult
 		if r.plan.Balancer != "" {
 			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, time.Minute, 0), lbActs.Members, r.in.Group).Get(ctx, &members); err != nil {
 				return nil, err
@@ -260,14 +261,14 @@ func (r *refreshRun) undo(ctx workflow.Context) {
 		// Old instances still alive but out of nginx serve again first
 		// (versioned: runs started before this step existed replay without it).
 		if r.plan.Balancer != "" && workflow.GetVersion(ctx, "refresh-undo-readd", workflow.DefaultVersion, 1) == 1 {
-			var back []activities.Member
+			var back []agent.Member
 			for _, id := range r.outOfLB {
 				if i, ok := g.Instance(id); ok && i.LifecycleState == fleet.StateInService && i.PrivateIP != "" {
-					back = append(back, activities.Member{ID: id, Addr: fmt.Sprintf("%s:%d", i.PrivateIP, r.plan.Port)})
+					back = append(back, agent.Member{ID: id, Addr: fmt.Sprintf("%s:%d", i.PrivateIP, r.plan.Port)})
 				}
 			}
 			if len(back) > 0 {
-				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: r.in.Group, Add: back}).Get(ctx, nil)
+				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{Group: r.in.Group, Add: back}).Get(ctx, nil)
 			}
 		}
 		known := map[string]bool{}
@@ -277,7 +278,7 @@ func (r *refreshRun) undo(ctx workflow.Context) {
 		for _, i := range g.Instances {
 			if !known[i.ID] && !r.committed[i.ID] && !i.InWarmPool {
 				if r.plan.Balancer != "" {
-					_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, time.Minute, 0), lbActs.SetMembers, activities.SetMembersInput{Group: r.in.Group, Remove: []string{i.ID}}).Get(ctx, nil)
+					_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{Group: r.in.Group, Remove: []string{i.ID}}).Get(ctx, nil)
 				}
 				_ = workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: r.in.Group, InstanceID: i.ID, Decrement: true}).Get(ctx, nil)
 			}

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -53,7 +53,7 @@ func TestRefreshResumesAfterWorkerRestart(t *testing.T) {
 	const queue = "refresh-restart-test"
 	start := func() []worker.Worker {
 		var ws []worker.Worker
-		for _, q := range []string{queue, activities.HostTaskQueue("lb1")} {
+		for _, q := range []string{queue, agent.HostTaskQueue("lb1")} {
 			w := worker.New(c, q, worker.Options{})
 			if q == queue {
 				w.RegisterWorkflow(workflows.WarmPoolImageRefresh)

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/fleet"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -183,19 +184,19 @@ func (m *model) activities() map[string]any {
 		m.check("terminate " + in.InstanceID)
 		return nil
 	})
-	add("Members", func(context.Context, string) (*activities.MembersResult, error) {
+	add("Members", func(context.Context, string) (*agent.MembersResult, error) {
 		if err := m.fault("Members"); err != nil {
 			return nil, err
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		var out activities.MembersResult
+		var out agent.MembersResult
 		for id := range m.members {
-			out.Members = append(out.Members, activities.Member{ID: id})
+			out.Members = append(out.Members, agent.Member{ID: id})
 		}
 		return &out, nil
 	})
-	add("SetMembers", func(_ context.Context, in activities.SetMembersInput) (*activities.MembersResult, error) {
+	add("SetMembers", func(_ context.Context, in agent.SetMembersInput) (*agent.MembersResult, error) {
 		if err := m.fault("SetMembers"); err != nil {
 			return nil, err
 		}
@@ -208,9 +209,9 @@ func (m *model) activities() map[string]any {
 			delete(m.members, id)
 		}
 		m.check("nginx change")
-		return &activities.MembersResult{Changed: true}, nil
+		return &agent.MembersResult{Changed: true}, nil
 	})
-	add("Drain", func(context.Context, activities.DrainInput) error { return m.fault("Drain") })
+	add("Drain", func(context.Context, agent.DrainInput) error { return m.fault("Drain") })
 	return acts
 }
 
@@ -224,7 +225,7 @@ func refreshEnv(t *testing.T, n int) (*testsuite.TestWorkflowEnvironment, *model
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	var f *activities.FleetActivities
-	var lb *activities.LBActivities
+	var lb *agent.LBActivities
 	env.RegisterActivity(f)
 	env.RegisterActivity(lb)
 	env.RegisterWorkflow(workflows.WarmPoolImageRefresh)

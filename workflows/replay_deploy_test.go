@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/workflows"
 )
@@ -44,7 +45,7 @@ func TestRecordAutoDeploySkip(t *testing.T) {
 	run := r.start(t, workflows.DeployWorkflowID("shop", "production"), queue, workflows.ZeroDowntimeDeploy, in)
 	var rec catalog.Deploy
 	require.NoError(t, run.Get(r.ctx, &rec))
-	require.Equal(t, activities.DeployOutcomeSkipped, rec.Outcome)
+	require.Equal(t, agent.DeployOutcomeSkipped, rec.Outcome)
 	require.Contains(t, rec.Error, "is older than the environment's current release 7-7777777")
 	r.write(t, run.GetID(), run.GetRunID(), filepath.Base(autoSkipHistory))
 }

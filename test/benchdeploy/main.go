@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
@@ -221,7 +222,7 @@ func (b *bench) switchedAt() ([]time.Time, error) {
 		if err != nil {
 			return nil, err
 		}
-		var r activities.SwitchResult
+		var r agent.SwitchResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, err
 		}
@@ -338,7 +339,7 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 	}
 	t = time.Now()
 	tmp := stage + ".tar.zst"
-	ares, err := artifact.WriteFile(ctx, tmp, stage, manifest, artifact.Options{Exclude: activities.SharedPaths(b.cfg.Apps[app])})
+	ares, err := artifact.WriteFile(ctx, tmp, stage, manifest, artifact.Options{Exclude: b.cfg.Apps[app].SharedPaths()})
 	if err != nil {
 		return err
 	}

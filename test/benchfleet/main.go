@@ -41,7 +41,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
 	"github.com/mageflow/mageflow/internal/front/start"
@@ -456,7 +456,7 @@ func watchAgents(ctx context.Context, s *fleetstack.Stack, events *fleetstack.La
 				if done || old[e.Instance] || e.Instance == "" {
 					continue
 				}
-				d, err := s.Client.DescribeTaskQueue(ctx, activities.HostTaskQueue(e.Instance), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+				d, err := s.Client.DescribeTaskQueue(ctx, agent.HostTaskQueue(e.Instance), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 				if err != nil {
 					continue
 				}

@@ -15,17 +15,17 @@ import (
 	"github.com/docker/docker/client"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/codec"
-	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
-	"github.com/mageflow/mageflow/internal/build/release"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
-	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/host/webstack"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/platform/codec"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 
 	tclient "go.temporal.io/sdk/client"
@@ -206,11 +206,11 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 // startBalancer starts the balancer's agent (in this process) and nginx,
 // whose site includes the group's upstream the agent owns.
 func (s *Stack) startBalancer(ctx context.Context) error {
-	host, err := workerapp.NewHostActivities(ctx, s.Cfg, "lb", "")
+	host, err := agentapp.NewHostActivities(ctx, s.Cfg, "lb", "")
 	if err != nil {
 		return err
 	}
-	lb, err := workerapp.NewLBActivities(s.Cfg, "lb")
+	lb, err := agentapp.NewLBActivities(s.Cfg, "lb")
 	if err != nil {
 		return err
 	}
@@ -234,8 +234,8 @@ server {
 	if s.Balancer, err = webstack.StartNginx(ctx, filepath.Join(s.Dir, "balancer"), site); err != nil {
 		return err
 	}
-	w := worker.New(s.Client, activities.HostTaskQueue("lb"), workerapp.AgentWorkerOptions())
-	workerapp.RegisterAgent(w, host, lb)
+	w := worker.New(s.Client, agent.HostTaskQueue("lb"), agentapp.WorkerOptions())
+	agentapp.Register(w, host, lb)
 	if err := w.Start(); err != nil {
 		return err
 	}

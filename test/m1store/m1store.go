@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/m1/m1audit/m1test"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/m1/m1audit/m1test"
 )
 
 // Names the fixture serves.

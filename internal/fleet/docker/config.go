@@ -5,8 +5,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // Hook names of groups made from mageflow.yaml.
@@ -14,7 +14,7 @@ const (
 	LaunchHookName    = "mageflow-launch"
 	TerminateHookName = "mageflow-terminate"
 	// AgentPath is where the instance image's entrypoint expects the agent.
-	AgentPath = "/opt/mageflow/mageflow-worker"
+	AgentPath = "/opt/mageflow/mageflow-agent"
 )
 
 // SpecFromConfig is the spec of a provider: docker group from mageflow.yaml

@@ -6,9 +6,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/fleet"
 	dockerfleet "github.com/mageflow/mageflow/internal/fleet/docker"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 func TestSpecFromConfig(t *testing.T) {
@@ -25,7 +25,7 @@ func TestSpecFromConfig(t *testing.T) {
       launch_hook_timeout: 15m
       env: {B: "2", A: "{{ID}}"}
       mounts: ["/etc/mageflow:/etc/mageflow:ro"]
-      agent: ./bin/mageflow-worker-static
+      agent: ./bin/mageflow-agent
 `))
 	require.NoError(t, err)
 	s, err := dockerfleet.SpecFromConfig(c.Groups["web"])
@@ -37,7 +37,7 @@ func TestSpecFromConfig(t *testing.T) {
 	require.Equal(t, &dockerfleet.Hook{Name: dockerfleet.LaunchHookName, Timeout: 15 * time.Minute, Default: fleet.Abandon}, s.LaunchHook)
 	require.Equal(t, &dockerfleet.Hook{Name: dockerfleet.TerminateHookName, Timeout: 5 * time.Minute, Default: fleet.Continue}, s.TerminateHook)
 	require.Equal(t, []string{"A={{ID}}", "B=2"}, s.Env)
-	require.Equal(t, []string{"/etc/mageflow:/etc/mageflow:ro", "/etc/mageflow/bin/mageflow-worker-static:" + dockerfleet.AgentPath + ":ro"}, s.Mounts)
+	require.Equal(t, []string{"/etc/mageflow:/etc/mageflow:ro", "/etc/mageflow/bin/mageflow-agent:" + dockerfleet.AgentPath + ":ro"}, s.Mounts)
 
 	_, err = dockerfleet.SpecFromConfig(&config.Group{Provider: "aws", Name: "x"})
 	require.Error(t, err)

@@ -46,11 +46,11 @@ func buildWorker(t *testing.T) string {
 	if p := os.Getenv("MAGEFLOW_AGENT_BIN"); p != "" {
 		return p
 	}
-	bin := filepath.Join(t.TempDir(), "mageflow-worker")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "../../../worker")
+	bin := filepath.Join(t.TempDir(), "mageflow-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "../../../worker/agent")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build mageflow-worker: %s", out)
+	require.NoError(t, err, "build mageflow-agent: %s", out)
 	return bin
 }
 
@@ -108,7 +108,7 @@ apps:
 
 	s := e.spec()
 	s.Image, s.Desired = InstanceImage, 1
-	s.Mounts = []string{worker + ":/opt/mageflow/mageflow-worker:ro", etc + ":/etc/mageflow:ro", site + ":/srv/mageflow/shop/current:ro"}
+	s.Mounts = []string{worker + ":/opt/mageflow/mageflow-agent:ro", etc + ":/etc/mageflow:ro", site + ":/srv/mageflow/shop/current:ro"}
 	s.Env = []string{"MAGEFLOW_CONFIG=/etc/mageflow/mageflow.yaml"}
 	s.Cmd = []string{"/usr/local/bin/mageflow-instance", "--log-level", "debug"}
 	require.NoError(t, e.p.EnsureGroup(ctx, s))
@@ -145,7 +145,7 @@ apps:
 		procs = append(procs, p[len(p)-1])
 	}
 	all := strings.Join(procs, "\n")
-	for _, want := range []string{"/opt/mageflow/mageflow-worker --agent --serve-web --group " + e.group + " --host " + in.ID, "php-fpm", "nginx"} {
+	for _, want := range []string{"/opt/mageflow/mageflow-agent --serve-web --group " + e.group + " --host " + in.ID, "php-fpm", "nginx"} {
 		require.Contains(t, all, want)
 	}
 

@@ -22,9 +22,9 @@ import (
 
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/front/tclient"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/units"
@@ -272,7 +272,7 @@ func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if _, err := cfg.App(*app); err != nil {
 		return err
 	}
-	st, err := workerapp.OpenStore(ctx, cfg)
+	st, err := store.Configured(ctx, cfg.Artifacts)
 	if err != nil {
 		return err
 	}

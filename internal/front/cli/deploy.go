@@ -14,8 +14,8 @@ import (
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/front/start"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -32,7 +32,7 @@ func (e *env) deployClient(ctx context.Context, stderr io.Writer) (*start.Deploy
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := workerapp.OpenStore(ctx, cfg)
+	st, err := store.Configured(ctx, cfg.Artifacts)
 	if err != nil {
 		c.Close()
 		return nil, nil, err

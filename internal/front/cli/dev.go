@@ -19,13 +19,14 @@ import (
 
 	"github.com/mageflow/mageflow/internal/build/builder"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/codec"
-	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/front/demo"
 	"github.com/mageflow/mageflow/internal/front/devserver"
-	"github.com/mageflow/mageflow/internal/build/release"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/platform/codec"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -96,7 +97,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
 	for _, h := range localHosts(cfg) {
 		go func() {
-			errc <- wrap("agent "+h, workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger.With("agent", h), AgentHost: h, MetricsListen: "-"}))
+			errc <- wrap("agent "+h, agentapp.Run(ctx, agentapp.Options{Config: cfg, Logger: logger.With("agent", h), Host: h}))
 		}()
 	}
 

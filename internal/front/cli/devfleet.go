@@ -21,9 +21,9 @@ import (
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/front/tclient"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/internal/host/lbconf"
 	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/platform/config"
@@ -98,7 +98,7 @@ func startFleetBalancer(ctx context.Context, cfg *config.Config, ft *fleetTarget
 			}
 		}
 	}
-	if _, err := workerapp.NewLBActivities(cfg, b.Host); err != nil {
+	if _, err := agentapp.NewLBActivities(cfg, b.Host); err != nil {
 		return nil, err
 	}
 	site := fmt.Sprintf(`include %s;
@@ -129,7 +129,7 @@ server {
 //
 // since bounds the readiness runs listed first (the ones of this session).
 func runFleetDemo(ctx context.Context, cfg *config.Config, c client.Client, ft *fleetTarget, rel *release.Meta, since time.Time, stdout io.Writer) error {
-	st0, err := workerapp.OpenStore(ctx, cfg)
+	st0, err := store.Configured(ctx, cfg.Artifacts)
 	if err != nil {
 		return err
 	}

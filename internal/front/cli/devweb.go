@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mageflow/mageflow/internal/front/agentapp"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
-	"github.com/mageflow/mageflow/internal/host/webstack"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 )
 
 // startLocalWeb serves every local host that has nginx.listen with real
@@ -27,7 +27,7 @@ func startLocalWeb(ctx context.Context, cfg *config.Config, stdout io.Writer) ([
 		if h.Nginx.Listen == "" {
 			continue
 		}
-		app := workerapp.AppOn(cfg, name, "")
+		app := agentapp.AppOn(cfg, name, "")
 		if app == "" {
 			continue
 		}

@@ -18,7 +18,6 @@ import (
 	"github.com/mageflow/mageflow/internal/front/server"
 	"github.com/mageflow/mageflow/internal/front/sqspoll"
 	"github.com/mageflow/mageflow/internal/front/start"
-	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
@@ -50,7 +49,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // Serve runs the HTTP server until ctx ends. ready, if not nil, receives the
 // bound address once the server accepts connections.
 func Serve(ctx context.Context, cfg *config.Config, c client.Client, cdc *codec.Codec, logger *slog.Logger, ready chan<- string) error {
-	st, err := workerapp.OpenStore(ctx, cfg)
+	st, err := store.Configured(ctx, cfg.Artifacts)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/internal/front/server"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/front/server"
 )
 
 type fakeReports map[string]string // "host.ext" -> body

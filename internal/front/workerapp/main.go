@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"time"
 
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
@@ -78,6 +78,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mageflow-worker: %v\n", err)
 		return 2
 	}
+	if f.Agent {
+		return agentapp.RunFlags(ctx, &agentapp.Flags{Config: f.Config, LogLevel: f.LogLevel, Host: f.Host, Group: f.Group, ServeWeb: f.ServeWeb}, "mageflow-worker --agent", stderr)
+	}
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(f.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
@@ -86,52 +89,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mageflow-worker: %v\n", err)
 		return 1
 	}
-	opts := Options{Config: cfg, Logger: logger, MetricsListen: f.MetricsListen, AgentHost: f.Host, AgentGroup: f.Group}
-	if f.ServeWeb {
-		return serveAndRun(ctx, opts, stderr)
-	}
-	if err := Run(ctx, opts); err != nil {
+	if err := Run(ctx, Options{Config: cfg, Logger: logger, MetricsListen: f.MetricsListen}); err != nil {
 		fmt.Fprintf(stderr, "mageflow-worker: %v\n", err)
 		return 1
 	}
 	return 0
-}
-
-// agentRestartDelay is how long a --serve-web agent waits before running
-// again after Run failed (Temporal not reachable yet).
-const agentRestartDelay = 5 * time.Second
-
-// serveAndRun starts the host's web tier, then runs the agent, restarting
-// it after a failure: an app server keeps serving while its agent is down,
-// as nginx and php-fpm would under systemd.
-func serveAndRun(ctx context.Context, opts Options, stderr io.Writer) int {
-	procs, err := ServeWeb(ctx, opts.Config, opts.AgentHost, opts.AgentGroup)
-	if err != nil {
-		fmt.Fprintf(stderr, "mageflow-worker: --serve-web: %v\n", err)
-		return 1
-	}
-	defer func() {
-		for _, p := range procs {
-			_ = p.Stop()
-		}
-	}()
-	opts.Logger.Info("serving web", "host", opts.AgentHost, "group", opts.AgentGroup)
-	runUntilDone(ctx, func(ctx context.Context) error { return Run(ctx, opts) }, agentRestartDelay, opts.Logger)
-	return 0
-}
-
-// runUntilDone runs run again, delay after each failure, until ctx ends.
-func runUntilDone(ctx context.Context, run func(context.Context) error, delay time.Duration, logger *slog.Logger) {
-	for {
-		err := run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		logger.Error("agent stopped; restarting", "error", err, "after", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-	}
 }

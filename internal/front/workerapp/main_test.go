@@ -6,11 +6,9 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -40,10 +38,6 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("%v: got %v (flags %+v), want a usage error containing %q", tc.args, err, f, tc.want)
 		}
 	}
-	f, err := ParseFlags([]string{"--agent", "--host", "web1"}, io.Discard)
-	if err != nil || f.MetricsListen != "-" {
-		t.Errorf("an agent's metrics default: %+v, %v; want - (the control worker owns the port)", f, err)
-	}
 	if _, err := ParseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
@@ -61,31 +55,5 @@ func TestMainExitCodes(t *testing.T) {
 	}
 	if code := Main(context.Background(), []string{"-h"}, io.Discard); code != 0 {
 		t.Errorf("-h: exit %d", code)
-	}
-}
-
-// The --serve-web agent runs again after each failure and stops at once
-// when its context ends.
-func TestRunUntilDoneRestarts(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	runs := 0
-	done := make(chan struct{})
-	go func() {
-		runUntilDone(ctx, func(context.Context) error {
-			runs++
-			if runs == 3 {
-				cancel()
-			}
-			return errors.New("temporal unreachable")
-		}, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("runUntilDone did not return after cancel")
-	}
-	if runs != 3 {
-		t.Fatalf("ran %d times, want 3 (restart after each failure until cancelled)", runs)
 	}
 }

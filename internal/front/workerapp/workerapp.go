@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,13 +24,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/build/gitmeta"
-	"github.com/mageflow/mageflow/internal/host/lbconf"
-	"github.com/mageflow/mageflow/internal/platform/metrics"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/metrics"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -44,19 +42,6 @@ type Options struct {
 	Client client.Client
 	// MetricsListen overrides config worker.metrics_listen; "-" disables.
 	MetricsListen string
-	// AgentHost, when set, runs this process as that host's agent: it polls
-	// the host's own task queue and runs only host activities.
-	AgentHost string
-	// AgentGroup: the host is an instance of this autoscaling group.
-	AgentGroup string
-}
-
-// OpenStore opens the artifact store the config names.
-func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
-	if s3 := cfg.Artifacts.S3; s3 != nil {
-		return store.NewS3(ctx, store.S3Config{Bucket: s3.Bucket, Prefix: s3.Prefix, Region: s3.Region, Endpoint: s3.Endpoint, PathStyle: s3.PathStyle})
-	}
-	return store.NewLocal(cfg.Artifacts.Dir)
 }
 
 // Register puts every workflow and control activity on w. Tests use it
@@ -75,70 +60,9 @@ func Register(w worker.Registry, acts *activities.BuildActivities, deploy *activ
 	w.RegisterActivity(&activities.FleetActivities{Config: deploy.Config, Store: deploy.Store, Client: deploy.Client, Fleet: deploy.Fleet})
 }
 
-// RegisterAgent puts a host's activities on its agent worker; lb is nil
-// unless the host balances a group.
-func RegisterAgent(w worker.Registry, host *activities.HostActivities, lb *activities.LBActivities) {
-	w.RegisterActivity(host)
-	w.RegisterActivity(activities.NewHardenActivities(host))
-	if lb != nil {
-		w.RegisterActivity(lb)
-	}
-}
-
-// NewLBActivities builds the balancer activities of host for every group
-// whose balancer.host it is (nil when it balances none), writes missing
-// includes (never touching nginx) and validates the settings.
-func NewLBActivities(cfg *config.Config, host string) (*activities.LBActivities, error) {
-	ups := map[string]activities.LBUpstream{}
-	for name, g := range cfg.Groups {
-		if g == nil || g.Balancer.Host != host {
-			continue
-		}
-		b := g.Balancer
-		ups[name] = activities.LBUpstream{File: b.File, Name: b.Upstream, Port: b.Port, VerifyURL: b.VerifyURL, Keepalive: b.Keepalive}
-	}
-	if len(ups) == 0 {
-		return nil, nil
-	}
-	h := cfg.Hosts[host]
-	lb := &activities.LBActivities{Host: host, Upstreams: ups}
-	if h != nil {
-		lb.Nginx = lbconf.Nginx{Binary: h.Nginx.Binary, Prefix: h.Nginx.Prefix, ConfFile: h.Nginx.Conf, PIDFile: h.Nginx.PIDFile, ErrorLog: h.Nginx.ErrorLog}
-	}
-	if err := lb.Validate(); err != nil {
-		return nil, fmt.Errorf("balancer settings of %s: %w", host, err)
-	}
-	if err := lb.EnsureIncludes(); err != nil {
-		return nil, err
-	}
-	return lb, nil
-}
-
-// NewHostActivities wires a host agent from config. With group set, the
-// host is an autoscaling instance configured by the group's host template.
-func NewHostActivities(ctx context.Context, cfg *config.Config, host, group string) (*activities.HostActivities, error) {
-	if _, err := cfg.HostForAgent(host, group); err != nil {
-		return nil, fmt.Errorf("%w; declared hosts: %v", err, hostNames(cfg))
-	}
-	st, err := OpenStore(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open artifact store: %w", err)
-	}
-	return &activities.HostActivities{Host: host, Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}}, nil
-}
-
-func hostNames(cfg *config.Config) []string {
-	var n []string
-	for h := range cfg.Hosts {
-		n = append(n, h)
-	}
-	sort.Strings(n)
-	return n
-}
-
 // NewBuildActivities wires the build activities from config.
 func NewBuildActivities(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) (*activities.BuildActivities, error) {
-	st, err := OpenStore(ctx, cfg)
+	st, err := store.Configured(ctx, cfg.Artifacts)
 	if err != nil {
 		return nil, fmt.Errorf("open artifact store: %w", err)
 	}
@@ -185,7 +109,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 		defer closeMetrics()
 	}
-	logger.Info("worker polling", "taskQueue", queue, "namespace", cfg.Temporal.Namespace, "agent", opt.AgentHost)
+	logger.Info("worker polling", "taskQueue", queue, "namespace", cfg.Temporal.Namespace)
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
 	return w.Run(stop)
@@ -214,25 +138,10 @@ func dial(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *pro
 	return c, func() { c.Close(); closer.Close() }, nil
 }
 
-// newWorker builds a host agent's worker (opt.AgentHost set) or the
-// control worker, which also starts the local docker fleets; it returns
-// the task queue the worker polls.
+// newWorker builds the control worker, which also starts the local docker
+// fleets; it returns the task queue the worker polls.
 func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus.Registerer, logger *slog.Logger) (worker.Worker, string, error) {
 	cfg := opt.Config
-	if opt.AgentHost != "" {
-		host, err := NewHostActivities(ctx, cfg, opt.AgentHost, opt.AgentGroup)
-		if err != nil {
-			return nil, "", err
-		}
-		queue := activities.HostTaskQueue(opt.AgentHost)
-		lb, err := NewLBActivities(cfg, opt.AgentHost)
-		if err != nil {
-			return nil, "", err
-		}
-		w := worker.New(c, queue, AgentWorkerOptions())
-		RegisterAgent(w, host, lb)
-		return w, queue, nil
-	}
 	acts, err := NewBuildActivities(ctx, cfg, reg)
 	if err != nil {
 		return nil, "", err

@@ -1,7 +1,6 @@
 package workerapp
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -16,52 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mageflow/mageflow/activities"
-	"github.com/mageflow/mageflow/internal/platform/config"
 )
-
-func TestAppOnTakesTheFirstAppByNameOnHostOrGroup(t *testing.T) {
-	cfg := &config.Config{Apps: map[string]*config.App{
-		"zshop": {Environments: map[string]*config.Environment{"prod": {Hosts: []string{"web1"}}}},
-		"blog": {Environments: map[string]*config.Environment{
-			"staging": {Hosts: []string{"web2"}},
-			"nil":     nil,
-			"prod":    {Group: "web"},
-		}},
-		"admin": {Environments: map[string]*config.Environment{"prod": {Hosts: []string{"web1", "web2"}}}},
-	}}
-	for _, tc := range []struct{ host, group, want string }{
-		{"web1", "", "admin"},
-		{"web2", "", "admin"},
-		{"web3", "", ""},
-		{"i-123", "web", "blog"},
-		{"i-123", "other", ""},
-	} {
-		if got := AppOn(cfg, tc.host, tc.group); got != tc.want {
-			t.Errorf("AppOn(%q, %q) = %q, want %q", tc.host, tc.group, got, tc.want)
-		}
-	}
-}
-
-func TestServeWebRefusesWhatTheConfigDoesNotDeclare(t *testing.T) {
-	cfg := &config.Config{File: "m.yaml", Hosts: map[string]*config.Host{"web1": {}}, Apps: map[string]*config.App{}}
-	for _, tc := range []struct{ host, group, want string }{
-		{"nope", "", `host "nope" is not declared under hosts: in m.yaml`},
-		{"i-1", "nope", `group "nope" is not declared under groups: in m.yaml`},
-		{"web1", "", `no app has an environment on host "web1"`},
-	} {
-		_, err := ServeWeb(context.Background(), cfg, tc.host, tc.group)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ServeWeb(%q, %q) = %v, want an error containing %q", tc.host, tc.group, err, tc.want)
-		}
-	}
-}
-
-func TestNewLBActivitiesIsNilForAHostThatBalancesNothing(t *testing.T) {
-	lb, err := NewLBActivities(&config.Config{Hosts: map[string]*config.Host{"web1": {}}}, "web1")
-	if err != nil || lb != nil {
-		t.Fatalf("NewLBActivities = %v, %v; want nil, nil", lb, err)
-	}
-}
 
 // recorder is a worker.Registry that keeps the workflow type names.
 type recorder struct {

@@ -285,7 +285,7 @@ type Schedule struct {
 
 // Group is an autoscaling group of app servers. An environment that names
 // it deploys to the group's in-service instances as they are when the deploy
-// starts; each instance runs `mageflow-worker --agent --group NAME --host
+// starts; each instance runs `mageflow-agent --group NAME --host
 // <instance-id>`, configured by Host (the template every instance shares).
 type Group struct {
 	// Provider is aws (EC2 Auto Scaling) or docker (local model).
@@ -334,7 +334,7 @@ type DockerGroup struct {
 	// Env is set in every instance; "{{ID}}" becomes the instance id.
 	Env map[string]string `yaml:"env"`
 	// Agent is the static (CGO_ENABLED=0) mageflow-worker mounted at
-	// /opt/mageflow/mageflow-worker; empty mounts none.
+	// /opt/mageflow/mageflow-agent; empty mounts none.
 	Agent string `yaml:"agent"`
 }
 

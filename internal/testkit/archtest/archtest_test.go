@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ var mayImport = map[layer][]layer{
 	cli:        {front, workflows, activities, library},
 	front:      {front, workflows, activities, library},
 	workflows:  {activities, library}, // activities for their types and names only
-	activities: {library},
+	activities: {activities, library}, // the control side uses the agent's types; never the reverse (TestAgentLinksOnlyTheHostSide)
 	library:    {library},
 	harness:    {front, workflows, activities, library, harness, testhelper},
 	testhelper: {library, testhelper},
@@ -49,6 +50,7 @@ var mayImport = map[layer][]layer{
 var layers = map[string]layer{
 	"starter":               program,
 	"worker":                program,
+	"worker/agent":          program,
 	"test/benchbuildnumber": program,
 	"test/benchpackage":     program,
 	"test/benchwebhook":     program,
@@ -57,6 +59,8 @@ var layers = map[string]layer{
 	"test/m1manifest":       program,
 
 	"internal/front/cli": cli,
+
+	"internal/front/agentapp": front,
 
 	"internal/front/start":     front,
 	"internal/front/sqspoll":   front,
@@ -67,8 +71,10 @@ var layers = map[string]layer{
 	"internal/front/cluster":   front,
 	"internal/front/demo":      front,
 
-	"workflows":  workflows,
-	"activities": activities,
+	"workflows":                     workflows,
+	"activities":                    activities,
+	"activities/agent":              activities,
+	"activities/internal/heartbeat": activities,
 
 	"internal/build/artifact": library,
 	"internal/build/builder":  library,
@@ -237,6 +243,52 @@ func TestRuleIsComplete(t *testing.T) {
 	for l := range seen {
 		if _, ok := mayImport[l]; !ok {
 			t.Errorf("layer %q has no row in mayImport", l)
+		}
+	}
+}
+
+// agentMustNotLink are import path prefixes bin/mageflow-agent must not
+// link: it runs as root on every app server, so it carries the host
+// activities and what they need (the S3 client included, to fetch
+// artifacts), and nothing of the control side.
+var agentMustNotLink = []string{
+	"github.com/aws/aws-sdk-go-v2/service/ec2",
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling",
+	"github.com/aws/aws-sdk-go-v2/service/sqs",
+	"github.com/docker/",
+	"github.com/go-git/",
+	"github.com/chromedp/",
+	"github.com/prometheus/",
+	module + "/workflows",
+	module + "/internal/fleet",
+	module + "/internal/front/cli",
+	module + "/internal/front/server",
+	module + "/internal/front/start",
+	module + "/internal/front/workerapp",
+	module + "/internal/build/builder",
+	module + "/internal/build/gitmeta",
+}
+
+// TestAgentLinksOnlyTheHostSide lists everything worker/agent links and
+// fails on any control-side package.
+func TestAgentLinksOnlyTheHostSide(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./worker/agent")
+	cmd.Dir = "../../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, stderr.String())
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module+"/activities/agent") {
+		t.Fatalf("worker/agent does not link activities/agent: %v", deps)
+	}
+	for _, d := range deps {
+		for _, bad := range agentMustNotLink {
+			if d == bad || strings.HasPrefix(d, strings.TrimSuffix(bad, "/")+"/") || strings.HasPrefix(d, bad) && strings.HasSuffix(bad, "/") {
+				t.Errorf("bin/mageflow-agent links %s (matches %s): the agent must carry the host side only", d, bad)
+			}
 		}
 	}
 }

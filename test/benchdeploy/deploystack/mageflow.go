@@ -17,8 +17,10 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/front/agentapp"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/front/tclient"
 	"github.com/mageflow/mageflow/internal/front/workerapp"
@@ -100,14 +102,14 @@ func StartAgents(ctx context.Context, c client.Client, cfg *config.Config, hosts
 		}
 	}
 	for _, h := range hosts {
-		acts, err := workerapp.NewHostActivities(ctx, cfg, h, "")
+		acts, err := agentapp.NewHostActivities(ctx, cfg, h, "")
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		acts.HeartbeatEvery = time.Second
-		w := worker.New(c, activities.HostTaskQueue(h), workerapp.AgentWorkerOptions())
-		workerapp.RegisterAgent(w, acts, nil)
+		w := worker.New(c, agent.HostTaskQueue(h), agentapp.WorkerOptions())
+		agentapp.Register(w, acts, nil)
 		if err := w.Start(); err != nil {
 			stop()
 			return nil, err

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/mageflow/mageflow/internal/host/hostops"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 )
 
 // Secret names the stack writes into the config's secrets directory.

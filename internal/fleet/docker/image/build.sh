@@ -9,11 +9,11 @@
 # What is in it: php8.2-fpm and php8.2-cli (the fixture's bin/magento needs
 # php8.2-xml), nginx-light, ca-certificates and procps (ps, pkill for
 # operators). What is NOT in it: the mageflow agent. The provider bind-mounts
-# a statically linked mageflow-worker at /opt/mageflow/mageflow-worker, so a
-# code change needs no image rebuild. /usr/local/bin/mageflow-instance (the
+# the statically linked bin/mageflow-agent at /opt/mageflow/mageflow-agent, so
+# a code change needs no image rebuild. /usr/local/bin/mageflow-instance (the
 # image's CMD) starts it as the instance's agent and web server:
 #
-#   mageflow-worker --agent --serve-web --group $MAGEFLOW_GROUP --host $MAGEFLOW_INSTANCE_ID
+#   mageflow-agent --serve-web --group $MAGEFLOW_GROUP --host $MAGEFLOW_INSTANCE_ID
 #
 # Idempotent: the image carries a label with the sha256 of this script; if an
 # image with TAG and the same checksum exists, nothing is done. Needs root
@@ -103,14 +103,14 @@ cat >"$root/usr/local/bin/mageflow-instance" <<'ENTRY'
 # this instance's nginx + php-fpm (--serve-web). The provider sets
 # MAGEFLOW_GROUP, MAGEFLOW_INSTANCE_ID and MAGEFLOW_CONFIG.
 set -eu
-bin=/opt/mageflow/mageflow-worker
+bin=/opt/mageflow/mageflow-agent
 if [ ! -x "$bin" ]; then
-	echo "mageflow-instance: $bin is missing: mount a static (CGO_ENABLED=0) mageflow-worker there" >&2
+	echo "mageflow-instance: $bin is missing: mount the static bin/mageflow-agent there" >&2
 	exit 1
 fi
 : "${MAGEFLOW_GROUP:?set by the docker fleet provider}"
 : "${MAGEFLOW_INSTANCE_ID:?set by the docker fleet provider}"
-exec "$bin" --agent --serve-web --group "$MAGEFLOW_GROUP" --host "$MAGEFLOW_INSTANCE_ID" "$@"
+exec "$bin" --serve-web --group "$MAGEFLOW_GROUP" --host "$MAGEFLOW_INSTANCE_ID" "$@"
 ENTRY
 chmod 755 "$root/usr/local/bin/mageflow-instance"
 

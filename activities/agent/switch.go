@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/host/magento"
 	"github.com/mageflow/mageflow/internal/host/phpfpm"
+	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
 // SetMaintenance turns the nginx-level maintenance flag on or off. The

@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import (
 	"context"
@@ -11,16 +11,17 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/activities/internal/heartbeat"
+	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/host/magento"
-	"github.com/mageflow/mageflow/internal/build/release"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
-	"github.com/mageflow/mageflow/internal/build/store"
 )
 
-// HostActivities run on a host's agent (`mageflow-worker --agent --host
-// NAME`, task queue workflows.HostTaskQueue(NAME)): every file-system and
+// HostActivities run on a host's agent (`mageflow-agent --host NAME`,
+// task queue HostTaskQueue(NAME)): every file-system and
 // process step of a deploy, so the control side needs no SSH access. Paths
 // are derived from the agent's own config (hosts.NAME.root), never taken
 // from workflow input.
@@ -173,7 +174,7 @@ func (h *HostActivities) cli(c *resolvedTarget, dir string) magento.CLI {
 
 // heartbeatWhile records current() every HeartbeatEvery until stop.
 func (h *HostActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
-	return heartbeatWhile(ctx, h.HeartbeatEvery, current)
+	return heartbeat.While(ctx, h.HeartbeatEvery, current)
 }
 
 // HostProgress is the heartbeat detail of long host activities.

@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import "time"
 
@@ -11,7 +11,15 @@ const (
 	ErrUnhealthy       = "Unhealthy"
 	ErrAgentMissing    = "AgentMissing"
 	ErrRollbackRefused = "RollbackRefused"
+
+	// Shared with the control side's activities (activities.ErrInvalidInput …).
+	ErrInvalidInput    = "InvalidInput"
+	ErrConfig          = "ConfigError"
+	ErrArtifactCorrupt = "ArtifactCorrupt"
 )
+
+// HostTaskQueue is the task queue a host's agent polls.
+func HostTaskQueue(host string) string { return "mageflow-host-" + host }
 
 // DeployOutcomeSkipped is the outcome (catalog.Deploy.Outcome) of an
 // automatic deploy that changed nothing because its release was not newer

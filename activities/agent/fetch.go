@@ -1,4 +1,4 @@
-package activities
+package agent
 
 // Fetching and unpacking a release artifact on a host: the part of Prepare
 // that turns a stored artifact into releases/<id>.
@@ -20,10 +20,10 @@ import (
 
 	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/ctxio"
-	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/platform/ctxio"
 	"github.com/mageflow/mageflow/internal/platform/units"
 )
 

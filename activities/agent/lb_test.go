@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/host/lbconf"
 	"github.com/mageflow/mageflow/internal/host/webstack"
 )
@@ -35,7 +35,7 @@ type lbMember struct {
 
 type lbFixture struct {
 	t        *testing.T
-	acts     *activities.LBActivities
+	acts     *agent.LBActivities
 	env      *testsuite.TestActivityEnvironment
 	ngx      *webstack.Proc
 	file     string
@@ -69,10 +69,10 @@ func newLBFixture(t *testing.T, ids ...string) *lbFixture {
 	require.NoError(t, err)
 	frontPort, err := webstack.FreePort()
 	require.NoError(t, err)
-	up := activities.LBUpstream{File: f.file, Name: "mageflow_web", Port: 8080, VerifyURL: fmt.Sprintf("http://127.0.0.1:%d/.mageflow-members", verifyPort)}
+	up := agent.LBUpstream{File: f.file, Name: "mageflow_web", Port: 8080, VerifyURL: fmt.Sprintf("http://127.0.0.1:%d/.mageflow-members", verifyPort)}
 
 	// What the agent does at start, before nginx first loads the include.
-	boot := &activities.LBActivities{Host: "lb1", Upstreams: map[string]activities.LBUpstream{"web": up}}
+	boot := &agent.LBActivities{Host: "lb1", Upstreams: map[string]agent.LBUpstream{"web": up}}
 	require.NoError(t, boot.EnsureIncludes())
 	text, err := os.ReadFile(f.file)
 	require.NoError(t, err)
@@ -96,9 +96,9 @@ server {
 	f.ngx, err = webstack.StartNginx(t.Context(), filepath.Join(dir, "nginx"), site)
 	require.NoError(t, err)
 	f.url = fmt.Sprintf("http://127.0.0.1:%d", frontPort)
-	f.acts = &activities.LBActivities{
+	f.acts = &agent.LBActivities{
 		Host:      "lb1",
-		Upstreams: map[string]activities.LBUpstream{"web": up},
+		Upstreams: map[string]agent.LBUpstream{"web": up},
 		Nginx: lbconf.Nginx{
 			Prefix:   f.ngx.Dir(),
 			ConfFile: f.ngx.ConfFile(),
@@ -121,24 +121,24 @@ server {
 	return f
 }
 
-func (f *lbFixture) member(id string) activities.Member {
-	return activities.Member{ID: id, Addr: f.members[id].addr}
+func (f *lbFixture) member(id string) agent.Member {
+	return agent.Member{ID: id, Addr: f.members[id].addr}
 }
 
-func (f *lbFixture) set(in activities.SetMembersInput) (*activities.MembersResult, error) {
+func (f *lbFixture) set(in agent.SetMembersInput) (*agent.MembersResult, error) {
 	v, err := f.env.ExecuteActivity(f.acts.SetMembers, in)
 	if err != nil {
 		return nil, err
 	}
-	var res activities.MembersResult
+	var res agent.MembersResult
 	require.NoError(f.t, v.Get(&res))
 	return &res, nil
 }
 
-func (f *lbFixture) membersNow() activities.MembersResult {
+func (f *lbFixture) membersNow() agent.MembersResult {
 	v, err := f.env.ExecuteActivity(f.acts.Members, "web")
 	require.NoError(f.t, err)
-	var res activities.MembersResult
+	var res agent.MembersResult
 	require.NoError(f.t, v.Get(&res))
 	return res
 }
@@ -172,7 +172,7 @@ func (f *lbFixture) spread(n int) map[string]int {
 	return seen
 }
 
-func ids(ms []activities.Member) []string {
+func ids(ms []agent.Member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.ID
@@ -227,7 +227,7 @@ func TestLBAddRemoveVerifiedThroughNginx(t *testing.T) {
 	f := newLBFixture(t, "i-a", "i-b", "i-c")
 
 	start := time.Now()
-	res, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}})
+	res, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}})
 	require.NoError(t, err)
 	t.Logf("add to an empty group: %s (activity %s)", time.Since(start), res.Took)
 	require.True(t, res.Changed && res.Serving, "%+v", res)
@@ -237,7 +237,7 @@ func TestLBAddRemoveVerifiedThroughNginx(t *testing.T) {
 	// Under load: add two members, then remove one; no request fails.
 	ld := f.startLoad(4)
 	start = time.Now()
-	res, err = f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-b"), f.member("i-c")}})
+	res, err = f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-b"), f.member("i-c")}})
 	require.NoError(t, err)
 	t.Logf("add two members under load: %s", time.Since(start))
 	require.Equal(t, []string{"i-a", "i-b", "i-c"}, ids(res.Members))
@@ -245,7 +245,7 @@ func TestLBAddRemoveVerifiedThroughNginx(t *testing.T) {
 	require.Len(t, seen, 3, "every member gets traffic: %v", seen)
 
 	start = time.Now()
-	res, err = f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
+	res, err = f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
 	require.NoError(t, err)
 	t.Logf("remove a member under load: %s", time.Since(start))
 	require.True(t, res.Changed && res.Serving)
@@ -266,7 +266,7 @@ func TestLBAddRemoveVerifiedThroughNginx(t *testing.T) {
 
 	// Empty group: valid nginx, the balancer answers 502, verify answers
 	// no ids.
-	res, err = f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-b", "i-c"}})
+	res, err = f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-b", "i-c"}})
 	require.NoError(t, err)
 	require.True(t, res.Serving)
 	require.Empty(t, res.Members)
@@ -277,7 +277,7 @@ func TestLBAddRemoveVerifiedThroughNginx(t *testing.T) {
 
 func TestLBSetMembersIsIdempotent(t *testing.T) {
 	f := newLBFixture(t, "i-a", "i-b")
-	_, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a"), f.member("i-b")}})
+	_, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a"), f.member("i-b")}})
 	require.NoError(t, err)
 	data, err := os.ReadFile(f.file)
 	require.NoError(t, err)
@@ -287,10 +287,10 @@ func TestLBSetMembersIsIdempotent(t *testing.T) {
 
 	// The same change again, a removal of a non-member, and the members in
 	// another order: no change, no reload.
-	for _, in := range []activities.SetMembersInput{
-		{Group: "web", Add: []activities.Member{f.member("i-a")}},
+	for _, in := range []agent.SetMembersInput{
+		{Group: "web", Add: []agent.Member{f.member("i-a")}},
 		{Group: "web", Remove: []string{"i-zz"}},
-		{Group: "web", Add: []activities.Member{f.member("i-b"), f.member("i-a")}},
+		{Group: "web", Add: []agent.Member{f.member("i-b"), f.member("i-a")}},
 	} {
 		res, err := f.set(in)
 		require.NoError(t, err)
@@ -308,11 +308,11 @@ func TestLBSetMembersIsIdempotent(t *testing.T) {
 	// reload: the file already says a,  but nginx does not serve it; a retry
 	// must reload rather than trust the file.
 	u := f.acts.Upstreams["web"]
-	text, _, err := lbconf.Render(lbconf.Upstream{Group: "web", Name: u.Name, Port: u.Port, VerifyURL: u.VerifyURL}, []activities.Member{f.member("i-a")})
+	text, _, err := lbconf.Render(lbconf.Upstream{Group: "web", Name: u.Name, Port: u.Port, VerifyURL: u.VerifyURL}, []agent.Member{f.member("i-a")})
 	require.NoError(t, err)
 	require.NoError(t, lbconf.WriteFile(f.file, text))
 	require.False(t, f.membersNow().Serving, "Members says nginx serves a set it was never reloaded with")
-	res, err := f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-b"}})
+	res, err := f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-b"}})
 	require.NoError(t, err)
 	require.True(t, res.Changed && res.Serving, "%+v", res)
 	require.Equal(t, map[string]int{"i-a": 10}, f.spread(10))
@@ -320,15 +320,15 @@ func TestLBSetMembersIsIdempotent(t *testing.T) {
 
 func TestLBRejectedConfigRestoresPrevious(t *testing.T) {
 	f := newLBFixture(t, "i-a")
-	_, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}})
+	_, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}})
 	require.NoError(t, err)
 	good, err := os.ReadFile(f.file)
 	require.NoError(t, err)
 	workers := lbconf.Workers(f.ngx.PID())
 
 	ld := f.startLoad(2)
-	_, err = f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{{ID: "i-bad", Addr: "no-such-host.invalid:80"}}})
-	ae := appErr(t, err, activities.ErrNginxRejected)
+	_, err = f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{{ID: "i-bad", Addr: "no-such-host.invalid:80"}}})
+	ae := appErr(t, err, agent.ErrNginxRejected)
 	require.Contains(t, ae.Message(), `host not found in upstream "no-such-host.invalid:80"`)
 	require.Contains(t, ae.Message(), "previous")
 	ld.finish(t)
@@ -343,17 +343,17 @@ func TestLBRejectedConfigRestoresPrevious(t *testing.T) {
 	require.Equal(t, map[string]int{"i-a": 10}, f.spread(10))
 
 	// Bad input never reaches nginx.
-	_, err = f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{{ID: `i-"x`, Addr: "127.0.0.1:1"}}})
-	appErr(t, err, activities.ErrInvalidInput)
-	_, err = f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}, Remove: []string{"i-a"}})
-	appErr(t, err, activities.ErrInvalidInput)
-	_, err = f.set(activities.SetMembersInput{Group: "nope"})
-	appErr(t, err, activities.ErrConfig)
+	_, err = f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{{ID: `i-"x`, Addr: "127.0.0.1:1"}}})
+	appErr(t, err, agent.ErrInvalidInput)
+	_, err = f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}, Remove: []string{"i-a"}})
+	appErr(t, err, agent.ErrInvalidInput)
+	_, err = f.set(agent.SetMembersInput{Group: "nope"})
+	appErr(t, err, agent.ErrConfig)
 }
 
 func TestLBReloadNginxRefusesIsReported(t *testing.T) {
 	f := newLBFixture(t, "i-a")
-	_, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}})
+	_, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}})
 	require.NoError(t, err)
 	good, err := os.ReadFile(f.file)
 	require.NoError(t, err)
@@ -369,7 +369,7 @@ func TestLBReloadNginxRefusesIsReported(t *testing.T) {
 	f.acts.VerifyTimeout = 2 * time.Second
 	f.acts.HTTP = &http.Client{Timeout: 200 * time.Millisecond}
 
-	_, err = f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
+	_, err = f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "does not serve them")
 	require.Contains(t, err.Error(), "Address already in use")
@@ -381,7 +381,7 @@ func TestLBReloadNginxRefusesIsReported(t *testing.T) {
 
 func TestLBDrainWaitsForInFlightRequest(t *testing.T) {
 	f := newLBFixture(t, "i-a", "i-slow")
-	_, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-slow")}})
+	_, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-slow")}})
 	require.NoError(t, err)
 
 	type result struct {
@@ -402,20 +402,20 @@ func TestLBDrainWaitsForInFlightRequest(t *testing.T) {
 	}
 
 	// Add before remove, as the scale-in and refresh workflows do.
-	_, err = f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}})
+	_, err = f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.Drain, activities.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
-	appErr(t, err, activities.ErrInvalidInput) // still a member
-	_, err = f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-slow"}})
+	_, err = f.env.ExecuteActivity(f.acts.Drain, agent.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
+	appErr(t, err, agent.ErrInvalidInput) // still a member
+	_, err = f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-slow"}})
 	require.NoError(t, err)
 
 	// A bound shorter than the request says so.
-	_, err = f.env.ExecuteActivity(f.acts.Drain, activities.DrainInput{Group: "web", ID: "i-slow", Timeout: 200 * time.Millisecond})
-	ae := appErr(t, err, activities.ErrDrainTimeout)
+	_, err = f.env.ExecuteActivity(f.acts.Drain, agent.DrainInput{Group: "web", ID: "i-slow", Timeout: 200 * time.Millisecond})
+	ae := appErr(t, err, agent.ErrDrainTimeout)
 	require.Contains(t, ae.Message(), "still finish requests")
 
 	start := time.Now()
-	_, err = f.env.ExecuteActivity(f.acts.Drain, activities.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
+	_, err = f.env.ExecuteActivity(f.acts.Drain, agent.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	drained := time.Now()
 	t.Logf("drain waited %s for the in-flight request", drained.Sub(start))
@@ -432,22 +432,22 @@ func TestLBDrainWaitsForInFlightRequest(t *testing.T) {
 
 	// Nothing in flight: returns at once.
 	start = time.Now()
-	_, err = f.env.ExecuteActivity(f.acts.Drain, activities.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
+	_, err = f.env.ExecuteActivity(f.acts.Drain, agent.DrainInput{Group: "web", ID: "i-slow", Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), time.Second)
 }
 
 func TestLBRefusesForeignOrEditedInclude(t *testing.T) {
 	f := newLBFixture(t, "i-a")
-	_, err := f.set(activities.SetMembersInput{Group: "web", Add: []activities.Member{f.member("i-a")}})
+	_, err := f.set(agent.SetMembersInput{Group: "web", Add: []agent.Member{f.member("i-a")}})
 	require.NoError(t, err)
 	data, err := os.ReadFile(f.file)
 	require.NoError(t, err)
 
 	edited := strings.Replace(string(data), "# member i-a ", "# member i-b ", 1)
 	require.NoError(t, os.WriteFile(f.file, []byte(edited), 0o644))
-	_, err = f.set(activities.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
-	ae := appErr(t, err, activities.ErrConfig)
+	_, err = f.set(agent.SetMembersInput{Group: "web", Remove: []string{"i-a"}})
+	ae := appErr(t, err, agent.ErrConfig)
 	require.Contains(t, ae.Message(), "edited by hand")
 
 	require.NoError(t, os.WriteFile(f.file, []byte("upstream mageflow_web { server 127.0.0.1:1; }\n"), 0o644))

@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 import (
 	"context"
@@ -12,17 +12,17 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
-	"github.com/mageflow/mageflow/internal/m1/m1audit"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 )
 
 type hardenFixture struct {
 	root string // the Magento root
-	acts *activities.HardenActivities
+	acts *agent.HardenActivities
 	env  *testsuite.TestActivityEnvironment
 }
 
@@ -42,7 +42,7 @@ func newHardenFixture(t *testing.T, hardening string) *hardenFixture {
 	require.NoError(t, err)
 	st, err := store.NewLocal(cfg.Artifacts.Dir)
 	require.NoError(t, err)
-	f.acts = &activities.HardenActivities{Host: "m1", Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, HeartbeatEvery: 100 * time.Millisecond}
+	f.acts = &agent.HardenActivities{Host: "m1", Config: cfg, Store: st, Secrets: secrets.Area{Dir: cfg.Secrets.Dir}, HeartbeatEvery: 100 * time.Millisecond}
 	var s testsuite.WorkflowTestSuite
 	f.env = s.NewTestActivityEnvironment()
 	f.env.RegisterActivity(f.acts)
@@ -65,7 +65,7 @@ func TestHardenRemoveCanariesSweepsOnlyCanaries(t *testing.T) {
 	c1 := f.canary(t, "media", "mageflow-canary-0123456789abcdef.php")
 	c2 := f.canary(t, "js", "mageflow-canary-fedcba9876543210.jpg")
 	keep := f.canary(t, "skin", "error.php")
-	v, err := f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, activities.HardenCleanupInput{HardenRequest: activities.HardenRequest{Host: "m1"}, WebRoot: f.root})
+	v, err := f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, agent.HardenCleanupInput{HardenRequest: agent.HardenRequest{Host: "m1"}, WebRoot: f.root})
 	require.NoError(t, err)
 	var removed []string
 	require.NoError(t, v.Get(&removed))
@@ -74,7 +74,7 @@ func TestHardenRemoveCanariesSweepsOnlyCanaries(t *testing.T) {
 	require.True(t, exists(keep), "evidence is never deleted: only files named as canaries")
 
 	// Without a known root (discovery failed) there is nothing to sweep.
-	v, err = f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, activities.HardenCleanupInput{HardenRequest: activities.HardenRequest{Host: "m1"}})
+	v, err = f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, agent.HardenCleanupInput{HardenRequest: agent.HardenRequest{Host: "m1"}})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&removed))
 	require.Empty(t, removed)
@@ -82,13 +82,13 @@ func TestHardenRemoveCanariesSweepsOnlyCanaries(t *testing.T) {
 
 func TestHardenStepsRefuseAnotherHost(t *testing.T) {
 	f := newHardenFixture(t, "")
-	_, err := f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, activities.HardenCleanupInput{HardenRequest: activities.HardenRequest{Host: "web9"}, WebRoot: f.root})
+	_, err := f.env.ExecuteActivity(f.acts.HardenRemoveCanaries, agent.HardenCleanupInput{HardenRequest: agent.HardenRequest{Host: "web9"}, WebRoot: f.root})
 	require.ErrorContains(t, err, `this agent serves host "m1"`)
 }
 
 func TestHardenApplyRefusesWithoutApply(t *testing.T) {
 	f := newHardenFixture(t, "")
-	_, err := f.env.ExecuteActivity(f.acts.HardenApply, activities.HardenStepInput{HardenRequest: activities.HardenRequest{Host: "m1"}, Target: m1audit.Target{WebRoot: f.root}})
+	_, err := f.env.ExecuteActivity(f.acts.HardenApply, agent.HardenStepInput{HardenRequest: agent.HardenRequest{Host: "m1"}, Target: m1audit.Target{WebRoot: f.root}})
 	require.ErrorContains(t, err, "without Apply")
 }
 
@@ -103,8 +103,8 @@ func TestHardenVerifyRetryRemovesEarlierCanaries(t *testing.T) {
 	left := f.canary(t, "skin", "mageflow-canary-00000000000000aa.php")
 	outside := filepath.Join(t.TempDir(), "victim.txt")
 	require.NoError(t, os.WriteFile(outside, []byte("x"), 0o644))
-	f.env.SetHeartbeatDetails(activities.VerifyProgress{Phase: "verify", Canaries: []string{left, outside}})
-	_, err = f.env.ExecuteActivity(f.acts.HardenVerify, activities.HardenStepInput{HardenRequest: activities.HardenRequest{Host: "m1"}, Target: m1audit.Target{WebRoot: f.root}})
+	f.env.SetHeartbeatDetails(agent.VerifyProgress{Phase: "verify", Canaries: []string{left, outside}})
+	_, err = f.env.ExecuteActivity(f.acts.HardenVerify, agent.HardenStepInput{HardenRequest: agent.HardenRequest{Host: "m1"}, Target: m1audit.Target{WebRoot: f.root}})
 	require.Error(t, err, "the origin does not answer")
 	require.False(t, exists(left), "the earlier attempt's canary is gone")
 	require.True(t, exists(outside), "heartbeat details never name files outside the web root")
@@ -114,8 +114,8 @@ func TestHardenReportStoresJSONAndMarkdownWithoutSecrets(t *testing.T) {
 	f := newHardenFixture(t, "    hardening:\n      db: {host: 127.0.0.1, name: shop, user: audit, password: \"file:dbpass\"}\n")
 	require.NoError(t, f.acts.Secrets.Write("dbpass", []byte("s3cr3t-db")))
 	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	v, err := f.env.ExecuteActivity(f.acts.HardenReport, activities.HardenReportInput{
-		HardenRequest: activities.HardenRequest{Host: "m1", Apply: true}, Target: m1audit.Target{WebRoot: f.root}, Started: started,
+	v, err := f.env.ExecuteActivity(f.acts.HardenReport, agent.HardenReportInput{
+		HardenRequest: agent.HardenRequest{Host: "m1", Apply: true}, Target: m1audit.Target{WebRoot: f.root}, Started: started,
 		Audit: []m1audit.CheckResult{
 			{ID: "m1.fpm.limit_extensions", Status: m1audit.StatusFail, Evidence: m1audit.Evidence{Detail: "unset"}},
 			{ID: "m1.db.admin_users", Status: m1audit.StatusFail, Compromise: true},
@@ -125,7 +125,7 @@ func TestHardenReportStoresJSONAndMarkdownWithoutSecrets(t *testing.T) {
 		Verified: []m1audit.CheckResult{{ID: "m1.http.php_exec.media", Status: m1audit.StatusPass}},
 	})
 	require.NoError(t, err)
-	var stored activities.HardenStored
+	var stored agent.HardenStored
 	require.NoError(t, v.Get(&stored))
 	require.Equal(t, "reports/harden/m1/20260102T030405.000Z.json", stored.JSONKey)
 	rep := stored.Report
@@ -149,7 +149,7 @@ func TestMergeHardenResults(t *testing.T) {
 	pass := func(id string) m1audit.CheckResult {
 		return m1audit.CheckResult{ID: id, Status: m1audit.StatusPass, Evidence: m1audit.Evidence{Detail: "closed"}}
 	}
-	out := activities.MergeHardenResults(
+	out := agent.MergeHardenResults(
 		[]m1audit.CheckResult{fail("a"), fail("b"), pass("c")},
 		[]m1audit.CheckResult{pass("a"), fail("b"), pass("c")},
 		[]m1audit.CheckResult{{ID: "m1.fix.x", Status: m1audit.StatusFixed}},
@@ -171,6 +171,6 @@ func TestMergeHardenResults(t *testing.T) {
 	require.Equal(t, "open", got["c"].Evidence.Detail[len(got["c"].Evidence.Detail)-4:])
 
 	// Audit only: no after, verification still overrules.
-	out = activities.MergeHardenResults([]m1audit.CheckResult{pass("x")}, nil, nil, []m1audit.CheckResult{fail("x")})
+	out = agent.MergeHardenResults([]m1audit.CheckResult{pass("x")}, nil, nil, []m1audit.CheckResult{fail("x")})
 	require.Equal(t, m1audit.StatusFail, out[0].Status)
 }

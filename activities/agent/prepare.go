@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import (
 	"context"
@@ -133,7 +133,7 @@ func (h *HostActivities) installEnv(c *resolvedTarget, in PrepareInput, codeOwne
 // linkShared links the app's shared paths into the release.
 func linkShared(c *resolvedTarget, dst string, codeOwner hostops.Owner) error {
 	envFile := c.envFile()
-	for _, p := range SharedPaths(c.app) {
+	for _, p := range c.app.SharedPaths() {
 		isFile := p == envFile
 		if !isFile {
 			if fi, err := os.Stat(filepath.Join(c.shared(), p)); err == nil {
@@ -179,7 +179,7 @@ func (h *HostActivities) applyOwnership(ctx context.Context, c *resolvedTarget, 
 	var inRelease []string
 	for _, w := range append(c.sharedWritable(), writable...) {
 		w = path.Clean(filepath.ToSlash(w))
-		if underShared(SharedPaths(c.app), w) {
+		if underShared(c.app.SharedPaths(), w) {
 			if err := hostops.SharedWritable(c.shared(), w, c.users); err != nil {
 				return linkRefusal(err, "make shared %s writable for php_user", w)
 			}

@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/host/webstack"
 )
@@ -44,10 +44,10 @@ func TestHostMagento1UpgradeThroughIndexPHP(t *testing.T) {
 	m1Release(t, f.root, "1-aaaaaaa", "0.1.0", ran)
 	m1Release(t, f.root, "2-bbbbbbb", "0.1.0", ran)
 	m1Release(t, f.root, "3-ccccccc", "0.2.0", ran)
-	target := activities.HostTarget{Host: "web1", App: "legacy", Env: "production"}
-	ref := func(id string) activities.ReleaseRef { return activities.ReleaseRef{HostTarget: target, ReleaseID: id} }
+	target := agent.HostTarget{Host: "web1", App: "legacy", Env: "production"}
+	ref := func(id string) agent.ReleaseRef { return agent.ReleaseRef{HostTarget: target, ReleaseID: id} }
 
-	var dec activities.UpgradeDecision
+	var dec agent.UpgradeDecision
 	require.NoError(t, f.exec(f.acts.UpgradeStatus, ref("1-aaaaaaa"), &dec))
 	require.True(t, dec.Needed, "the first deploy runs every setup script")
 	require.NoError(t, f.exec(f.acts.Switch, ref("1-aaaaaaa"), nil))

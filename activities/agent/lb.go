@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/mageflow/mageflow/activities/internal/heartbeat"
 	"github.com/mageflow/mageflow/internal/host/lbconf"
 )
 
@@ -29,8 +30,8 @@ const (
 	ErrDrainTimeout = "DrainTimeout"
 )
 
-// LBActivities run on the balancer host's agent (`mageflow-worker --agent
-// --host lb1`, the same task queue as its HostActivities:
+// LBActivities run on the balancer host's agent (`mageflow-agent --host
+// lb1`, the same task queue as its HostActivities:
 // HostTaskQueue(host)). The agent owns one nginx include per group
 // (internal/host/lbconf): it renders the member set into it, has nginx check and
 // reload it, and confirms through nginx itself that the new set is served.
@@ -277,7 +278,7 @@ func (l *LBActivities) SetMembers(ctx context.Context, in SetMembersInput) (*Mem
 		}
 	}
 
-	stop := heartbeatWhile(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "nginx -t"} })
+	stop := heartbeat.While(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "nginx -t"} })
 	defer stop()
 	if err := l.Nginx.Test(ctx); err != nil {
 		if rerr := l.restore(u.File, old); rerr != nil {
@@ -402,7 +403,7 @@ func (l *LBActivities) Drain(ctx context.Context, in DrainInput) error {
 		}
 		return out
 	}
-	stop := heartbeatWhile(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "drain " + in.ID, Workers: pids()} })
+	stop := heartbeat.While(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "drain " + in.ID, Workers: pids()} })
 	defer stop()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -511,7 +512,7 @@ func (l *LBActivities) verifyOnce(ctx context.Context, c lbconf.Upstream) served
 // waitServing asks nginx until it answers the new set; the new workers
 // take a moment to start after the SIGHUP.
 func (l *LBActivities) waitServing(ctx context.Context, c lbconf.Upstream, want []Member, sum string) (served, error) {
-	stop := heartbeatWhile(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "verify " + c.VerifyURL} })
+	stop := heartbeat.While(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "verify " + c.VerifyURL} })
 	defer stop()
 	deadline := time.Now().Add(l.verifyTimeout())
 	for {

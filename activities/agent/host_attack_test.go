@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 // Attacks on the root agent's steps after extraction: a release whose
 // tree carries escaping symlinks (as a hostile commit would leave it), and
@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
@@ -142,7 +142,7 @@ func TestAttackFinishStaysInsideRelease(t *testing.T) {
 			}
 		}
 	}
-	in := activities.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "9"}
+	in := agent.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "9"}
 
 	msg := nonRetryableErr(t, f.exec(f.acts.Prepare, in, nil))
 	require.Contains(t, msg, filepath.Join(dir, "gen")+" is a symlink", "the error names the link")
@@ -151,7 +151,7 @@ func TestAttackFinishStaysInsideRelease(t *testing.T) {
 
 	// The operator removes the link; the rest of the hostile tree stays.
 	require.NoError(t, os.Remove(filepath.Join(dir, "gen")))
-	require.NoError(t, f.exec(f.acts.Prepare, activities.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "9"}, nil))
+	require.NoError(t, f.exec(f.acts.Prepare, agent.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "9"}, nil))
 	outside()
 	for _, p := range []string{"up", "pub/abs", "vendor/loop"} {
 		fi, err := os.Lstat(filepath.Join(dir, p))
@@ -186,7 +186,7 @@ func TestAttackStaticLinkNotWrittenThrough(t *testing.T) {
 			const id = "6-abcdef6"
 			dir := extracted(t, f, id, map[string]string{"pub/static": target(bait)})
 			before := snapshot(t, bait)
-			err := f.exec(f.acts.Prepare, activities.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "1700000000"}, nil)
+			err := f.exec(f.acts.Prepare, agent.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "1700000000"}, nil)
 			require.Contains(t, nonRetryableErr(t, err), filepath.Join(dir, "pub/static")+" is a symlink")
 			require.Equal(t, before, snapshot(t, bait))
 			require.NoFileExists(t, filepath.Join(bait, "deployed_version.txt"))
@@ -213,7 +213,7 @@ func TestAttackMarkerLinksReplacedNotFollowed(t *testing.T) {
 	require.NoError(t, os.Symlink(bait+"/shadow", filepath.Join(dir, hostops.CompleteMarker)))
 	// A link as complete marker does not count as prepared.
 	before := snapshot(t, bait)
-	require.NoError(t, f.exec(f.acts.Prepare, activities.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "42"}, nil))
+	require.NoError(t, f.exec(f.acts.Prepare, agent.PrepareInput{HostTarget: f.targets, ReleaseID: id, ContentVersion: "42"}, nil))
 	require.Equal(t, before, snapshot(t, bait))
 	for p, want := range map[string]string{"pub/" + hostops.ReleaseMarker: id + "\n", "pub/static/deployed_version.txt": "42"} {
 		fi, err := os.Lstat(filepath.Join(dir, p))
@@ -254,9 +254,9 @@ func TestAttackPruneAndDiscardStayInside(t *testing.T) {
 	before := snapshot(t, bait)
 	appBefore := snapshot(t, f.dir)
 
-	var pr activities.PruneResult
+	var pr agent.PruneResult
 	f.acts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	require.NoError(t, f.exec(f.acts.Prune, activities.PruneInput{HostTarget: f.targets, Keep: 1}, &pr))
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 1}, &pr))
 	require.ElementsMatch(t, []string{ids[0], ids[1], ids[2], ids[3], "9-abcdef9"}, pr.Removed)
 	require.Equal(t, before, snapshot(t, bait))
 

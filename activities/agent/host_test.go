@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 import (
 	"context"
@@ -21,14 +21,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
-	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/build/release"
-	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 
@@ -71,7 +71,7 @@ type hostFixture struct {
 	root    string
 	cfg     *config.Config
 	st      store.Store
-	acts    *activities.HostActivities
+	acts    *agent.HostActivities
 	env     *testsuite.TestActivityEnvironment
 	log     *captureLogger
 	repo    string
@@ -79,7 +79,7 @@ type hostFixture struct {
 	dbFile  string
 	errs    []string // every error message returned, checked for secrets
 	errsMu  sync.Mutex
-	targets activities.HostTarget
+	targets agent.HostTarget
 }
 
 // phpWrapper stands in for php-cli: setup:upgrade fails when
@@ -184,13 +184,13 @@ apps:
 	w := strings.ReplaceAll(phpWrapper, "@DIR@", f.dir)
 	require.NoError(t, os.WriteFile(wrapper, []byte(w), 0o755))
 
-	f.acts = &activities.HostActivities{Host: "web1", Config: cfg, Store: f.st, Secrets: area, PHP: wrapper, HeartbeatEvery: 50 * time.Millisecond}
+	f.acts = &agent.HostActivities{Host: "web1", Config: cfg, Store: f.st, Secrets: area, PHP: wrapper, HeartbeatEvery: 50 * time.Millisecond}
 	var s testsuite.WorkflowTestSuite
 	f.log = &captureLogger{}
 	s.SetLogger(f.log)
 	f.env = s.NewTestActivityEnvironment()
 	f.env.RegisterActivity(f.acts)
-	f.targets = activities.HostTarget{Host: "web1", App: "shop", Env: "production"}
+	f.targets = agent.HostTarget{Host: "web1", App: "shop", Env: "production"}
 	t.Cleanup(f.checkNoSecrets)
 	return f
 }
@@ -233,7 +233,7 @@ func (f *hostFixture) release(id string) release.Meta {
 	manifest, err := json.Marshal(m)
 	require.NoError(f.t, err)
 	tmp := filepath.Join(f.dir, id+".tar.zst")
-	res, err := artifact.WriteFile(context.Background(), tmp, f.repo, manifest, artifact.Options{Exclude: activities.SharedPaths(f.cfg.Apps["shop"])})
+	res, err := artifact.WriteFile(context.Background(), tmp, f.repo, manifest, artifact.Options{Exclude: f.cfg.Apps["shop"].SharedPaths()})
 	require.NoError(f.t, err)
 	uri, _, err := f.st.Put(context.Background(), catalog.ArtifactKey("shop", id), tmp, res.SHA256, store.PutOptions{})
 	require.NoError(f.t, err)
@@ -241,19 +241,19 @@ func (f *hostFixture) release(id string) release.Meta {
 	return m
 }
 
-func (f *hostFixture) prepareInput(m release.Meta) activities.PrepareInput {
-	return activities.PrepareInput{HostTarget: f.targets, ReleaseID: m.ID, ArtifactURI: m.Artifact.URI, SHA256: m.Artifact.SHA256, Size: m.Artifact.Size, ContentVersion: "7"}
+func (f *hostFixture) prepareInput(m release.Meta) agent.PrepareInput {
+	return agent.PrepareInput{HostTarget: f.targets, ReleaseID: m.ID, ArtifactURI: m.Artifact.URI, SHA256: m.Artifact.SHA256, Size: m.Artifact.Size, ContentVersion: "7"}
 }
 
-func (f *hostFixture) prepare(m release.Meta) activities.PrepareResult {
+func (f *hostFixture) prepare(m release.Meta) agent.PrepareResult {
 	f.t.Helper()
-	var res activities.PrepareResult
+	var res agent.PrepareResult
 	require.NoError(f.t, f.exec(f.acts.Prepare, f.prepareInput(m), &res))
 	return res
 }
 
-func (f *hostFixture) ref(id string) activities.ReleaseRef {
-	return activities.ReleaseRef{HostTarget: f.targets, ReleaseID: id}
+func (f *hostFixture) ref(id string) agent.ReleaseRef {
+	return agent.ReleaseRef{HostTarget: f.targets, ReleaseID: id}
 }
 
 func appErr(t *testing.T, err error, typ string) *temporal.ApplicationError {
@@ -319,9 +319,9 @@ func TestHostPrepareInstallsRelease(t *testing.T) {
 	require.True(t, again.AlreadyPrepared)
 	require.NoFileExists(t, f.phpLog, "an already prepared release is not configured again")
 
-	var st activities.HostState
+	var st agent.HostState
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
-	require.Equal(t, activities.HostState{Releases: []string{m.ID}}, st)
+	require.Equal(t, agent.HostState{Releases: []string{m.ID}}, st)
 	assertNoTemps(t, f.root)
 }
 
@@ -340,16 +340,16 @@ func TestHostRefusesOtherHostAndBadInput(t *testing.T) {
 	in := f.prepareInput(m)
 	in.Host = "web2"
 	err := f.exec(f.acts.Prepare, in, nil)
-	ae := appErr(t, err, activities.ErrInvalidInput)
+	ae := appErr(t, err, agent.ErrInvalidInput)
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), `serves host "web1"`)
 
 	in = f.prepareInput(m)
 	in.ReleaseID = "../../etc"
-	appErr(t, f.exec(f.acts.Prepare, in, nil), activities.ErrInvalidInput)
+	appErr(t, f.exec(f.acts.Prepare, in, nil), agent.ErrInvalidInput)
 
 	// Switching to something never prepared is refused.
-	appErr(t, f.exec(f.acts.Switch, f.ref("9-1234567"), nil), activities.ErrInvalidInput)
+	appErr(t, f.exec(f.acts.Switch, f.ref("9-1234567"), nil), agent.ErrInvalidInput)
 }
 
 func TestHostPrepareChecksumMismatch(t *testing.T) {
@@ -358,7 +358,7 @@ func TestHostPrepareChecksumMismatch(t *testing.T) {
 	in := f.prepareInput(m)
 	in.SHA256 = strings.Repeat("0", 64)
 	err := f.exec(f.acts.Prepare, in, nil)
-	ae := appErr(t, err, activities.ErrChecksum)
+	ae := appErr(t, err, agent.ErrChecksum)
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), m.Artifact.SHA256, "the message names the digest actually read")
 	require.NoDirExists(t, hostops.ReleaseDir(f.root, "shop", m.ID))
@@ -369,7 +369,7 @@ func TestHostPrepareDiskFull(t *testing.T) {
 	f := newHostFixture(t, "    min_free_bytes: 1000000000000000")
 	m := f.release("2-abcdef1")
 	err := f.exec(f.acts.Prepare, f.prepareInput(m), nil)
-	ae := appErr(t, err, activities.ErrDiskFull)
+	ae := appErr(t, err, agent.ErrDiskFull)
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), "free")
 	require.Contains(t, err.Error(), "needed")
@@ -393,7 +393,7 @@ func TestHostPrepareDiskFullTmpfs(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", f.root).Run() })
 	require.Greater(t, 3*m.Artifact.Size, int64(16<<10), "the artifact must be big enough for this test to mean something")
 	err := f.exec(f.acts.Prepare, f.prepareInput(m), nil)
-	appErr(t, err, activities.ErrDiskFull)
+	appErr(t, err, agent.ErrDiskFull)
 	t.Logf("%v", err)
 }
 
@@ -428,11 +428,11 @@ func TestHostPrepareResumes(t *testing.T) {
 	require.NoFileExists(t, envTmp)
 
 	// The stale work directory goes with the next prune, once an hour old.
-	var pr activities.PruneResult
-	require.NoError(t, f.exec(f.acts.Prune, activities.PruneInput{HostTarget: f.targets, Keep: 3}, &pr))
+	var pr agent.PruneResult
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 3}, &pr))
 	require.DirExists(t, half, "a work directory younger than an hour may belong to a running Prepare")
 	f.acts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	require.NoError(t, f.exec(f.acts.Prune, activities.PruneInput{HostTarget: f.targets, Keep: 3}, &pr))
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 3}, &pr))
 	require.NoDirExists(t, half)
 	require.DirExists(t, dir)
 }
@@ -443,11 +443,11 @@ func TestHostSwitchIsAtomicAndIdempotent(t *testing.T) {
 	f.prepare(a)
 	f.prepare(b)
 
-	var sw activities.SwitchResult
+	var sw agent.SwitchResult
 	require.NoError(t, f.exec(f.acts.Switch, f.ref(a.ID), &sw))
 	require.Equal(t, "", sw.Previous)
 	require.Equal(t, a.ID, sw.Current)
-	var again activities.SwitchResult
+	var again agent.SwitchResult
 	require.NoError(t, f.exec(f.acts.Switch, f.ref(a.ID), &again))
 	require.Equal(t, sw.Previous, again.Previous)
 	require.True(t, sw.SwitchedAt.Equal(again.SwitchedAt), "a retried switch answers what the first one did")
@@ -498,7 +498,7 @@ func TestHostSwitchIsAtomicAndIdempotent(t *testing.T) {
 
 	// Discard refuses current, removes the other.
 	err := f.exec(f.acts.Discard, f.ref(a.ID), nil)
-	appErr(t, err, activities.ErrInvalidInput)
+	appErr(t, err, agent.ErrInvalidInput)
 	require.NoError(t, f.exec(f.acts.Discard, f.ref(b.ID), nil))
 	require.NoDirExists(t, hostops.ReleaseDir(f.root, "shop", b.ID))
 	require.NoError(t, f.exec(f.acts.Discard, f.ref(b.ID), nil), "discarding twice is fine")
@@ -540,10 +540,10 @@ func TestHostPrune(t *testing.T) {
 	// An entry of releases/ that is itself a symlink.
 	require.NoError(t, os.Symlink(outside, filepath.Join(hostops.ReleasesDir(f.root, "shop"), "9-abcdef9")))
 
-	var pr activities.PruneResult
-	require.NoError(t, f.exec(f.acts.Prune, activities.PruneInput{HostTarget: f.targets, Keep: 3, Protect: []string{ids[2]}}, &pr))
+	var pr agent.PruneResult
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 3, Protect: []string{ids[2]}}, &pr))
 	require.ElementsMatch(t, []string{ids[3], ids[4]}, pr.Removed)
-	var st activities.HostState
+	var st agent.HostState
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
 	require.Equal(t, ids[0], st.Current)
 	require.Equal(t, []string{ids[0], ids[1], ids[2], ids[5], ids[6], ids[7]}, st.Releases, "oldest first")
@@ -551,7 +551,7 @@ func TestHostPrune(t *testing.T) {
 
 	// Keep 0 falls back to the environment's keep_releases (3).
 	f.acts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	require.NoError(t, f.exec(f.acts.Prune, activities.PruneInput{HostTarget: f.targets}, &pr))
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets}, &pr))
 	require.ElementsMatch(t, []string{ids[2], "9-abcdef9"}, pr.Removed, "the stale symlink entry goes as a link")
 	require.FileExists(t, filepath.Join(outside, "keep.txt"))
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
@@ -563,16 +563,16 @@ func TestHostMaintenanceFlag(t *testing.T) {
 	f := newHostFixture(t, "")
 	flag := hostops.MaintenanceFlag(f.root, "shop")
 	require.Equal(t, filepath.Join(f.root, "shop", "maintenance.flag"), flag)
-	require.NoError(t, f.exec(f.acts.SetMaintenance, activities.MaintenanceInput{HostTarget: f.targets, On: true, Reason: "upgrading to 3-bbbbbbb"}, nil))
+	require.NoError(t, f.exec(f.acts.SetMaintenance, agent.MaintenanceInput{HostTarget: f.targets, On: true, Reason: "upgrading to 3-bbbbbbb"}, nil))
 	b, err := os.ReadFile(flag)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(b), "upgrading to 3-bbbbbbb\nsince "), "%q", b)
-	require.NoError(t, f.exec(f.acts.SetMaintenance, activities.MaintenanceInput{HostTarget: f.targets, On: true, Reason: "again"}, nil))
+	require.NoError(t, f.exec(f.acts.SetMaintenance, agent.MaintenanceInput{HostTarget: f.targets, On: true, Reason: "again"}, nil))
 	b2, _ := os.ReadFile(flag)
 	require.Equal(t, b, b2, "turning it on again keeps the original")
-	require.NoError(t, f.exec(f.acts.SetMaintenance, activities.MaintenanceInput{HostTarget: f.targets, On: false}, nil))
+	require.NoError(t, f.exec(f.acts.SetMaintenance, agent.MaintenanceInput{HostTarget: f.targets, On: false}, nil))
 	require.NoFileExists(t, flag)
-	require.NoError(t, f.exec(f.acts.SetMaintenance, activities.MaintenanceInput{HostTarget: f.targets, On: false}, nil))
+	require.NoError(t, f.exec(f.acts.SetMaintenance, agent.MaintenanceInput{HostTarget: f.targets, On: false}, nil))
 }
 
 func TestHostUpgradeStatusAndRunUpgrade(t *testing.T) {
@@ -580,7 +580,7 @@ func TestHostUpgradeStatusAndRunUpgrade(t *testing.T) {
 	m := f.release("2-abcdef1")
 	f.prepare(m)
 
-	var dec activities.UpgradeDecision
+	var dec agent.UpgradeDecision
 	require.NoError(t, f.exec(f.acts.UpgradeStatus, f.ref(m.ID), &dec))
 	require.True(t, dec.Needed)
 	require.Len(t, dec.Reasons, 2)
@@ -590,14 +590,14 @@ func TestHostUpgradeStatusAndRunUpgrade(t *testing.T) {
 	// A database that cannot be reached fails the upgrade for good.
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "fail-upgrade"), nil, 0o644))
 	err := f.exec(f.acts.RunUpgrade, f.ref(m.ID), nil)
-	ae := appErr(t, err, activities.ErrUpgradeFailed)
+	ae := appErr(t, err, agent.ErrUpgradeFailed)
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), "SQLSTATE[HY000] [2002] Connection refused")
 	require.NoError(t, os.Remove(filepath.Join(f.dir, "fail-upgrade")))
 
 	require.NoError(t, f.exec(f.acts.RunUpgrade, f.ref(m.ID), nil))
 	require.NoError(t, f.exec(f.acts.UpgradeStatus, f.ref(m.ID), &dec))
-	require.Equal(t, activities.UpgradeDecision{}, dec)
+	require.Equal(t, agent.UpgradeDecision{}, dec)
 	require.NoError(t, f.exec(f.acts.RunUpgrade, f.ref(m.ID), nil), "running it again is harmless")
 
 	// The database file is what setup:upgrade wrote.
@@ -660,7 +660,7 @@ func TestHostWarmAndHealth(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		hosts = append(hosts, r.Host)
-		bypass = append(bypass, r.Header.Get(activities.MaintenanceBypassHeader))
+		bypass = append(bypass, r.Header.Get(agent.MaintenanceBypassHeader))
 		mu.Unlock()
 		switch r.URL.Path {
 		case "/.mageflow-release":
@@ -676,18 +676,18 @@ func TestHostWarmAndHealth(t *testing.T) {
 	defer srv.Close()
 	f.cfg.Hosts["web1"].URL = srv.URL
 
-	require.NoError(t, f.exec(f.acts.Warm, activities.WarmInput{HostTarget: f.targets, Paths: []string{"/", "/catalog"}}, nil))
-	err := f.exec(f.acts.Warm, activities.WarmInput{HostTarget: f.targets, Paths: []string{"/", "/broken"}}, nil)
+	require.NoError(t, f.exec(f.acts.Warm, agent.WarmInput{HostTarget: f.targets, Paths: []string{"/", "/catalog"}}, nil))
+	err := f.exec(f.acts.Warm, agent.WarmInput{HostTarget: f.targets, Paths: []string{"/", "/broken"}}, nil)
 	require.ErrorContains(t, err, "/broken: HTTP 502")
 	mu.Lock()
 	require.Equal(t, "shop.example.com", hosts[0], "requests name the environment's host")
 	mu.Unlock()
 
-	var hr activities.HealthResult
-	require.NoError(t, f.exec(f.acts.Health, activities.HealthInput{HostTarget: f.targets, Paths: []string{"/", "/catalog"}, ExpectRelease: "2-abcdef1"}, &hr))
+	var hr agent.HealthResult
+	require.NoError(t, f.exec(f.acts.Health, agent.HealthInput{HostTarget: f.targets, Paths: []string{"/", "/catalog"}, ExpectRelease: "2-abcdef1"}, &hr))
 	require.Empty(t, hr.Failures)
 
-	require.NoError(t, f.exec(f.acts.Health, activities.HealthInput{HostTarget: f.targets, Paths: []string{"/", "/broken", "/moved"}, ExpectRelease: "3-bbbbbbb", BypassMaintain: true}, &hr))
+	require.NoError(t, f.exec(f.acts.Health, agent.HealthInput{HostTarget: f.targets, Paths: []string{"/", "/broken", "/moved"}, ExpectRelease: "3-bbbbbbb", BypassMaintain: true}, &hr))
 	require.Len(t, hr.Failures, 3, "%v", hr.Failures)
 	require.Contains(t, hr.Failures[0], "/broken: HTTP 502")
 	require.Contains(t, hr.Failures[1], "/moved: HTTP 302", "redirects are not followed")
@@ -703,7 +703,7 @@ func TestHostWarmAndHealth(t *testing.T) {
 	mu.Lock()
 	hosts = nil
 	mu.Unlock()
-	require.NoError(t, f.exec(f.acts.Health, activities.HealthInput{HostTarget: f.targets, BaseURL: srv.URL, ExpectRelease: "2-abcdef1"}, &hr))
+	require.NoError(t, f.exec(f.acts.Health, agent.HealthInput{HostTarget: f.targets, BaseURL: srv.URL, ExpectRelease: "2-abcdef1"}, &hr))
 	require.Empty(t, hr.Failures)
 	mu.Lock()
 	require.Equal(t, strings.TrimPrefix(srv.URL, "http://"), hosts[0])
@@ -711,7 +711,7 @@ func TestHostWarmAndHealth(t *testing.T) {
 
 	// Nothing listening: failures, not an error.
 	srv.Close()
-	require.NoError(t, f.exec(f.acts.Health, activities.HealthInput{HostTarget: f.targets, ExpectRelease: "2-abcdef1"}, &hr))
+	require.NoError(t, f.exec(f.acts.Health, agent.HealthInput{HostTarget: f.targets, ExpectRelease: "2-abcdef1"}, &hr))
 	require.Len(t, hr.Failures, 2)
 }
 
@@ -721,7 +721,7 @@ func TestHostReloadPHPRefusesUnsafe(t *testing.T) {
 	require.NoError(t, os.WriteFile(conf, []byte("[global]\npid = "+dir+"/fpm.pid\n"), 0o644))
 	f := newHostFixture(t, "    php_fpm:\n      pid_file: "+dir+"/fpm.pid\n      config: "+conf)
 	err := f.exec(f.acts.ReloadPHP, f.targets, nil)
-	ae := appErr(t, err, activities.ErrUnsafeReload)
+	ae := appErr(t, err, agent.ErrUnsafeReload)
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), "process_control_timeout")
 	require.Contains(t, err.Error(), "php_fpm.socket")
@@ -753,7 +753,7 @@ func TestHostReloadPHPResetsOPcache(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	f := newHostFixture(t, fmt.Sprintf("    php_fpm:\n      pid_file: %s\n      config: %s\n      socket: %s", pid, conf, sock))
-	var res activities.PHPResult
+	var res agent.PHPResult
 	require.NoError(t, f.exec(f.acts.ReloadPHP, f.targets, &res))
 	require.Equal(t, "opcache-reset", res.Method)
 	t.Logf("%+v", res)
@@ -823,7 +823,7 @@ func TestHostMagento1(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, m.ID+"\n", string(b))
 	require.NoFileExists(t, f.phpLog, "Magento 1 config is not applied with bin/magento")
-	var dec activities.UpgradeDecision
+	var dec agent.UpgradeDecision
 	require.NoError(t, f.exec(f.acts.UpgradeStatus, f.ref(m.ID), &dec))
 	require.True(t, dec.Needed, "a first Magento 1 deploy may run every setup script (see TestHostMagento1UpgradeThroughIndexPHP)")
 	require.NoError(t, f.exec(f.acts.Switch, f.ref(m.ID), nil))

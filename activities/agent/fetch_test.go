@@ -1,4 +1,4 @@
-package activities_test
+package agent_test
 
 import (
 	"context"
@@ -8,23 +8,20 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/mageflow/mageflow/activities"
+	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/artifact/artifacttest"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
 // storeHostile puts data, an artifact written by hand, in the fixture's
@@ -109,7 +106,7 @@ func TestPrepareRefusesLinksOutOfTheRelease(t *testing.T) {
 			m := f.storeHostile(id, data)
 
 			err = f.exec(f.acts.Prepare, f.prepareInput(m), nil)
-			ae := appErr(t, err, activities.ErrArtifactCorrupt)
+			ae := appErr(t, err, agent.ErrArtifactCorrupt)
 			require.True(t, ae.NonRetryable())
 			require.Contains(t, err.Error(), `"pub/static"`, "the error names the entry")
 			require.Contains(t, err.Error(), `"../../../../bait"`, "and where it leads")
@@ -182,14 +179,14 @@ func TestPrepareRefusesBombs(t *testing.T) {
 	good := f.release("2-abcdef1")
 
 	cases := map[string]struct {
-		in      func(in *activities.PrepareInput)
+		in      func(in *agent.PrepareInput)
 		errType string
 		msg     string
 	}{
-		"wrong sha256":                     {func(in *activities.PrepareInput) { in.SHA256 = good.Artifact.SHA256 }, activities.ErrChecksum, good.Artifact.SHA256},
-		"more bytes than recorded":         {func(in *activities.PrepareInput) { in.Size = m.Artifact.Size - 1 }, activities.ErrChecksum, "larger than"},
-		"unpacks beyond the recorded size": {func(in *activities.PrepareInput) { in.UncompressedSize = 1 << 20 }, activities.ErrArtifactCorrupt, "unpacks to more"},
-		"old release, 64x bound":           {func(in *activities.PrepareInput) { in.UncompressedSize = 0 }, activities.ErrArtifactCorrupt, "unpacks to more"},
+		"wrong sha256":                     {func(in *agent.PrepareInput) { in.SHA256 = good.Artifact.SHA256 }, agent.ErrChecksum, good.Artifact.SHA256},
+		"more bytes than recorded":         {func(in *agent.PrepareInput) { in.Size = m.Artifact.Size - 1 }, agent.ErrChecksum, "larger than"},
+		"unpacks beyond the recorded size": {func(in *agent.PrepareInput) { in.UncompressedSize = 1 << 20 }, agent.ErrArtifactCorrupt, "unpacks to more"},
+		"old release, 64x bound":           {func(in *agent.PrepareInput) { in.UncompressedSize = 0 }, agent.ErrArtifactCorrupt, "unpacks to more"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -208,30 +205,4 @@ func TestPrepareRefusesBombs(t *testing.T) {
 			assertNoTemps(t, f.root)
 		})
 	}
-}
-
-// TestBuildRefusesCommittedEscapingLinks commits links that lead out of
-// the checkout (one through another) and builds the commit: the build
-// fails for good naming the link, and no artifact is stored.
-func TestBuildRefusesCommittedEscapingLinks(t *testing.T) {
-	f := newFixture(t, "magento2", "")
-	require.NoError(t, os.Symlink("../..", filepath.Join(f.repo, "app/code/up")))
-	require.NoError(t, os.Symlink("../app/code/up/../../../etc", filepath.Join(f.repo, "pub/esc")))
-	for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=Mallory", "-c", "user.email=m@example.com", "commit", "-qm", "Add links"}} {
-		out, err := exec.Command("git", append([]string{"-C", f.repo}, args...)...).CombinedOutput()
-		require.NoError(t, err, string(out))
-	}
-	cm := f.resolve(t)
-	id := release.NewID(cm.BuildNumber, cm.ShortCommit)
-	_, err := f.env.ExecuteActivity(f.acts.BuildArtifact, activities.BuildArtifactInput{App: "shop", ReleaseID: id, Commit: cm, WorkflowID: "build/shop/" + cm.Commit})
-	require.Error(t, err)
-	var ae *temporal.ApplicationError
-	require.ErrorAs(t, err, &ae)
-	require.True(t, ae.NonRetryable(), "the same commit would fail the same way")
-	require.Contains(t, err.Error(), filepath.Join("src", "pub", "esc")+" -> ../app/code/up/../../../etc", "the message names the link")
-	require.Contains(t, err.Error(), "resolves to")
-	require.Contains(t, err.Error(), "outside")
-	require.True(t, strings.Contains(err.Error(), cm.Commit))
-	_, serr := f.acts.Store.Stat(context.Background(), catalog.ArtifactKey("shop", id))
-	require.ErrorIs(t, serr, store.ErrNotFound, "no artifact may be stored")
 }

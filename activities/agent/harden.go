@@ -1,4 +1,4 @@
-package activities
+package agent
 
 import (
 	"context"
@@ -15,13 +15,14 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/mageflow/mageflow/activities/internal/heartbeat"
 	"github.com/mageflow/mageflow/internal/build/catalog"
-	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/internal/m1/m1fix"
 	"github.com/mageflow/mageflow/internal/m1/m1verify"
+	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
-	"github.com/mageflow/mageflow/internal/build/store"
 )
 
 // The MagentoM1EOLHardening steps run on the host's agent, like every host
@@ -63,7 +64,7 @@ func (h *HardenActivities) now() time.Time {
 
 // heartbeatWhile records current() every HeartbeatEvery until stop.
 func (h *HardenActivities) heartbeatWhile(ctx context.Context, current func() any) (stop func()) {
-	return heartbeatWhile(ctx, h.HeartbeatEvery, current)
+	return heartbeat.While(ctx, h.HeartbeatEvery, current)
 }
 
 // HardenRequest names the host (and optionally the app) of a run.
@@ -373,7 +374,7 @@ func (h *HardenActivities) HardenVerify(ctx context.Context, in HardenStepInput)
 	}
 	// Every second, so the canary list is the newest detail even though the
 	// agent's keep-alive also heartbeats.
-	stop := heartbeatWhile(ctx, time.Second, snapshot)
+	stop := heartbeat.While(ctx, time.Second, snapshot)
 	defer stop()
 	defer func() {
 		mu.Lock()
