@@ -1,4 +1,4 @@
-package workerapp
+package agentapp
 
 import (
 	"context"
@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
-	"github.com/mageflow/mageflow/internal/host/webstack"
 )
 
 // Defaults of an instance's web stack when the host template leaves the
@@ -24,7 +24,7 @@ const (
 // config (php_fpm.pid_file, socket, config) is exactly what the agent's
 // ReloadPHP and maintenance steps act on. It serves the first app (by name)
 // with an environment on the host or its group, on nginx.listen (default
-// port 80). A docker fleet instance runs it with `mageflow-worker --agent
+// port 80). A docker fleet instance runs it with `mageflow-agent
 // --serve-web`; a real server keeps its own nginx and php-fpm instead.
 //
 // Empty php_fpm paths get defaults under /run/mageflow/php-fpm, written back
