@@ -72,7 +72,7 @@ func coreFindings(res *m1core.Result) (fs []Finding, high bool) {
 		fs = append(fs, f)
 	}
 	for _, c := range res.Added {
-		f := coreFinding(c, "file in a core directory that no release has")
+		f := coreFinding(c, "file in a core area that no release has")
 		high = high || f.Severity == SeverityHigh
 		fs = append(fs, f)
 	}

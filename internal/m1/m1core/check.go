@@ -204,11 +204,11 @@ func (ix *Index) classify(root string, v int, es []*entry, res *Result, o Option
 		case e.err == nil && inIndex && okh && ix.known[uint64(p)<<32|uint64(h)]:
 			res.Known = append(res.Known, e.path)
 		case inIndex:
-			res.Modified = append(res.Modified, ix.change(root, e, o))
+			res.Modified = append(res.Modified, ix.change(root, e, o, false))
 		case localConfig[e.path]:
 			// errors/local.xml and the like: the store's own configuration
 		case Strict(e.path):
-			res.Added = append(res.Added, ix.change(root, e, o))
+			res.Added = append(res.Added, ix.change(root, e, o, true))
 		default:
 			res.AddedOther++
 		}
@@ -225,9 +225,11 @@ func (ix *Index) classify(root string, v int, es []*entry, res *Result, o Option
 	slices.SortFunc(res.Added, byPath)
 }
 
-// change describes a modified or added file, with its foreign lines.
-func (ix *Index) change(root string, e *entry, o Options) Change {
-	c := Change{Path: e.path, Size: e.size, Code: IsCode(e.path), Symlink: e.symlink, Lines: HasLines(e.path)}
+// change describes a modified or added file, with its foreign lines. An
+// added file has no release to differ from, so any text file gets its
+// lines shown (a .user.ini's auto_prepend_file), not only HasLines ones.
+func (ix *Index) change(root string, e *entry, o Options, added bool) Change {
+	c := Change{Path: e.path, Size: e.size, Code: IsCode(e.path), Symlink: e.symlink, Lines: added || HasLines(e.path)}
 	if e.err != nil {
 		c.Err = e.err.Error()
 	}
@@ -238,6 +240,10 @@ func (ix *Index) change(root string, e *entry, o Options) Change {
 	src, err := readNoFollow(filepath.Join(root, filepath.FromSlash(e.path)), o.MaxDiffSize)
 	if err != nil {
 		c.Lines, c.Err = false, err.Error()
+		return c
+	}
+	if added && strings.IndexByte(string(src), 0) >= 0 {
+		c.Lines = false // binary: no lines to show
 		return c
 	}
 	n := 0

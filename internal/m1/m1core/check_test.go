@@ -80,6 +80,7 @@ func TestCheckFindsStealers(t *testing.T) {
 	store["app/code/core/Mage/Core/Model/Session/Abstract/Lib.php"] = "<?php eval($_REQUEST['x']);\n"
 	store["js/myextension/slider.js"] = "var s = 1;\n" // extension file, not core
 	store["errors/local.xml"] = "<config/>\n"          // the store's own error-page config
+	store[".user.ini"] = "auto_prepend_file = media/.p.gif\n"
 	var gone, css, linked string
 	for _, p := range slices.Sorted(maps.Keys(store)) {
 		if strings.HasPrefix(p, "app/code/core/Mage/Cms/") && linked == "" {
@@ -126,10 +127,11 @@ func TestCheckFindsStealers(t *testing.T) {
 	if !slices.Equal(res.Known, []string{patched}) {
 		t.Errorf("known = %v, want the patched %s", res.Known, patched)
 	}
-	if got := paths(res.Added); len(got) != 1 || !strings.HasSuffix(got[0], "Abstract/Lib.php") {
+	if got := paths(res.Added); len(got) != 2 || got[0] != ".user.ini" || !strings.HasSuffix(got[1], "Abstract/Lib.php") {
 		t.Errorf("added = %v", got)
-	} else if !strings.Contains(res.Added[0].Foreign[0].Text, "eval($_REQUEST") {
-		t.Errorf("added file lines: %+v", res.Added[0].Foreign)
+	} else if len(res.Added[0].Foreign) == 0 || len(res.Added[1].Foreign) == 0 || !strings.Contains(res.Added[1].Foreign[0].Text, "eval($_REQUEST") || !res.Added[0].Code ||
+		res.Added[0].Foreign[0].Text != "auto_prepend_file = media/.p.gif" {
+		t.Errorf("added files' lines: %+v", res.Added)
 	}
 	if res.AddedOther != 1 || !slices.Equal(res.Missing, []string{gone}) {
 		t.Errorf("added elsewhere %d, missing %v (want 1, [%s])", res.AddedOther, res.Missing, gone)
