@@ -21,6 +21,7 @@ import (
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+	"github.com/mageflow/mageflow/workflows"
 )
 
 // TestDeployTwentyUnderLoad deploys 20 releases (no database upgrade) to two
@@ -83,7 +84,7 @@ func TestDeployUpgradeMaintenanceWindow(t *testing.T) {
 	defer w.Stop()
 	load := deploystack.StartLoad(e.stack.BalancerURL, loadClients, loadPause)
 	defer load.Stop()
-	time.Sleep(500 * time.Millisecond) // some load before the first window
+	servedAtLeast(t, load, 20) // some load before the first window
 
 	var windows []maintenance
 	var intervals []served
@@ -113,7 +114,7 @@ func TestDeployUpgradeMaintenanceWindow(t *testing.T) {
 		t.Logf("upgrade deploy %d: %s, maintenance %s (%s → %s), reasons %v;%s", i, m.ID,
 			rec.MaintenanceTo.Sub(*rec.MaintenanceFrom).Round(time.Millisecond), rec.MaintenanceFrom.Format("15:04:05.000"),
 			rec.MaintenanceTo.Format("15:04:05.000"), rec.UpgradeReasons, stepSeconds(rec))
-		time.Sleep(500 * time.Millisecond)
+		servedAtLeast(t, load, load.Count()+20) // the new release serves a while before the next deploy
 	}
 	intervals[len(intervals)-1].to = time.Now()
 	samples := load.Stop()
@@ -211,16 +212,19 @@ func TestDeploySerialised(t *testing.T) {
 	}
 	waitApproval := func(notRun string) string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			st, _, runID, err := e.dep.Status(ctx, e.app, "gated")
-			require.NoError(t, err)
-			if st != nil && st.WaitingApproval && runID != notRun {
-				return runID
+		var runID string
+		var last *workflows.DeployStatus
+		require.Eventually(t, func() bool {
+			st, _, id, err := e.dep.Status(ctx, e.app, "gated")
+			if err != nil {
+				t.Logf("status of gated: %v", err)
+				return false
 			}
-			require.True(t, time.Now().Before(deadline), "no deploy of gated reached its approval (status %+v)", st)
-			time.Sleep(100 * time.Millisecond)
-		}
+			last, runID = st, id
+			return st != nil && st.WaitingApproval && id != notRun
+		}, 30*time.Second, 100*time.Millisecond, "no deploy of gated reached its approval")
+		t.Logf("gated waits for approval: %+v", last)
+		return runID
 	}
 
 	run1, err := e.dep.Start(ctx, req(r1.ID), false)
@@ -272,4 +276,12 @@ func TestDeploySerialised(t *testing.T) {
 	require.Equal(t, r2.ID, rec2.ReleaseID)
 	require.Equal(t, catalog.OutcomeSucceeded, rec2.Outcome)
 	e.requireCurrent(r2.ID)
+}
+
+// servedAtLeast waits until load has recorded n answers: load is flowing
+// (through whatever release is live) before the test goes on.
+func servedAtLeast(t *testing.T, load *deploystack.Load, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return load.Count() >= n }, 30*time.Second, 5*time.Millisecond,
+		"the load generator got fewer than %d answers", n)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -94,7 +95,7 @@ func TestFleetDocker(t *testing.T) {
 			if err := s.Control.Kill(); err != nil {
 				return err
 			}
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // the fault: the control worker stays down a second, not a wait
 			restartedAt = time.Now()
 			return s.Control.Start()
 		})
@@ -125,20 +126,15 @@ func TestFleetDocker(t *testing.T) {
 		// then the refresh is cancelled, which undoes it.
 		var abandoned map[string]bool
 		r := runRefresh(t, ctx, s, img, func(time.Time) error {
-			deadline := time.Now().Add(3 * time.Minute)
-			for {
-				var err error
-				if abandoned, err = abandonedReadiness(ctx, s); err != nil {
-					return err
-				}
-				if len(abandoned) > 0 {
-					return s.Client.CancelWorkflow(ctx, workflows.RefreshWorkflowID(s.Group), "")
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("no ScaleOutReadiness ended in ABANDON within 3 minutes")
-				}
-				time.Sleep(time.Second)
+			// assert, not require: this runs beside the test's goroutine.
+			var lastErr error
+			if !assert.Eventually(t, func() bool {
+				abandoned, lastErr = abandonedReadiness(ctx, s)
+				return lastErr == nil && len(abandoned) > 0
+			}, 3*time.Minute, time.Second, "no ScaleOutReadiness ended in ABANDON within 3 minutes") {
+				return fmt.Errorf("no abandoned readiness (last error: %v)", lastErr)
 			}
+			return s.Client.CancelWorkflow(ctx, workflows.RefreshWorkflowID(s.Group), "")
 		}, func(in *workflows.RefreshInput) { in.Poll = time.Second })
 		require.Error(t, r.err, "the refresh to a broken image was cancelled")
 		require.Contains(t, r.err.Error(), "canceled")
@@ -189,7 +185,7 @@ func runRefresh(t *testing.T, ctx context.Context, s *fleetstack.Stack, image st
 	defer members.Stop()
 	load := deploystack.StartLoad(s.BalancerURL, fleetLoadClients, fleetLoadPause)
 	defer load.Stop()
-	time.Sleep(300 * time.Millisecond)
+	servedAtLeast(t, load, 20)
 
 	in := workflows.RefreshInput{Group: s.Group, ImageID: image, Batch: 1, ReadyTimeout: 2 * time.Minute, Poll: time.Second}
 	for _, f := range tweak {
@@ -210,7 +206,7 @@ func runRefresh(t *testing.T, ctx context.Context, s *fleetstack.Stack, image st
 	r.err = run.Get(rctx, &res)
 	r.took = time.Since(r.start)
 	require.NoError(t, <-errc)
-	time.Sleep(300 * time.Millisecond)
+	servedAtLeast(t, load, load.Count()+20) // the pool after the refresh serves too
 	r.samples = load.Stop()
 	r.members = fleetstack.SummarizeMembers(members.Stop())
 	n, err := launches.Count()

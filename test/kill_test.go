@@ -125,12 +125,12 @@ func TestDeployKillWorkerAndAgent(t *testing.T) {
 		var kerr error
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			time.Sleep(delay)
+			time.Sleep(delay) // the fault's timing: kill this far into the deploy, not a wait
 			killedAt = time.Now()
 			if kerr = victim.Kill(); kerr != nil {
 				return
 			}
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // the victim stays down a second
 			kerr = victim.Start()
 		})
 		rec, err := e.dep.Wait(dctx, app, "production", run)

@@ -111,6 +111,13 @@ func (l *Load) Samples() []Sample {
 	return out
 }
 
+// Count is how many answers (of any kind) were recorded so far.
+func (l *Load) Count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.all)
+}
+
 // Stop stops the clients and returns every sample, ordered by start time.
 func (l *Load) Stop() []Sample {
 	l.cancel()
