@@ -286,7 +286,7 @@ func (h *HardenActivities) HardenApply(ctx context.Context, in HardenStepInput) 
 		AdminRatePerMinute: hc.AdminRatePerMinute, AdminLoginsPerDay: hc.AdminLoginsPerDay,
 		PHPFPMBinary: hc.PHPFPM.Binary, PHPFPMConf: hc.PHPFPM.Conf, PHPFPMArgs: hc.PHPFPM.Args, ReloadPHPFPM: command(hc.PHPFPM.Reload),
 		SSHDBinary: hc.SSHD.Binary, SSHDArgs: sshdArgs(hc.SSHD), SSHDDropInDir: hc.SSHD.DropInDir, ReloadSSHD: command(hc.SSHD.Reload),
-		DeployUser: firstNonEmpty(hc.DeployUser, c.host.DeployUser), Writable: hc.Writable,
+		DeployUser: firstNonEmpty(hc.DeployUser, c.host.DeployUser), Writable: hc.Writable, StateDir: hc.StateDir,
 	}
 	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "apply"} })
 	defer stop()
