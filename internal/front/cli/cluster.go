@@ -244,20 +244,26 @@ func waitHTTP(ctx context.Context, url string, p *cluster.Proc) error {
 	}
 }
 
-// waitCluster runs until Ctrl-C (nil) or a process exits on its own.
+// waitCluster runs until Ctrl-C (nil), a mageflow process exits or the
+// cluster's supervisor gives up (a Temporal service that dies is restarted).
 func waitCluster(ctx context.Context, cl *cluster.Cluster, procs []*cluster.Proc, stdout io.Writer) error {
 	fmt.Fprintln(stdout, "press Ctrl-C to stop")
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- cl.Supervise(sctx) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(stdout, "\nstopping …")
+			cancel()
+			<-errc
 			return nil
+		case err := <-errc:
+			return err
 		case <-tick.C:
-		}
-		if p := cl.Exited(); p != nil {
-			return fmt.Errorf("%s exited (%v): see its log", p.Name, p.Err())
 		}
 		for _, p := range procs {
 			if p.Exited() {

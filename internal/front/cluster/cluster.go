@@ -20,6 +20,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -60,7 +62,9 @@ func Defaults() Options {
 // Cluster is a running cluster.
 type Cluster struct {
 	opts     Options
+	mu       sync.Mutex
 	procs    []*Proc // in start order
+	restarts map[string][]time.Time
 	password string
 	pg       *postgres
 	// Frontend is the gRPC address clients dial.
@@ -182,7 +186,9 @@ func (c *Cluster) startPostgres(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.mu.Unlock()
 	c.say("cluster: PostgreSQL 15 on %s:%d (data %s)", c.opts.IP, c.opts.Ports.Postgres, pg.dataDir)
 	return pg.createDatabases(ctx, c.password)
 }
@@ -293,7 +299,8 @@ func (c *Cluster) waitClusterMetadata(ctx context.Context, exited func() error) 
 	}
 }
 
-// startService starts one Temporal service process named temporal-<name>.
+// startService starts one Temporal service process named temporal-<name>
+// and writes its pid to <dir>/run/temporal-<name>.pid (fault tests).
 func (c *Cluster) startService(name string) (*Proc, error) {
 	cmd := exec.Command(filepath.Join(c.opts.Bin, "temporal-server"), "--root", c.opts.Dir, "--config", "config",
 		"--env", name, "--allow-no-auth", "start", "--service", name)
@@ -302,9 +309,24 @@ func (c *Cluster) startService(name string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
-	return p, nil
+	c.mu.Unlock()
+	return p, c.writePid(p)
 }
+
+// writePid records p's pid under <dir>/run.
+func (c *Cluster) writePid(p *Proc) error {
+	dir := filepath.Join(c.opts.Dir, "run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, p.Name+".pid"), []byte(strconv.Itoa(p.Pid())+"\n"), 0o644)
+}
+
+// PidFile is where the pid of process name (e.g. temporal-history) of the
+// cluster in dir is recorded.
+func PidFile(dir, name string) string { return filepath.Join(dir, "run", name+".pid") }
 
 func (c *Cluster) startUI(ctx context.Context) error {
 	dir := filepath.Join(c.opts.Dir, "ui")
@@ -324,7 +346,9 @@ func (c *Cluster) startUI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.mu.Unlock()
 	c.UIURL = "http://" + net.JoinHostPort(c.opts.IP, strconv.Itoa(c.opts.Ports.UI))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -351,6 +375,8 @@ func (c *Cluster) startUI(ctx context.Context) error {
 // Proc returns the running process called name (postgres, temporal-history,
 // …), or nil.
 func (c *Cluster) Proc(name string) *Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, p := range c.procs {
 		if p.Name == name && !p.Exited() {
 			return p
@@ -359,23 +385,77 @@ func (c *Cluster) Proc(name string) *Proc {
 	return nil
 }
 
-// Restart starts the Temporal service svc again after it died (fault tests).
-func (c *Cluster) Restart(svc string) error {
-	if p := c.Proc("temporal-" + svc); p != nil {
-		return fmt.Errorf("temporal-%s is still running (pid %d)", svc, p.Pid())
-	}
-	_, err := c.startService(svc)
-	return err
-}
+// Restart limits: a service that dies more often than this is left down
+// and Supervise returns.
+const (
+	restartLimit  = 5
+	restartWindow = time.Minute
+)
 
-// Exited returns the first process that exited on its own, or nil.
-func (c *Cluster) Exited() *Proc {
-	for _, p := range c.procs {
-		if p.Exited() {
-			return p
+// Supervise watches the processes until ctx ends (nil). A Temporal service
+// that exits is started again, as systemd's Restart=always would, at most
+// restartLimit times a minute; PostgreSQL or the UI exiting is an error.
+func (c *Cluster) Supervise(ctx context.Context) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for _, p := range c.exitedProcs() {
+			svc, ok := strings.CutPrefix(p.Name, "temporal-")
+			if !ok || svc == "ui" {
+				return fmt.Errorf("%s exited (%v): see %s", p.Name, p.Err(), filepath.Join(c.logDir(), p.Name+".log"))
+			}
+			if err := c.restart(svc, p); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+}
+
+// exitedProcs are the processes that exited on their own.
+func (c *Cluster) exitedProcs() []*Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Proc
+	for _, p := range c.procs {
+		if p.Exited() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// restart replaces the exited process old of service svc.
+func (c *Cluster) restart(svc string, old *Proc) error {
+	now := time.Now()
+	c.mu.Lock()
+	if c.restarts == nil {
+		c.restarts = map[string][]time.Time{}
+	}
+	var recent []time.Time
+	for _, t := range c.restarts[svc] {
+		if now.Sub(t) < restartWindow {
+			recent = append(recent, t)
+		}
+	}
+	c.restarts[svc] = append(recent, now)
+	for i, p := range c.procs {
+		if p == old {
+			c.procs = append(c.procs[:i], c.procs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	if len(recent) >= restartLimit {
+		return fmt.Errorf("%s exited %d times within %s (last: %v): see %s", old.Name, len(recent)+1, restartWindow, old.Err(), filepath.Join(c.logDir(), old.Name+".log"))
+	}
+	c.say("cluster: %s exited (%v); restarting it", old.Name, old.Err())
+	_, err := c.startService(svc)
+	return err
 }
 
 // Stop ends every process in reverse start order (UI, services,
@@ -384,13 +464,19 @@ func (c *Cluster) Stop() error {
 	if c == nil {
 		return nil
 	}
+	c.mu.Lock()
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
 	var errs []error
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		if err := c.procs[i].Stop(stopGrace); err != nil {
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(stopGrace); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	c.procs = nil
+	if err := os.RemoveAll(filepath.Join(c.opts.Dir, "run")); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
