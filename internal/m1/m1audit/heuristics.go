@@ -23,7 +23,7 @@ import (
 // file; they ride along in the signature automaton, so checking them is
 // free.
 var heurTriggers = []string{
-	"'.", "\".", "' .", "\" .", "chr(", "eval", "assert",
+	"'.", "\".", "' .", "\" .", "chr(", "eval(", "eval (", "assert(", "assert (",
 	"str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode",
 	"$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files",
 	`\x`, `\u00`, "atob(", "fromcharcode", "decodeuricomponent", "unescape(", "settext",
@@ -97,7 +97,7 @@ func (c *heurCtx) phpHeuristics() {
 	if c.has("str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode") {
 		c.decodedNames()
 	}
-	if c.has("eval", "assert") && c.depth < 3 {
+	if c.has("eval(", "eval (", "assert(", "assert (") && c.depth < maxDepth {
 		c.evalDecoded()
 	}
 	if c.has("$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files") {
@@ -244,28 +244,47 @@ func (c *heurCtx) decodedNames() {
 	}
 }
 
-var evalCallRe = regexp.MustCompile(`(?i)(?:^|[^\w$>:])(eval|assert)\s*\(`)
+// evalCalls returns [name start, after "("] of every eval( and assert(
+// call that is not a method or a longer name.
+func evalCalls(d, low []byte) [][2]int {
+	var out [][2]int
+	for _, name := range []string{"eval", "assert"} {
+		for off := 0; len(out) < 50; {
+			k := bytes.Index(low[off:], []byte(name))
+			if k < 0 {
+				break
+			}
+			p := off + k
+			off = p + len(name)
+			if p > 0 && (isIdent(d[p-1]) || d[p-1] == '$' || d[p-1] == '>' || d[p-1] == ':') {
+				continue
+			}
+			if q := skipSpace(d, off); q < len(d) && d[q] == '(' {
+				out = append(out, [2]int{p, q + 1})
+			}
+		}
+	}
+	return out
+}
 
 // evalDecoded decodes what eval()/assert() run when it is a literal behind
 // decoders, and judges the decoded code with the same rules: a licence
 // check stays "needs a person", a packed web shell becomes critical.
 func (c *heurCtx) evalDecoded() {
-	for _, loc := range evalCallRe.FindAllSubmatchIndex(c.data, 50) {
+	for _, loc := range evalCalls(c.data, c.lower()) {
+		start := loc[0]
 		payload, steps, ok := phpDecodeCall(c.data, loc[1], 0)
-		if !ok || (steps == 0 && len(payload) < 16) {
+		if !ok {
+			if fn := leadingDecoder(c.data, loc[1]); fn != "" {
+				c.add("heur.php.eval_decoded_dynamic", SeverityCritical, start, min(len(c.data), loc[1]+40),
+					fmt.Sprintf("runs the output of %s() on data that is not in the file: packed backdoor loader", fn))
+			}
 			continue
 		}
-		sub := c.sigs.matchAll(payload, []Scope{ScopePHP}, c.depth+1, c.max)
-		var worst *Finding
-		for i := range sub {
-			f := &sub[i]
-			if f.Severity == SeverityCritical || f.Severity == SeverityHigh {
-				worst = f
-				break
-			}
+		if steps == 0 && len(payload) < 16 {
+			continue
 		}
-		start := loc[2]
-		if worst != nil {
+		if worst := c.judgePayload(payload); worst != nil {
 			c.add("heur.php.eval_decoded", SeverityCritical, start, loc[1], fmt.Sprintf("%d decoding step(s) reveal code matching %s: %s", steps, worst.SignatureID, worst.Evidence))
 			continue
 		}
@@ -276,9 +295,42 @@ func (c *heurCtx) evalDecoded() {
 	}
 }
 
+// judgePayload matches decoded code against every PHP rule and returns the
+// first critical or high finding.
+func (c *heurCtx) judgePayload(payload []byte) *Finding {
+	sub := c.sigs.matchAll(payload, []Scope{ScopePHP}, c.depth+1, c.max)
+	for i := range sub {
+		if sub[i].Severity == SeverityCritical || sub[i].Severity == SeverityHigh {
+			return &sub[i]
+		}
+	}
+	return nil
+}
+
+// leadingDecoder returns the decoder called first inside eval( at i, "" if
+// the argument does not start with one.
+func leadingDecoder(d []byte, i int) string {
+	i = skipSpace(d, i)
+	for i < len(d) && d[i] == '@' {
+		i = skipSpace(d, i+1)
+	}
+	j := i
+	for j < len(d) && isIdent(d[j]) {
+		j++
+	}
+	name := strings.ToLower(string(d[i:j]))
+	if _, ok := phpDecoders[name]; !ok || name == "trim" || name == "stripslashes" {
+		return ""
+	}
+	if k := skipSpace(d, j); k >= len(d) || d[k] != '(' {
+		return ""
+	}
+	return name
+}
+
 var taintAssignRe = regexp.MustCompile(`\$([A-Za-z_]\w*)\s*=\s*[^;=]{0,80}?\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES)\b`)
 
-var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passthru|shell_exec|exec|popen|proc_open|pcntl_exec|create_function|call_user_func(?:_array)?)\s*\([^;{}]*$`)
+var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passthru|shell_exec|exec|popen|proc_open|pcntl_exec|create_function)\s*\([^;{}]*$`)
 
 // taintedCalls follows request data one assignment deep: $f =
 // $_REQUEST['f']; $f($x) or eval($code) where $code came from the request.
@@ -336,9 +388,15 @@ func (c *heurCtx) longEncoded(limit int) {
 	}
 }
 
-func isB64(b byte) bool {
-	return isIdent(b) && b != '_' || b == '+' || b == '/' || b == '='
-}
+var b64Table = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = isIdent(b) && b != '_' || b == '+' || b == '/' || b == '='
+	}
+	return t
+}()
+
+func isB64(b byte) bool { return b64Table[b] }
 
 // entropy is the Shannon entropy of b in bits per byte.
 func entropy(b []byte) float64 {

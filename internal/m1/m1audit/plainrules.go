@@ -66,7 +66,7 @@ func compileRE2(pattern string) (*regexp.Regexp, error) {
 	if why := pcreOnly(pattern); why != "" {
 		return nil, fmt.Errorf("PCRE-only syntax: %s (Go RE2 syntax: no backreferences or lookaround, repeat counts up to 1000)", why)
 	}
-	re, err := regexp.Compile(pattern)
+	re, err := compileSig(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("%w (Go RE2 syntax: no backreferences or lookaround, repeat counts up to 1000)", err)
 	}

@@ -1,7 +1,6 @@
 package m1audit
 
 import (
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -11,15 +10,18 @@ func TestPrefilterExtraction(t *testing.T) {
 		pattern string
 		want    string // hints joined by |, "" for no prefilter
 	}{
-		{`(?i)\beval\s*\(\s*base64_decode\s*\(`, "e64_decode/f"}, // s splits folded literals
+		{`(?i)\beval\s*\(\s*base64_decode\s*\(`, "base64_decode/f|eval/f"}, // every required literal, rarest first
 		{`createElement\s*\(`, "createElement/c"},
-		{`(onepage|checkout)x`, "onepage/c|checkout/c"},
-		{`(onepage|checkout)?btoa`, "btoa/c"},
+		{`(onepage|checkout)x`, "onepagex/c|checkoutx/c"}, // few spellings: whole strings
+		{`(onepage|checkout)?btoa`, "onepagebtoa/c|checkoutbtoa/c|btoa/c"},
+		{`\$_(GET|POST)\[`, "$_GET[/c|$_POST[/c"},
+		{`(?is)(a1b2c|xyz9).{0,9}btoa|btoa.{0,9}(a1b2c|xyz9)`, "a1b2c/f|xyz9/f|btoa/f"}, // one group per rank across branches
 		{`a|[0-9]+`, ""},  // one branch has no literal
 		{`(?:abcd)*`, ""}, // may repeat zero times
 		{`(?:abcd){2,3}`, "abcd/c"},
-		{`ab`, ""}, // too short to be worth it
-		{`(?i)KELVIN`, "elvin/f"},
+		{`ab`, ""},                 // too short to be worth it
+		{`(?i)KELVIN`, "kelvin/f"}, // ASCII-only folding, see compileSig
+		{`(?i)include.{0,9}\.(?:jpg|png)`, "include/f|.jpg/f|.png/f"},
 		{`café-latte`, "-latte/c"},
 	}
 	for _, c := range cases {
@@ -37,18 +39,30 @@ func TestPrefilterExtraction(t *testing.T) {
 	}
 }
 
-// The prefilter must never reject data the regex matches, including the
-// Unicode case folds Go's (?i) applies to k and s.
+// The prefilter must never reject data the signature regex matches. The
+// regex folds case in ASCII only (compileSig), so the Kelvin sign and the
+// long s do not match k and s, and the prefilter may rely on that.
 func TestPrefilterNeverRejectsAMatch(t *testing.T) {
+	for _, d := range []string{"\u212Aelvin", "a\u017F\u017Fert("} {
+		for _, p := range []string{`(?i)kelvin`, `(?i)assert\(`} {
+			if re, err := compileSig(p); err != nil || re.MatchString(d) {
+				t.Errorf("compileSig(%s) matches %q (err %v): folding must be ASCII-only", p, d, err)
+			}
+		}
+	}
 	cases := []struct{ pattern, data string }{
-		{`(?i)kelvin`, "\u212Aelvin"},
-		{`(?i)assert\(`, "a\u017F\u017Fert("},
+		{`(?i)kelvin`, "KeLVIN"},
+		{`(?i)assert\(`, "ASSert("},
+		{`(?i)include.{0,9}\.(?:jpg|png)`, "INCLUDE 'x.PNG'"},
 		{`(?i)\beval\s*\(\s*base64_decode\s*\(`, "EVAL( BASE64_DECODE("},
 		{`(onepage|checkout).{0,5}btoa`, "checkout..btoa"},
 		{`(?:abcd){2,3}`, "abcdabcd"},
 	}
 	for _, c := range cases {
-		re := regexp.MustCompile(c.pattern)
+		re, err := compileSig(c.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
 		data := []byte(c.data)
 		if !re.Match(data) {
 			t.Fatalf("test case broken: %s does not match %q", c.pattern, c.data)

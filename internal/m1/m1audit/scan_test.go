@@ -23,10 +23,23 @@ type sample struct {
 }
 
 var badSamples = []sample{
-	{"php.eval_base64", "app/code/local/A/B/x1.php", phpHead + "if (false) { eval(base64_decode($x)); }\n", 3},
-	{"php.eval_compressed", "app/code/local/A/B/x2.php", phpHead + "if (false) { eval ( gzinflate('') ); }\n", 3},
+	{"heur.php.eval_decoded_dynamic", "app/code/local/A/B/x1.php", phpHead + "if (false) { eval(base64_decode($x)); }\n", 3},
+	{"heur.php.eval_decoded_dynamic", "app/code/local/A/B/x2.php", phpHead + "if (false) { eval ( gzinflate($y) ); }\n", 3},
 	{"php.gzinflate_base64", "lib/Varien/x3.php", phpHead + "$s = gzinflate(base64_decode('AA=='));\n", 3},
-	{"php.preg_replace_e", "app/code/local/A/B/x4.php", phpHead + "$r = preg_replace('/x/e', '\"y\"', 'z');\n", 3},
+	{"php.preg_replace_e", "app/code/local/A/B/x4.php", phpHead + "$r = preg_replace('/x/e', $code, 'x');\n", 3},
+	{"php.preg_replace_e_request", "app/code/local/A/B/x4r.php", phpHead + "$r = preg_replace('/.*/e', '\\0', $_REQUEST['q']);\n", 3},
+	{"php.preg_replace_e_const", "lib/PEAR/Mail/x4c.php", phpHead + "$v = preg_replace('#([\\x80-\\xFF])#e', '\"%\" . strtoupper(dechex(ord(\"\\1\")))', $v);\n", 3},
+	{"php.callback_exec", "app/code/local/A/cb.php", phpHead + "if (false) { array_map('assert', array($x)); }\n", 3},
+	{"php.callback_request", "app/code/local/A/cb2.php", phpHead + "if (false) { array_map($_GET['f'], array($_GET['a'])); }\n", 3},
+	{"php.adminer", "adminer-look-alike.php", phpHead + "/** look-alike: @link https://www.adminer.org/ */\n", 3},
+	{"php.webshell_marker", "lib/Varien/wso.php", phpHead + "// look-alike b374k marker\n", 3},
+	{"php.include_non_php", "index2.php", phpHead + "@include \"/var/www/favicon_8f2a.ico\";\n", 3},
+	{"php.extract_request", "app/code/local/A/ex.php", phpHead + "extract($_REQUEST);\n", 3},
+	{"php.request_called_braces", "app/code/local/A/br.php", phpHead + "if (false) ${'_GET'}['f']($x);\n", 3},
+	{"js.eval_atob", "js/j1.js", jsHead + "if(false){eval(atob('YWxlcnQoMSk='));}\n", 2},
+	{"js.checkout_page_list", "js/j2.js", jsHead + "var p='onepage|checkout|onestep';\n", 2},
+	{"js.card_field_hex", "js/j3.js", jsHead + "var f=\"\\x63\\x63\\x5f\";\n", 2},
+	{"js.script_injection_foreign", "app/design/frontend/base/default/template/page/html/j4.phtml", "<p>look-alike</p>\n<script src=\"https://cdn-example.su/lib.js\"></script>\n", 2},
 	{"php.assert_request", "x5.php", phpHead + "if (false) assert($_POST['x']);\n", 3},
 	{"php.eval_request", "app/x6.php", phpHead + "if (false) eval(stripslashes($_REQUEST['c']));\n", 3},
 	{"php.exec_request", "shell/x7.php", phpHead + "if (false) system($_GET['cmd']);\n", 3},
@@ -141,7 +154,7 @@ func TestScanFilesEveryShippedSignatureFires(t *testing.T) {
 	}
 	got := map[key]Finding{}
 	for _, f := range findings {
-		if f.CheckID == CheckSignature {
+		if f.CheckID == CheckSignature || f.CheckID == CheckInformational {
 			got[key{f.SignatureID, f.Path, f.Line}] = f
 		}
 	}

@@ -83,8 +83,8 @@ type Signature struct {
 	literal []byte
 	re      *regexp.Regexp
 	pre     prefilter
-	litID   int   // automaton id of literal, -1 when not indexed
-	hintIDs []int // automaton ids of pre.alts, same order
+	litID   int     // automaton id of literal, -1 when not indexed
+	hintIDs [][]int // automaton ids of pre.groups, same shape
 }
 
 // match returns the byte range of the first match in data, or ok=false.
@@ -115,20 +115,27 @@ func (s *Signature) match(data []byte, hit []bool) (start, end int, ok bool) {
 	return 0, 0, false
 }
 
-// hintsPass reports whether one of the regex's required literals occurs:
-// the automaton compares in lower case, so a case-sensitive hint is
-// confirmed on the original bytes.
+// hintsPass reports whether each group of the regex's required literals
+// has one that occurs: the automaton compares in lower case, so a
+// case-sensitive hint is confirmed on the original bytes.
 func (s *Signature) hintsPass(data []byte, hit []bool) bool {
-	for i, id := range s.hintIDs {
-		if !hit[id] {
-			continue
+	for g, ids := range s.hintIDs {
+		ok := false
+		for i, id := range ids {
+			if !hit[id] {
+				continue
+			}
+			h := s.pre.groups[g][i]
+			if h.fold || bytes.Contains(data, h.lit) {
+				ok = true
+				break
+			}
 		}
-		h := s.pre.alts[i]
-		if h.fold || bytes.Contains(data, h.lit) {
-			return true
+		if !ok {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // compile validates the pattern and prepares the matcher.
@@ -192,8 +199,12 @@ func (s *Signatures) index() {
 		case KindLiteral:
 			sig.litID = add(sig.literal)
 		case KindRegex:
-			for _, h := range sig.pre.alts {
-				sig.hintIDs = append(sig.hintIDs, add(h.lit))
+			for _, g := range sig.pre.groups {
+				ids := make([]int, len(g))
+				for i, h := range g {
+					ids[i] = add(h.lit)
+				}
+				sig.hintIDs = append(sig.hintIDs, ids)
 			}
 		}
 	}

@@ -16,3 +16,7 @@ js.card_number_regexp	regex	js	high	RegExp\s*\(\s*['\"]\[0-9\]\{13,16\}	regular 
 js.gate_token	regex	any	critical	gate\.php\?token=	exfiltration endpoint pattern used by a known skimmer kit
 js.eval_fromcharcode	regex	js	high	\beval\s*\(\s*String\.fromCharCode\s*\(	eval of code assembled from character codes: obfuscated injected JavaScript
 html.script_atob	regex	html	critical	(?is)<script[^>]*>[^<]{0,1000}atob\s*\([^<]{0,400}createElement\s*\(\s*['\"]script	inline script that decodes base64 and injects another script: skimmer loader in a template or CMS block
+js.eval_atob	regex	js	critical	(?i)\beval\s*\(\s*(?:window\.)?atob\s*\(	eval of base64-decoded code: hidden injected JavaScript
+js.checkout_page_list	regex	js	high	(?i)(?:onepage|checkout|onestep|firecheckout)\|(?:onepage|checkout|onestep|firecheckout|admin)	a list of checkout page names joined by "|": skimmers test location.href against it to run only where cards are typed
+js.card_field_hex	regex	any	critical	(?i)\\x63\\x63\\x5f|\\x70\\x61\\x79\\x6d\\x65\\x6e\\x74\\x5b	"cc_" or "payment[" written as hex escapes: skimmers hide which form fields they read
+js.script_injection_foreign	regex	html	medium	(?is)<script[^>]+src\s*=\s*["']?(?:https?:)?//[^"'\s>]+\.(?:su|ru|top|xyz|pw|cc|tk|ml|ga|cf|gq|icu|cyou|buzz)[/"'\s>]	script loaded from a host under a top-level domain favoured by skimmer operators; confirm the host is yours
