@@ -18,6 +18,7 @@ import (
 // fix text must agree: nothing stays world-writable, and PHP keeps its
 // write under var/ and media/ through owner or group.
 func TestWorldWritableDataDirsClosed(t *testing.T) {
+	needRoot(t)
 	root := t.TempDir()
 	writeTree(t, root)
 	nobody, err := user.Lookup("nobody")

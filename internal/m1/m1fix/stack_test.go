@@ -135,8 +135,33 @@ type stack struct {
 	sshReloads            int
 }
 
+// needStackTools skips, naming the make target, when the tools `make test`
+// installs (nginx-light, php8.2-fpm, openssh-server) or root are missing.
+func needStackTools(t *testing.T) {
+	t.Helper()
+	needRoot(t)
+	if _, err := webstack.NginxBinary(); err != nil {
+		t.Skipf("needs nginx (make deps-test, which make test runs): %v", err)
+	}
+	if _, err := webstack.PHPFPMBinary(); err != nil {
+		t.Skipf("needs php-fpm (make deps-test, which make test runs): %v", err)
+	}
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("needs /usr/sbin/sshd: install openssh-server (make deps-test, which make test runs)")
+	}
+}
+
+// needRoot skips when the test cannot chown (make test runs as root).
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown the fixture (make test runs as root)")
+	}
+}
+
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	needStackTools(t)
 	s := &stack{base: t.TempDir()}
 	s.root = filepath.Join(s.base, "www")
 	writeTree(t, s.root)
