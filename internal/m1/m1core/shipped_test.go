@@ -1,6 +1,7 @@
 package m1core
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"testing"
@@ -63,4 +64,15 @@ func BenchmarkCheck15k(b *testing.B) {
 	}
 	b.ReportMetric(float64(res.Files)/per.Seconds(), "files/s")
 	b.Logf("core integrity of %d files: %s per check (goal <= 2s)", res.Files, per.Round(time.Millisecond))
+}
+
+// BenchmarkDecodeShipped is the one-time cost of loading the embedded
+// index (Shipped caches it per process), to add to BenchmarkCheck15k.
+func BenchmarkDecodeShipped(b *testing.B) {
+	for b.Loop() {
+		if _, err := Decode(bytes.NewReader(shipped)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(ShippedSize()), "index-bytes")
 }
