@@ -2,11 +2,9 @@ package m1audit
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -62,47 +60,7 @@ func Finalize(r *Report) {
 		return
 	}
 	f := &Forensics{Instructions: append([]string{}, forensicInstructions...)}
-	seen := map[string]bool{}
-	before := snapshotRecords(r.Results)
-	for _, c := range r.Results {
-		if !c.Compromise {
-			continue
-		}
-		var paths []string
-		for _, fd := range c.Evidence.Findings {
-			paths = append(paths, fd.Path)
-		}
-		paths = append(paths, c.Evidence.Files...)
-		for _, p := range paths {
-			abs := p
-			if !filepath.IsAbs(p) {
-				if r.Target.WebRoot == "" {
-					continue
-				}
-				abs = filepath.Join(r.Target.WebRoot, filepath.FromSlash(p))
-			}
-			if seen[abs] {
-				continue
-			}
-			if ff, ok := before[abs]; ok { // the state before --apply changed it
-				seen[abs] = true
-				ff.CheckID = c.ID
-				f.Files = append(f.Files, ff)
-				continue
-			}
-			fi, err := os.Lstat(abs)
-			if err != nil {
-				continue // a database row name, or a file already gone
-			}
-			seen[abs] = true
-			ff := ForensicFile{Path: abs, ModTime: fi.ModTime().UTC(), Size: fi.Size(), CheckID: c.ID, Mode: fi.Mode().String(), RecordedAt: time.Now().UTC()}
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				ff.ChangeTime = time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC()
-				ff.UID, ff.GID = int(st.Uid), int(st.Gid)
-			}
-			f.Files = append(f.Files, ff)
-		}
-	}
+	f.Files = forensicFiles(r)
 	sort.SliceStable(f.Files, func(i, j int) bool { return f.Files[i].ChangeTime.After(f.Files[j].ChangeTime) })
 	f.Logs = append([]string{}, r.Target.Logs...)
 	if len(f.Logs) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -63,4 +64,59 @@ func snapshotRecords(results []CheckResult) map[string]ForensicFile {
 		}
 	}
 	return out
+}
+
+// forensicFiles are the files the compromise results name, with their
+// times: from the earliest snapshot holding them (the state before
+// --apply), else from lstat now.
+func forensicFiles(r *Report) []ForensicFile {
+	var out []ForensicFile
+	seen := map[string]bool{}
+	before := snapshotRecords(r.Results)
+	for _, c := range r.Results {
+		if !c.Compromise {
+			continue
+		}
+		var paths []string
+		for _, fd := range c.Evidence.Findings {
+			paths = append(paths, fd.Path)
+		}
+		paths = append(paths, c.Evidence.Files...)
+		for _, p := range paths {
+			abs := p
+			if !filepath.IsAbs(p) {
+				if r.Target.WebRoot == "" {
+					continue
+				}
+				abs = filepath.Join(r.Target.WebRoot, filepath.FromSlash(p))
+			}
+			if seen[abs] {
+				continue
+			}
+			ff, ok := before[abs]
+			if !ok {
+				if ff, ok = statForensic(abs); !ok {
+					continue // a database row name, or a file already gone
+				}
+			}
+			seen[abs] = true
+			ff.CheckID = c.ID
+			out = append(out, ff)
+		}
+	}
+	return out
+}
+
+// statForensic records abs as it is now, without following a symlink.
+func statForensic(abs string) (ForensicFile, bool) {
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return ForensicFile{}, false
+	}
+	ff := ForensicFile{Path: abs, ModTime: fi.ModTime().UTC(), Size: fi.Size(), Mode: fi.Mode().String(), RecordedAt: time.Now().UTC()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ff.ChangeTime = time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC()
+		ff.UID, ff.GID = int(st.Uid), int(st.Gid)
+	}
+	return ff, true
 }
