@@ -71,12 +71,12 @@ run-fleet: deps-run
 # The same demo on a real Temporal cluster (mageflow cluster): PostgreSQL 15
 # under var/cluster/pg, the frontend, history, matching and worker services
 # as separate processes, the standalone Web UI on :8233, two control-worker
-# processes and `mageflow serve`; logs in var/cluster/log. The Temporal
+# processes, the local host's agent and `mageflow serve`; logs in var/cluster/log. The Temporal
 # binaries are built once into ./bin; a second run reuses them and the data.
 CLUSTER_BINS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 run-cluster: deps-run deps-cluster
-	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) builder-image $(BIN)/mageflow $(BIN)/mageflow-worker
-	$(BIN)/mageflow cluster --bin $(BIN) --worker-bin $(BIN)/mageflow-worker
+	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) builder-image $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-agent
+	$(BIN)/mageflow cluster --bin $(BIN) --worker-bin $(BIN)/mageflow-worker --agent-bin $(BIN)/mageflow-agent
 
 # The integration and end-to-end suites (./test/... and ./workflows) on a
 # cluster of their own (var/cluster-test, other ports than run-cluster's),
@@ -92,7 +92,7 @@ test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-i
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' EXIT; start=$$(date +%s); \
 	until [ -s $$ready ]; do kill -0 $$pid 2>/dev/null || { tail -n 40 $(TEST_CLUSTER_DIR)/log/supervisor.log; exit 1; }; sleep 0.5; done; \
 	echo "test cluster ready in $$(( $$(date +%s)-start ))s: $$(cat $$ready), namespace $$ns (logs: $(TEST_CLUSTER_DIR)/log)"; \
-	MAGEFLOW_TEST_TEMPORAL=$$(cat $$ready) MAGEFLOW_TEST_NAMESPACE=$$ns $(GO) test $(GOFLAGS_TEST) -timeout 30m ./test/... ./workflows
+	MAGEFLOW_TEST_TEMPORAL=$$(cat $$ready) MAGEFLOW_TEST_NAMESPACE=$$ns MAGEFLOW_TEST_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(GO) test $(GOFLAGS_TEST) -timeout 30m ./test/... ./workflows
 
 # With `make run` running: push one more demo commit; it builds and deploys
 # to staging with zero downtime.

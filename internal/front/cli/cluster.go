@@ -21,10 +21,11 @@ import (
 // clusterOptions are the flags of `mageflow cluster`.
 type clusterOptions struct {
 	cluster.Options
-	workerBin, listen, demoSource, readyFile string
-	namespaces                               stringList
-	workers                                  int
-	demo, exitAfter, temporalOnly            bool
+	workerBin, agentBin, listen, demoSource string
+	readyFile                               string
+	namespaces                              stringList
+	workers                                 int
+	demo, exitAfter, temporalOnly           bool
 }
 
 // stringList is a repeatable string flag.
@@ -54,6 +55,7 @@ func clusterFlags(stderr io.Writer) (*env, *clusterOptions) {
 	fs.BoolVar(&o.temporalOnly, "temporal-only", false, "run only PostgreSQL, Temporal and the Web UI (make test-cluster)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the frontend address to this file once the cluster is ready; removed on stop")
 	fs.StringVar(&o.workerBin, "worker-bin", "./bin/mageflow-worker", "the control worker binary")
+	fs.StringVar(&o.agentBin, "agent-bin", "./bin/mageflow-agent", "the host agent binary (one process per local host)")
 	fs.IntVar(&o.workers, "workers", 2, "control worker processes")
 	fs.StringVar(&o.listen, "listen", "", "mageflow HTTP server address (default server.listen, 127.0.0.1:8080)")
 	fs.BoolVar(&o.demo, "demo", true, "push a demo commit through the webhook and print the release")
@@ -93,8 +95,10 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := devPrepare(cfg, stdout); err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.workerBin); err != nil {
-		return fmt.Errorf("control worker %s is missing: `make run-cluster` builds it, or pass --worker-bin", o.workerBin)
+	for _, b := range []struct{ path, flag string }{{o.workerBin, "--worker-bin"}, {o.agentBin, "--agent-bin"}} {
+		if _, err := os.Stat(b.path); err != nil {
+			return fmt.Errorf("%s is missing: `make run-cluster` builds it, or pass %s", b.path, b.flag)
+		}
 	}
 	o.Namespaces = dedupe(append([]string{cfg.Temporal.Namespace}, o.namespaces...))
 	o.CodecEndpoint = strings.TrimRight(cfg.Server.PublicURL, "/") + "/codec"
@@ -210,7 +214,7 @@ func startMageflowProcs(e *env, o *clusterOptions, cfg *config.Config, cl *clust
 		}
 	}
 	for _, h := range localHosts(cfg) {
-		if err := start("mageflow-agent-"+h, o.workerBin, "--config", cfgPath, "--agent", "--host", h); err != nil {
+		if err := start("mageflow-agent-"+h, o.agentBin, "--config", cfgPath, "--host", h); err != nil {
 			return procs, err
 		}
 	}

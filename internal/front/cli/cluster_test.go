@@ -19,7 +19,7 @@ func TestClusterFlagsDefaults(t *testing.T) {
 	if o.Ports.Postgres != 5433 || o.Ports.Frontend != 7233 || o.Ports.Metrics != 8001 || o.Ports.UI != 8233 || o.Shards != 4 {
 		t.Errorf("ports: %+v shards %d", o.Ports, o.Shards)
 	}
-	if o.workers != 2 || !o.demo || o.temporalOnly || o.NoUI || o.exitAfter || o.workerBin != "./bin/mageflow-worker" {
+	if o.workers != 2 || !o.demo || o.temporalOnly || o.NoUI || o.exitAfter || o.workerBin != "./bin/mageflow-worker" || o.agentBin != "./bin/mageflow-agent" {
 		t.Errorf("stack: %+v", o)
 	}
 }

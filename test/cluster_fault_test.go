@@ -1,0 +1,155 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/front/cluster"
+	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+	"github.com/mageflow/mageflow/workflows"
+)
+
+// envClusterDir names the data directory of the cluster make test-cluster
+// runs (its pid files are under <dir>/run).
+const envClusterDir = "MAGEFLOW_TEST_CLUSTER_DIR"
+
+// clusterDirOrSkip returns the test cluster's directory, or skips: the
+// engine's own faults exist only on the real cluster.
+func clusterDirOrSkip(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(envClusterDir)
+	if dir == "" || dev == nil || dev.dev != nil {
+		t.Skipf("needs the Temporal cluster of `make test-cluster` (%s with MAGEFLOW_TEST_TEMPORAL and MAGEFLOW_TEST_NAMESPACE)", envClusterDir)
+	}
+	return dir
+}
+
+// servicePid reads the pid the cluster's supervisor recorded for svc.
+func servicePid(dir, svc string) (int, error) {
+	b, err := os.ReadFile(cluster.PidFile(dir, "temporal-"+svc))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// killService SIGKILLs the cluster's svc process and waits until the
+// supervisor started a new one; it returns how long svc was gone.
+func killService(dir, svc string) (time.Duration, error) {
+	pid, err := servicePid(dir, svc)
+	if err != nil {
+		return 0, err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, fmt.Errorf("SIGKILL temporal-%s (pid %d): %w", svc, pid, err)
+	}
+	killed := time.Now()
+	for time.Since(killed) < 30*time.Second {
+		time.Sleep(50 * time.Millisecond) // polling the supervisor's pid file
+		if p, err := servicePid(dir, svc); err == nil && p != pid {
+			return time.Since(killed), nil
+		}
+	}
+	return 0, fmt.Errorf("temporal-%s was not restarted within 30s of its SIGKILL", svc)
+}
+
+// TestClusterKillHistoryMidDeploy SIGKILLs the cluster's history service at
+// a random point of each of 3 deploys under load; the supervisor restarts
+// it. Every deploy completes exactly once (one closed workflow run and one
+// deploy record per deploy, each release recorded once), and not one
+// storefront request fails. MAGEFLOW_KILL_SEED replays a run.
+func TestClusterKillHistoryMidDeploy(t *testing.T) {
+	dir := clusterDirOrSkip(t)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("MAGEFLOW_KILL_SEED"); v != "" {
+		var err error
+		seed, err = strconv.ParseUint(v, 10, 64)
+		require.NoError(t, err, "MAGEFLOW_KILL_SEED")
+	}
+	t.Logf("kill seed %d (replay with MAGEFLOW_KILL_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 0x68697374))
+
+	e := newDeployEnv(t, "histshop", deployEnvOptions{})
+	first := e.build()
+	e.mustDeploy(first.ID)
+	const kills = 3
+	var ids []string
+	for i := range kills + 1 {
+		ids = append(ids, e.release(fmt.Sprintf("hist-%02d", i)).ID)
+	}
+	load := deploystack.StartLoad(e.stack.BalancerURL, loadClients, loadPause)
+	defer load.Stop()
+	t0 := time.Now()
+	e.mustDeploy(ids[0])
+	bound := time.Since(t0) * 7 / 10
+	t.Logf("undisturbed deploy under load on the cluster: %s", time.Since(t0).Round(time.Millisecond))
+
+	for i, id := range ids[1:] {
+		delay := time.Duration(rng.Int64N(int64(bound)))
+		type result struct {
+			gone time.Duration
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			time.Sleep(delay) // the fault's timing inside the deploy, not a wait
+			gone, err := killService(dir, "history")
+			done <- result{gone, err}
+		}()
+		start := time.Now()
+		rec := e.mustDeploy(id)
+		r := <-done
+		require.NoError(t, r.err)
+		t.Logf("deploy %d: SIGKILL history at +%s, back after %s, deploy done in %s;%s", i+1, delay.Round(time.Millisecond),
+			r.gone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), stepSeconds(rec))
+	}
+	samples := load.Stop()
+	sum := deploystack.Summarize(samples, nil)
+	t.Logf("storefront under load: %d requests, %d failed, p99 %s", sum.N, sum.Failed, sum.P99)
+	require.Zero(t, sum.Failed, "storefront requests failed while history was killed")
+	e.requireCurrent(ids[len(ids)-1])
+	requireDeployedOnce(t, e, append([]string{first.ID}, ids...))
+}
+
+// requireDeployedOnce checks that each release in ids was deployed by
+// exactly one completed workflow run and recorded once.
+func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := catalog.Deploys(ctx, e.store, e.app, "production", 0)
+	require.NoError(t, err)
+	byRelease := map[string]int{}
+	runs := map[string]bool{}
+	for _, r := range recs {
+		byRelease[r.ReleaseID]++
+		require.False(t, runs[r.RunID], "run %s recorded twice", r.RunID)
+		runs[r.RunID] = true
+	}
+	for _, id := range ids {
+		require.Equal(t, 1, byRelease[id], "deploy records of %s (all: %v)", id, byRelease)
+	}
+	require.Len(t, recs, len(ids), "deploy records")
+	q := fmt.Sprintf("WorkflowId = '%s'", workflows.DeployWorkflowID(e.app, "production"))
+	resp, err := e.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: testNamespace, Query: q, PageSize: 100})
+	require.NoError(t, err)
+	completed := 0
+	for _, x := range resp.GetExecutions() {
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, x.GetStatus(), "run %s", x.GetExecution().GetRunId())
+		require.True(t, runs[x.GetExecution().GetRunId()], "run %s has no deploy record", x.GetExecution().GetRunId())
+		completed++
+	}
+	require.Equal(t, len(ids), completed, "completed deploy runs")
+}
