@@ -23,9 +23,11 @@ const Marker = "# managed by mageflow — do not edit; sha256 "
 // index.php followed by ZERO or more slashes (Magento strips the script
 // name as a plain prefix, so /index.phpadmin/ is the front name "admin" —
 // the Shoplift spelling), then optionally a store code (web/url/use_store
-// puts /<code>/ before the route). Matched case-insensitively (~*); %2f,
-// // and /./ are already gone from $uri.
-const frontPrefix = `^/+(index\.php/*)?([a-z0-9_]+/+)?`
+// puts /<code>/ before the route; media/, skin/, js/ and errors/ are
+// static directories, never a store code, so /media/admin/x.png stays a
+// file). Matched case-insensitively (~*); %2f, // and /./ are already gone
+// from $uri.
+const frontPrefix = `^/+(index\.php/*)?((?!(media|skin|js|errors)/)[a-z0-9_]+/+)?`
 
 var (
 	frontNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)

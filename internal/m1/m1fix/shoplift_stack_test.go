@@ -79,7 +79,10 @@ var rssSpellings = []string{
 // works with credentials — and m1verify's own admin probes pass.
 func TestShopliftSpellingsNeedAuth(t *testing.T) {
 	s := startStack(t)
-	for name, body := range map[string]string{"index.php": m1RouterStub, "app/etc/admin.txt": frontName + "\n"} {
+	for name, body := range map[string]string{"index.php": m1RouterStub, "app/etc/admin.txt": frontName + "\n", "media/" + frontName + "/logo.txt": "STATIC-LOGO"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(s.root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(s.root, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -123,6 +126,10 @@ func TestShopliftSpellingsNeedAuth(t *testing.T) {
 	}
 	if r := s.do(t, "GET", "/catalog/product/view/id/1", false); r.status != 200 || !strings.Contains(r.body, "INDEX OK") {
 		t.Errorf("the store broke: %d %q", r.status, r.body)
+	}
+	// A static directory is never taken for a store code.
+	if r := s.do(t, "GET", "/media/"+frontName+"/logo.txt", false); r.status != 200 || r.body != "STATIC-LOGO" {
+		t.Errorf("static /media/%s/logo.txt = %d %q, want the file", frontName, r.status, r.body)
 	}
 	verifyAdminProbes(t, s)
 }
