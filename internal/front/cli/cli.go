@@ -48,7 +48,7 @@ func commands() []command {
 		{"releases", "list an app's releases, newest first: --app A [--json]", runReleases},
 		{"deploy", "deploy a release: --app A --env E [--release ID] [--wait] [--queue] [--json]", runDeploy},
 		{"rollback", "switch back to an earlier release: --app A --env E [--to ID] [--force] [--wait]", runRollback},
-		{"refresh", "roll a new image through a group and its warm pool: --group G --image ID [--batch N] [--checkpoint] [--wait]", runRefresh},
+		{"refresh", "roll a new image through a group and its warm pool: --group G [--image ID] [--batch N] [--checkpoint] [--wait]", runRefresh},
 		{"harden", "audit (and with --apply fix) a Magento 1 host: --host H [--app A] [--apply] [--wait] [--json]", runHarden},
 		{"schedule", "keep the config's Temporal Schedules in sync: apply | list", runSchedule},
 		{"approve", "approve the deploy waiting for approval: --app A --env E [--by WHO] [--reason WHY]", runApprove},
