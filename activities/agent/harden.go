@@ -34,7 +34,7 @@ import (
 
 // HardenActivities are the MagentoM1EOLHardening steps. They run on the
 // host's agent, on the same task queue as its HostActivities
-// (workflows.HostTaskQueue(NAME)), and need only the agent's config, its
+// (HostTaskQueue(NAME)), and need only the agent's config, its
 // secrets area (basic-auth and database passwords) and the artifact store
 // (where HardenReport keeps reports).
 type HardenActivities struct {
