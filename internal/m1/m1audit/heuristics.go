@@ -29,7 +29,7 @@ var heurTriggers = []string{
 	`\x`, `\u00`, "atob(", "fromcharcode", "decodeuricomponent", "unescape(", "settext",
 	"cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code",
 	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(",
-	"http://", "https://", "wss://", "ws://",
+	"http://", "https://", "wss://", "ws://", "'//", "\"//",
 }
 
 // execNames are PHP functions that run code or commands: assembling one of

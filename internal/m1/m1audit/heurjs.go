@@ -47,7 +47,7 @@ func (c *heurCtx) jsHeuristics() {
 	}
 	if c.has("cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code") &&
 		c.has("new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(") &&
-		c.has("http://", "https://", "wss://", "ws://") {
+		c.has("http://", "https://", "wss://", "ws://", "'//", "\"//") {
 		c.cardExfil()
 	}
 }
@@ -96,7 +96,9 @@ func segment(d []byte, p int) (int, int) {
 }
 
 // decodeJSEscapes decodes \x, \u and simple escapes; escaped is how many
-// input bytes were escape sequences.
+// input bytes were escape sequences standing for ASCII (hidden names and
+// URLs are ASCII; escapes of other letters are natural-language text, as
+// in translation files).
 func decodeJSEscapes(s []byte) (out []byte, escaped int) {
 	for i := 0; i < len(s); i++ {
 		if s[i] != '\\' || i+1 >= len(s) {
@@ -109,7 +111,9 @@ func decodeJSEscapes(s []byte) (out []byte, escaped int) {
 			continue
 		}
 		out = append(out, v...)
-		escaped += used + 1
+		if len(v) == 1 && v[0] < 0x80 {
+			escaped += used + 1
+		}
 		i += used
 	}
 	return out, escaped

