@@ -64,12 +64,17 @@ func (s *dirStack) open(dir string, create bool) (int, error) {
 	}
 	for _, c := range comps[common:] {
 		parent := s.fds[len(s.fds)-1]
-		if create {
+		const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		// Open first: revisiting a directory (back from a sibling
+		// subtree) must not cost a failing mkdir, which takes the
+		// parent's lock and, on ext4, a journal handle.
+		fd, err := unix.Openat(parent, c, flags, 0)
+		if create && errors.Is(err, unix.ENOENT) {
 			if err := unix.Mkdirat(parent, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 				return -1, fmt.Errorf("artifact: create directory %s: %w", dir, err)
 			}
+			fd, err = unix.Openat(parent, c, flags, 0)
 		}
-		fd, err := unix.Openat(parent, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return -1, fmt.Errorf("artifact: open directory %s (component %q is missing, a symlink or not a directory): %w", dir, c, err)
 		}
