@@ -92,6 +92,13 @@ type DeltaOptions struct {
 	// VerifyWorkers is how many goroutines hash and link base files;
 	// zero means 2.
 	VerifyWorkers int
+	// LinkAs says what an unchanged base file must look like to be
+	// hard-linked: the owner and mode the host's preparation gives the
+	// file at path (indexMode is the mode the new index records), and
+	// whether it may be linked at all (false: always copy, e.g. below a
+	// path the PHP user may write). Nil: the agent's own uid and gid and
+	// the index's mode, as Extract leaves a file.
+	LinkAs func(path string, indexMode uint32) (uid, gid, mode uint32, ok bool)
 }
 
 // DeltaStats say what ApplyDelta did.

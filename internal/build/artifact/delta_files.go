@@ -68,7 +68,7 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err != nil {
 		return err
 	}
-	if st.Mode&0o7777 == e.Mode && st.Uid == w.uid && st.Gid == w.gid {
+	if w.linkable(&st, e) {
 		// linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW links the
 		// open inode itself (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
 		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), odir, name, unix.AT_SYMLINK_FOLLOW)
@@ -82,6 +82,17 @@ func (w *reuser) reuse(e *IndexEntry) error {
 		// EXDEV, EMLINK, no /proc: copy instead.
 	}
 	return w.copy(fd, odir, name, e)
+}
+
+// linkable reports whether the base inode st already is what the new
+// release needs at e.Path (DeltaOptions.LinkAs), so linking it changes
+// nothing a fresh preparation would have set differently.
+func (w *reuser) linkable(st *unix.Stat_t, e *IndexEntry) bool {
+	uid, gid, mode, ok := w.uid, w.gid, e.Mode, true
+	if w.d.opt.LinkAs != nil {
+		uid, gid, mode, ok = w.d.opt.LinkAs(e.Path, e.Mode)
+	}
+	return ok && st.Mode&0o7777 == mode && st.Uid == uid && st.Gid == gid
 }
 
 // verify hashes the file open as fd from offset 0, writing what it reads
