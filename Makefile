@@ -71,8 +71,10 @@ run-fleet: deps-run
 # The same demo on a real Temporal cluster (mageflow cluster): PostgreSQL 15
 # under var/cluster/pg, the frontend, history, matching and worker services
 # as separate processes, the standalone Web UI on :8233, two control-worker
-# processes, the local host's agent and `mageflow serve`; logs in var/cluster/log. The Temporal
-# binaries are built once into ./bin; a second run reuses them and the data.
+# processes, the local host's agent and `mageflow serve`; logs in
+# var/cluster/log (docs/operations.md, "A real Temporal cluster"). The
+# Temporal binaries are built once into ./bin; a second run reuses them and
+# the data.
 CLUSTER_BINS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 run-cluster: deps-run deps-cluster
 	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) builder-image $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-agent
