@@ -93,7 +93,7 @@ func readGit(repo, tag string) ([]m1core.File, error) {
 		rerr = werr
 	}
 	if len(missing) > 0 {
-		fmt.Fprintf(os.Stderr, "%s: %d blobs absent from the mirror, not recorded: %s\n", tag, len(missing), strings.Join(missing, ", "))
+		fmt.Fprintf(os.Stderr, "%s: %d blobs absent from the mirror, recorded as content unknown: %s\n", tag, len(missing), strings.Join(missing, ", "))
 	}
 	return out, rerr
 }
@@ -109,6 +109,7 @@ func readBatch(r *bufio.Reader, blobs []gitBlob) ([]m1core.File, []string, error
 		f := strings.Fields(hdr)
 		if len(f) == 2 && f[1] == "missing" {
 			missing = append(missing, b.path)
+			out = append(out, m1core.NewUnknown(b.path))
 			continue
 		}
 		if len(f) != 3 || f[0] != b.sha {

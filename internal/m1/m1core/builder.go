@@ -25,6 +25,16 @@ func NewFile(p string, content []byte) File {
 	return f
 }
 
+// unknownContent is the hash recorded for a file a release has whose
+// content the generator could not read (a blob absent from the mirror):
+// no file hashes to all zeros, so it never matches, and Check reports the
+// file as unverified instead of added.
+var unknownContent Hash
+
+// NewUnknown records that a release has a file at p whose content is not
+// known.
+func NewUnknown(p string) File { return File{Path: p} }
+
 // symlinkTag prefixes a link target before hashing, so a link never
 // equals a file whose content is the same text.
 const symlinkTag = "\x00symlink\x00"

@@ -94,6 +94,10 @@ type Result struct {
 	// Known are files that differ from Version but equal the same path of
 	// another release (a SUPEE patch, an OpenMage upgrade): not flagged.
 	Known []string `json:"known,omitempty"`
+	// Unverified are files the release has but whose content the index
+	// does not know (a blob absent from every mirror the manifests were
+	// built from): present, not compared.
+	Unverified []string `json:"unverified,omitempty"`
 	// Added are files in Strict areas that no release has; AddedOther
 	// counts those elsewhere in scope (extensions' js/ and skin/ files).
 	Added      []Change      `json:"added,omitempty"`
@@ -181,7 +185,7 @@ func (ix *Index) identify(es []*entry, res *Result) int {
 func (ix *Index) size(v int) int {
 	n := 0
 	for _, h := range ix.states[v] {
-		if h >= 0 {
+		if h >= 0 && ix.hashes[h] != unknownContent {
 			n++
 		}
 	}
@@ -199,6 +203,8 @@ func (ix *Index) classify(root string, v int, es []*entry, res *Result, o Option
 		}
 		h, okh := ix.hashID[e.hash]
 		switch {
+		case inIndex && st[p] >= 0 && ix.hashes[st[p]] == unknownContent:
+			res.Unverified = append(res.Unverified, e.path)
 		case e.err == nil && inIndex && okh && st[p] == int32(h):
 			// pristine (a link only when the release has the same link)
 		case e.err == nil && inIndex && okh && ix.known[uint64(p)<<32|uint64(h)]:
@@ -300,6 +306,6 @@ func (r *Result) Summary() string {
 	if !r.Confirmed {
 		conf = fmt.Sprintf("app/Mage.php says %q", r.Claimed)
 	}
-	return fmt.Sprintf("release %s (%s; %d of %d files unchanged); %d core files: %d modified, %d added in core areas (%d elsewhere, extensions), %d missing, %d from another known release (patches) — %s",
-		r.Version, conf, r.Matched, r.VersionFiles, r.Files, len(r.Modified), len(r.Added), r.AddedOther, len(r.Missing), len(r.Known), r.Elapsed.Round(time.Millisecond))
+	return fmt.Sprintf("release %s (%s; %d of %d files unchanged); %d core files: %d modified, %d added in core areas (%d elsewhere, extensions), %d missing, %d from another known release (patches), %d not verifiable (content unknown to the manifests) — %s",
+		r.Version, conf, r.Matched, r.VersionFiles, r.Files, len(r.Modified), len(r.Added), r.AddedOther, len(r.Missing), len(r.Known), len(r.Unverified), r.Elapsed.Round(time.Millisecond))
 }

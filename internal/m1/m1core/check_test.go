@@ -37,6 +37,37 @@ func releases() map[string]map[string]string {
 	return map[string]map[string]string{"1.9.4.4": a, "1.9.4.5": b}
 }
 
+// TestCheckUnknownContentIsUnverified: a release file whose content the
+// manifests lack (a blob absent from the mirror) is neither added nor
+// modified, and a store without it misses it.
+func TestCheckUnknownContentIsUnverified(t *testing.T) {
+	rel := synthRelease(200, 5)
+	b := NewBuilder(nil)
+	var fs []File
+	for p, c := range rel {
+		fs = append(fs, NewFile(p, []byte(c)))
+	}
+	const phar = "lib/Zend/Service/WindowsAzure/CommandLine/Scaffolders/DefaultScaffolder.phar"
+	if err := b.AddVersion("1.9.4.5", append(fs, NewUnknown(phar))); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := b.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	writeTree(t, root, rel)
+	res := check(t, ix, root)
+	if res.Status != StatusModified || !slices.Equal(res.Missing, []string{phar}) || res.Matched != len(rel) || res.VersionFiles != len(rel) {
+		t.Fatalf("without the file: %s missing %v", res.Summary(), res.Missing)
+	}
+	writeTree(t, root, map[string]string{phar: "PK\x03\x04 some archive"})
+	res = check(t, ix, root)
+	if res.Status != StatusClean || !slices.Equal(res.Unverified, []string{phar}) || len(res.Added)+len(res.Modified) != 0 {
+		t.Fatalf("with the file: %s", res.Summary())
+	}
+}
+
 func check(t *testing.T, ix *Index, root string) *Result {
 	t.Helper()
 	res, err := Check(context.Background(), root, Options{Index: ix, Workers: 2})

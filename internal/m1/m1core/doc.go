@@ -13,6 +13,10 @@
 // modified file are foreign, read from the store's own copy: there is no
 // pristine content in the repository, only hashes.
 //
+// A file whose content no mirror had (one Zend .phar of CE 1.9.x and
+// OpenMage 19.x) is recorded as "content unknown": present in the release,
+// reported as unverified, never as added.
+//
 // The generator is test/m1manifest (Builder). Check identifies the release
 // (app/Mage.php, confirmed by the manifest the files match best), then
 // reports modified, added and missing core files. A file that equals the

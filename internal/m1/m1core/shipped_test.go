@@ -38,6 +38,10 @@ func TestShippedIndex(t *testing.T) {
 			t.Errorf("1.9.4.5 manifest lacks %s", p)
 		}
 	}
+	// The one blob absent from the mirrors is recorded as "content unknown".
+	if h, ok := ce["lib/Zend/Service/WindowsAzure/CommandLine/Scaffolders/DefaultScaffolder.phar"]; !ok || h != unknownContent {
+		t.Errorf("1.9.4.5: DefaultScaffolder.phar not recorded as content unknown (%v %x)", ok, h)
+	}
 	if s := ix.Stats(); s.LineHashes < 100000 || ShippedSize() > 8<<20 {
 		t.Errorf("index %+v, %d bytes", s, ShippedSize())
 	}
