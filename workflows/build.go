@@ -77,55 +77,15 @@ func (r *buildRun) phase(ctx workflow.Context, phase, details string) {
 func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	in := r.in
 	in.Commit = strings.ToLower(in.Commit)
-	if in.App == "" || !shaRe.MatchString(in.Commit) {
-		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("BuildRelease needs an app and a full 40-character commit sha, got app=%q commit=%q; start builds with `mageflow build --app A --ref REF`, which resolves the ref first", in.App, in.Commit),
-			activities.ErrInvalidInput, nil)
-	}
-	sas := []temporal.SearchAttributeUpdate{searchattr.App.ValueSet(in.App), searchattr.CommitID.ValueSet(in.Commit)}
-	if in.Environment != "" {
-		sas = append(sas, searchattr.Environment.ValueSet(in.Environment))
-	}
-	if in.Branch != "" {
-		sas = append(sas, searchattr.Branch.ValueSet(in.Branch))
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, sas...); err != nil {
+	if err := tagBuildStart(ctx, in); err != nil {
 		return nil, err
 	}
-
 	// 1. Describe the commit (fetches the mirror; retried on network errors).
-	r.phase(ctx, "resolve", fmt.Sprintf("**Resolving** `%s` of **%s** in the git mirror", short(in.Commit), in.App))
-	resolveCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 6,
-			NonRetryableErrorTypes: []string{activities.ErrRefNotFound, activities.ErrConfig, activities.ErrInvalidInput},
-		},
-	})
-	var cm activities.CommitMeta
-	if err := workflow.ExecuteActivity(resolveCtx, buildActs.ResolveCommit, activities.ResolveInput{App: in.App, Ref: in.Commit, Branch: in.Branch}).Get(ctx, &cm); err != nil {
-		r.phase(ctx, "failed", "**Failed** resolving the commit: "+err.Error())
+	cm, releaseID, err := r.resolveCommit(ctx, in)
+	if err != nil {
 		return nil, err
 	}
-	releaseID := release.NewID(cm.BuildNumber, cm.ShortCommit)
-	r.progress.ReleaseID = releaseID
-	sas = []temporal.SearchAttributeUpdate{searchattr.BuildNumber.ValueSet(int64(cm.BuildNumber)), searchattr.ReleaseID.ValueSet(releaseID)}
-	if in.Branch == "" && cm.Branch != "" {
-		sas = append(sas, searchattr.Branch.ValueSet(cm.Branch))
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, sas...); err != nil {
-		return nil, err
-	}
-	r.logger.Info("commit resolved", "release", releaseID, "buildNumber", cm.BuildNumber)
-
-	shortCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-			NonRetryableErrorTypes: []string{activities.ErrInvalidInput, activities.ErrConfig},
-		},
-	})
+	shortCtx := workflow.WithActivityOptions(ctx, shortBuildActivityOptions())
 
 	// 2. A release stored earlier for this commit (before Temporal's
 	// retention dropped its workflow) is the answer: builds are immutable.
@@ -138,9 +98,96 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 		return existing, nil
 	}
 
-	// 3. Build, package and upload: one activity, because the checkout and
-	// the packaged file live on the worker that ran it. It heartbeats its
-	// step and resumes from its last finished phase on retry.
+	// 3. Build, package and upload.
+	built, err := r.buildArtifact(ctx, in, cm, releaseID)
+	if err != nil {
+		return nil, err
+	}
+
+	// 4. Publish the meta last: from now on the release is listed.
+	meta := releaseMeta(ctx, in, cm, releaseID, built)
+	if err := r.publish(ctx, meta); err != nil {
+		return nil, err
+	}
+	if in.AutoDeploy && in.Environment != "" && workflow.GetVersion(ctx, "auto-deploy", workflow.DefaultVersion, 1) == 1 {
+		r.autoDeploy(ctx, meta)
+	}
+	return meta, nil
+}
+
+// errBuildInputFormat is the message for a build started without an app or
+// a full commit sha.
+const errBuildInputFormat = "BuildRelease needs an app and a full 40-character commit sha, got app=%q commit=%q; start builds with `mageflow build --app A --ref REF`, which resolves the ref first"
+
+// tagBuildStart checks the input and sets the search attributes known before
+// anything runs (app, commit, environment, branch).
+func tagBuildStart(ctx workflow.Context, in BuildInput) error {
+	if in.App == "" || !shaRe.MatchString(in.Commit) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf(errBuildInputFormat, in.App, in.Commit),
+			activities.ErrInvalidInput, nil)
+	}
+	sas := []temporal.SearchAttributeUpdate{searchattr.App.ValueSet(in.App), searchattr.CommitID.ValueSet(in.Commit)}
+	if in.Environment != "" {
+		sas = append(sas, searchattr.Environment.ValueSet(in.Environment))
+	}
+	if in.Branch != "" {
+		sas = append(sas, searchattr.Branch.ValueSet(in.Branch))
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, sas...)
+}
+
+// resolveCommitActivityOptions are for ResolveCommit: it fetches the mirror, so it
+// heartbeats and retries network errors, not a missing ref.
+func resolveCommitActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 6,
+			NonRetryableErrorTypes: []string{activities.ErrRefNotFound, activities.ErrConfig, activities.ErrInvalidInput},
+		},
+	}
+}
+
+// shortBuildActivityOptions are the options for the store look-ups and the publish.
+func shortBuildActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{activities.ErrInvalidInput, activities.ErrConfig},
+		},
+	}
+}
+
+// resolveCommit describes the commit, names its release and records both
+// in the search attributes.
+func (r *buildRun) resolveCommit(ctx workflow.Context, in BuildInput) (activities.CommitMeta, string, error) {
+	r.phase(ctx, "resolve", fmt.Sprintf("**Resolving** `%s` of **%s** in the git mirror", short(in.Commit), in.App))
+	resolveCtx := workflow.WithActivityOptions(ctx, resolveCommitActivityOptions())
+	var cm activities.CommitMeta
+	if err := workflow.ExecuteActivity(resolveCtx, buildActs.ResolveCommit, activities.ResolveInput{App: in.App, Ref: in.Commit, Branch: in.Branch}).Get(ctx, &cm); err != nil {
+		r.phase(ctx, "failed", "**Failed** resolving the commit: "+err.Error())
+		return cm, "", err
+	}
+	releaseID := release.NewID(cm.BuildNumber, cm.ShortCommit)
+	r.progress.ReleaseID = releaseID
+	sas := []temporal.SearchAttributeUpdate{searchattr.BuildNumber.ValueSet(int64(cm.BuildNumber)), searchattr.ReleaseID.ValueSet(releaseID)}
+	if in.Branch == "" && cm.Branch != "" {
+		sas = append(sas, searchattr.Branch.ValueSet(cm.Branch))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, sas...); err != nil {
+		return cm, "", err
+	}
+	r.logger.Info("commit resolved", "release", releaseID, "buildNumber", cm.BuildNumber)
+	return cm, releaseID, nil
+}
+
+// buildArtifact builds, packages and uploads in one activity, because the
+// checkout and the packaged file live on the worker that ran it. It
+// heartbeats its step and resumes from its last finished phase on retry.
+func (r *buildRun) buildArtifact(ctx workflow.Context, in BuildInput, cm activities.CommitMeta, releaseID string) (activities.BuildArtifactResult, error) {
 	r.phase(ctx, "build", fmt.Sprintf("**Building** release `%s` (build #%d, %s): step progress is on the pending BuildArtifact activity", releaseID, cm.BuildNumber, units.FirstLine(cm.Message, 72)))
 	timeout := in.BuildTimeout
 	if timeout <= 0 {
@@ -154,33 +201,37 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 			NonRetryableErrorTypes: []string{activities.ErrBuildStepFailed, activities.ErrConfig, activities.ErrInvalidInput, activities.ErrRefNotFound},
 		},
 	})
-	info := workflow.GetInfo(ctx)
 	var built activities.BuildArtifactResult
 	if err := workflow.ExecuteActivity(buildCtx, buildActs.BuildArtifact, activities.BuildArtifactInput{
-		App: in.App, ReleaseID: releaseID, Commit: cm, WorkflowID: info.WorkflowExecution.ID,
+		App: in.App, ReleaseID: releaseID, Commit: cm, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 	}).Get(ctx, &built); err != nil {
 		r.phase(ctx, "failed", "**Build failed**: "+err.Error())
-		return nil, err
+		return built, err
 	}
+	return built, nil
+}
 
-	// 4. Publish the meta last: from now on the release is listed.
-	meta := &release.Meta{
+// releaseMeta describes the built release for the store.
+func releaseMeta(ctx workflow.Context, in BuildInput, cm activities.CommitMeta, releaseID string, built activities.BuildArtifactResult) *release.Meta {
+	return &release.Meta{
 		ID: releaseID, App: in.App, Commit: cm.Commit, ShortCommit: cm.ShortCommit, Branch: firstNonEmpty(in.Branch, cm.Branch),
 		BuildNumber: cm.BuildNumber, Message: cm.Message, Author: cm.Author, AuthorEmail: cm.AuthorEmail, CommittedAt: cm.CommittedAt,
-		Artifact: built.Artifact, WorkflowID: info.WorkflowExecution.ID, Recipe: built.Recipe, Builder: built.Builder,
+		Artifact: built.Artifact, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, Recipe: built.Recipe, Builder: built.Builder,
 		BuilderImage: built.BuilderImage, ComposerLockHash: cm.ComposerLockHash, PackageLockHash: cm.PackageLockHash,
 		Steps: built.Steps, BuiltAt: workflow.Now(ctx).UTC(),
 	}
-	r.phase(ctx, "publish", fmt.Sprintf("**Publishing** release `%s`", releaseID))
+}
+
+// publish stores the meta last: from then on the release is listed.
+func (r *buildRun) publish(ctx workflow.Context, meta *release.Meta) error {
+	r.phase(ctx, "publish", fmt.Sprintf("**Publishing** release `%s`", meta.ID))
+	shortCtx := workflow.WithActivityOptions(ctx, shortBuildActivityOptions())
 	if err := workflow.ExecuteActivity(shortCtx, buildActs.PublishRelease, meta).Get(ctx, nil); err != nil {
-		return nil, err
+		return err
 	}
-	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", releaseID, meta.Artifact.URI, units.Bytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
-	r.logger.Info("release published", "release", releaseID, "artifact", meta.Artifact.URI)
-	if in.AutoDeploy && in.Environment != "" && workflow.GetVersion(ctx, "auto-deploy", workflow.DefaultVersion, 1) == 1 {
-		r.autoDeploy(ctx, meta)
-	}
-	return meta, nil
+	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", meta.ID, meta.Artifact.URI, units.Bytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))
+	r.logger.Info("release published", "release", meta.ID, "artifact", meta.Artifact.URI)
+	return nil
 }
 
 // autoDeploy starts the environment's deploy of this release as an
