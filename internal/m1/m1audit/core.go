@@ -55,6 +55,7 @@ func coreIntegrityCheck(ctx context.Context, t *Target) CheckResult {
 		r.Status = StatusPass
 	case high:
 		r.Status, r.Fix = StatusFail, coreFixModified
+		r.Compromise = exfiltrates(res)
 	case len(res.Modified)+len(res.Added) > 0:
 		r.Status, r.Fix = StatusNeedsPerson, coreFixModified
 	default:
@@ -105,6 +106,33 @@ func riskyLines(ls []m1core.Line) bool {
 		for _, m := range riskyMarkers {
 			if strings.Contains(t, m) {
 				return true
+			}
+		}
+	}
+	return false
+}
+
+// compromiseMarkers are what a line added to core code holds when it sends
+// data away, decodes a payload or runs one (lower case): a developer's
+// hack rarely does, a card stealer always does.
+var compromiseMarkers = []string{"base64", "eval(", "assert(", "gzinflate", "str_rot13", "atob(", "fromcharcode", "\\x",
+	"curl_", "file_get_contents(", "file_put_contents", "fsockopen", "mail(", "sendbeacon", "xmlhttprequest", "<script",
+	"create_function", "call_user_func"}
+
+// exfiltrates reports whether a modified or added core code file has a
+// foreign line with a compromiseMarker, which makes the result a sign of
+// compromise (forensic appendix, credential rotation).
+func exfiltrates(res *m1core.Result) bool {
+	for _, c := range slices.Concat(res.Modified, res.Added) {
+		if !c.Code {
+			continue
+		}
+		for _, l := range c.Foreign {
+			t := strings.ToLower(l.Text)
+			for _, m := range compromiseMarkers {
+				if strings.Contains(t, m) {
+					return true
+				}
 			}
 		}
 	}

@@ -20,6 +20,14 @@ func TestCoreFindingsShowStealerLines(t *testing.T) {
 			{Path: "app/code/core/Mage/Core/Model/UrlCopy.php", Code: true, Lines: true}},
 		Missing: []string{"js/varien/js.js"}}
 	fs, high := coreFindings(res)
+	if !exfiltrates(res) {
+		t.Error("a stealer line in a core payment model is not a sign of compromise")
+	}
+	hack := &m1core.Result{Modified: []m1core.Change{{Path: "app/code/core/Mage/Sales/Model/Order.php", Code: true, Lines: true,
+		ForeignLines: 1, Foreign: []m1core.Line{{N: 10, Text: "Mage::log('order ' . $this->getId());"}}}}}
+	if exfiltrates(hack) {
+		t.Error("a developer's logging line counts as compromise")
+	}
 	if !high || len(fs) != 5 {
 		t.Fatalf("high %v, %d findings: %+v", high, len(fs), fs)
 	}
