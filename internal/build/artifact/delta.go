@@ -99,6 +99,11 @@ type DeltaOptions struct {
 	// path the PHP user may write). Nil: the agent's own uid and gid and
 	// the index's mode, as Extract leaves a file.
 	LinkAs func(path string, indexMode uint32) (uid, gid, mode uint32, ok bool)
+	// CheckSpace, when set, is called once the two indexes are compared,
+	// before any file is written, with the bytes of the changed and new
+	// files (what the delta writes; linked files cost no space). Its
+	// error is returned as is (e.g. a non-retryable "disk full").
+	CheckSpace func(newBytes int64) error
 }
 
 // DeltaStats say what ApplyDelta did.
@@ -352,6 +357,15 @@ func (d *delta) run(ctx context.Context, raw []byte) error {
 			} else {
 				fetch = append(fetch, i)
 			}
+		}
+	}
+	if d.opt.CheckSpace != nil {
+		var need int64
+		for _, i := range fetch {
+			need += d.ix.Entries[i].Size
+		}
+		if err := d.opt.CheckSpace(need); err != nil {
+			return err
 		}
 	}
 	var wg sync.WaitGroup

@@ -237,6 +237,27 @@ func (l *Local) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, err
 }
 
+// GetRange implements Store.
+func (l *Local) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if err := checkRange(l.URI(key), off, n); err != nil {
+		return nil, err
+	}
+	rc, err := l.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	f, ok := rc.(*os.File)
+	if !ok {
+		return nil, fmt.Errorf("store: %s: not a file", l.URI(key))
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("store: read %d bytes at %d of %s: %w", n, off, l.URI(key), err)
+	}
+	return b, nil
+}
+
 // Stat implements Store.
 func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 	if err := ValidKey(key); err != nil {

@@ -313,6 +313,33 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return out.Body, nil
 }
 
+// GetRange implements Store with a Range GET.
+func (s *S3) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	if err := checkRange(s.URI(key), off, n); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return []byte{}, nil
+	}
+	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.objKey(key)), Range: &rng})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("store: %s: %w", s.URI(key), ErrNotFound)
+		}
+		return nil, s.opError("get range", s.URI(key), err)
+	}
+	defer out.Body.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(out.Body, b); err != nil {
+		return nil, fmt.Errorf("store: read %d bytes at %d of %s: %w", n, off, s.URI(key), err)
+	}
+	return b, nil
+}
+
 // Stat implements Store.
 func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	if err := ValidKey(key); err != nil {

@@ -45,6 +45,11 @@ type Store interface {
 	// Get opens the object at key. The error wraps ErrNotFound if there
 	// is none.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange reads exactly n bytes at offset off of the object at key
+	// (a delta prepare fetches only the frames it needs; on S3 a Range
+	// GET). Reading past the end is an error; so is a missing object
+	// (wrapping ErrNotFound).
+	GetRange(ctx context.Context, key string, off, n int64) ([]byte, error)
 	// Stat describes the object at key; the error wraps ErrNotFound if
 	// there is none.
 	Stat(ctx context.Context, key string) (Info, error)
@@ -189,4 +194,14 @@ func Open(ctx context.Context, uri string, base S3Config) (Store, error) {
 	default:
 		return nil, fmt.Errorf("store: unsupported store URI %q; use file:///abs/dir or s3://bucket/prefix", uri)
 	}
+}
+
+// maxRange bounds one GetRange: frames are 4 MiB, an index a few MiB.
+const maxRange = 256 << 20
+
+func checkRange(uri string, off, n int64) error {
+	if off < 0 || n < 0 || n > maxRange {
+		return fmt.Errorf("store: %s: range of %d bytes at %d is not valid (at most %d bytes)", uri, n, off, maxRange)
+	}
+	return nil
 }

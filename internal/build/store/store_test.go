@@ -63,6 +63,20 @@ func testStoreContract(t *testing.T, s Store) {
 	require.Equal(t, sum, info.SHA256)
 	require.False(t, info.ModTime.IsZero())
 
+	// Range reads: exactly the bytes asked for; past the end, a missing
+	// object or a negative range is an error.
+	for _, r := range [][2]int64{{0, 1}, {4096, 8192}, {int64(len(want)) - 7, 7}, {0, int64(len(want))}, {10, 0}} {
+		b, err := s.GetRange(ctx, key, r[0], r[1])
+		require.NoError(t, err, "range %v", r)
+		require.Equal(t, want[r[0]:r[0]+r[1]], b, "range %v", r)
+	}
+	_, err = s.GetRange(ctx, key, int64(len(want))-3, 10)
+	require.Error(t, err, "a range past the end")
+	_, err = s.GetRange(ctx, key, -1, 10)
+	require.Error(t, err, "a negative offset")
+	_, err = s.GetRange(ctx, "shop/absent.tar.zst", 0, 10)
+	require.ErrorIs(t, err, ErrNotFound)
+
 	// Re-put of the same artifact: no-op.
 	uri2, existed, err := s.Put(ctx, key, file, sum, PutOptions{})
 	require.NoError(t, err)
