@@ -29,7 +29,7 @@ var commitTime = time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.FixedZone("CE
 // symlinks.
 type tree map[string]string
 
-func writeTree(t *testing.T, dir string, tr tree, modes map[string]fs.FileMode) {
+func writeTree(t testing.TB, dir string, tr tree, modes map[string]fs.FileMode) {
 	t.Helper()
 	keys := make([]string, 0, len(tr))
 	for k := range tr {
@@ -90,7 +90,7 @@ func sampleTree() (tree, map[string]fs.FileMode) {
 
 var sharedPaths = []string{"pub/media", "/var/", "app/etc/env.php"}
 
-func writeArtifact(t *testing.T, src string, manifest []byte, opt Options) ([]byte, Result) {
+func writeArtifact(t testing.TB, src string, manifest []byte, opt Options) ([]byte, Result) {
 	t.Helper()
 	var buf bytes.Buffer
 	res, err := Write(context.Background(), &buf, src, manifest, opt)

@@ -4,10 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -22,10 +19,10 @@ import (
 
 // deltaTree is a small release: nested directories, modes, links, an
 // empty file and a 13 MiB incompressible file that spans four frames.
-func deltaTree(t *testing.T) (tree, map[string]fs.FileMode) {
+func deltaTree(t testing.TB, bigSize int) (tree, map[string]fs.FileMode) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 7))
-	big := make([]byte, 3*frameSize+frameSize/4)
+	big := make([]byte, bigSize)
 	for i := range big {
 		big[i] = byte(rng.Uint32())
 	}
@@ -59,10 +56,14 @@ type deltaFixture struct {
 // newDeltaFixture extracts v1 as the base release and writes v2: one
 // template changed, one file added, one removed, one mode changed, a
 // link retargeted.
-func newDeltaFixture(t *testing.T) *deltaFixture {
+func newDeltaFixture(t testing.TB) *deltaFixture {
+	return newDeltaFixtureSized(t, 3*frameSize+frameSize/4)
+}
+
+func newDeltaFixtureSized(t testing.TB, bigSize int) *deltaFixture {
 	t.Helper()
 	fx := &deltaFixture{dir: t.TempDir()}
-	tr, modes := deltaTree(t)
+	tr, modes := deltaTree(t, bigSize)
 	src1 := filepath.Join(fx.dir, "src1")
 	writeTree(t, src1, tr, modes)
 	fx.a1, fx.r1 = writeArtifact(t, src1, []byte(`{"id":"1"}`), Options{ModTime: commitTime})
@@ -388,7 +389,83 @@ func TestIndexKeepsArtifactPlainTarZst(t *testing.T) {
 	require.Equal(t, 4, entryOf(ix, "pub/static/frontend/big.bin").FrameEnd-entryOf(ix, "pub/static/frontend/big.bin").Frame+1)
 }
 
-var _ = hex.EncodeToString
-var _ = sha256.New
-var _ = fmt.Sprint
-var _ = strings.Contains
+// FuzzApplyDeltaIndex: whatever index an attacker who can also rewrite
+// the release meta serves, nothing outside the new release changes (the
+// base release and a bait file next to it included), nothing is
+// hard-linked to the bait, and a release that appears holds only files
+// whose content matches the index and links that resolve inside it.
+func FuzzApplyDeltaIndex(f *testing.F) {
+	fx := newDeltaFixtureSized(f, 2048)
+	valid, err := indexMember(fx.a2[mustTrailer(f, fx.a2) : len(fx.a2)-trailerSize])
+	require.NoError(f, err)
+	f.Add(valid)
+	for _, r := range []struct{ from, to string }{
+		{`"index.php"`, `"../bait/secret"`},
+		{`"index.php"`, `"../../bait/secret"`},
+		{`"frontend/x.css"`, `"../../../../bait/secret"`},
+		{`"frontend/x.css"`, `"/etc"`},
+		{`"pub/static/current"`, `"pub/static/frontend/x.css/y"`},
+		{`"vendor/acme/lib/src/B.php"`, `"pub/static/current/B.php"`},
+		{`"vendor/acme/lib/src/B.php"`, `"vendor/acme/lib/src/A.php"`},
+		{`"types":"f`, `"types":"l`},
+		{`"frame_off":[512`, `"frame_off":[99999999`},
+	} {
+		require.True(f, bytes.Contains(valid, []byte(r.from)), "seed %s does not apply", r.from)
+		f.Add(bytes.Replace(valid, []byte(r.from), []byte(r.to), 1))
+	}
+	f.Fuzz(func(t *testing.T, index []byte) {
+		art, sum := rewriteIndex(t, fx.a2, func([]byte) []byte { return index })
+		sb := t.TempDir()
+		base := filepath.Join(sb, "releases", "1")
+		require.NoError(t, os.MkdirAll(filepath.Join(sb, "bait"), 0o755))
+		require.NoError(t, os.MkdirAll(filepath.Join(sb, "releases"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(sb, "bait", "secret"), []byte("<?php class B {}\n"), 0o600))
+		require.NoError(t, Extract(context.Background(), bytes.NewReader(fx.a1), base, ExtractOptions{}))
+		dst := filepath.Join(sb, "releases", "2")
+		before := snapshotTree(t, sb, dst)
+		_, derr := ApplyDelta(context.Background(), DeltaOptions{Base: base, Dst: dst, Source: ReaderAtRange{bytes.NewReader(art)}, Size: int64(len(art)), IndexSHA256: sum})
+		require.Equal(t, before, snapshotTree(t, sb, dst), "the delta changed something outside the new release (err %v)", derr)
+		fi, err := os.Stat(filepath.Join(sb, "bait", "secret"))
+		require.NoError(t, err)
+		require.EqualValues(t, 1, fi.Sys().(*syscall.Stat_t).Nlink, "the bait was hard-linked")
+		if derr != nil {
+			_, err := os.Lstat(dst)
+			require.ErrorIs(t, err, fs.ErrNotExist, "a refused delta left %s behind: %v", dst, derr)
+			return
+		}
+		requireMatchesIndex(t, dst, index)
+		requireLinksInside(t, dst, base)
+	})
+}
+
+func mustTrailer(t testing.TB, art []byte) int64 {
+	off, _, err := parseTrailer(art[len(art)-trailerSize:], int64(len(art)))
+	require.NoError(t, err)
+	return off
+}
+
+// requireMatchesIndex: every file of dst is in the index with its
+// content's sha256, and every link resolves inside dst.
+func requireMatchesIndex(t *testing.T, dst string, index []byte) {
+	ix, err := ParseIndex(index)
+	require.NoError(t, err, "ApplyDelta accepted an index ParseIndex refuses")
+	want := map[string]string{IndexName: sha256Hex(index)}
+	for _, e := range ix.Entries {
+		want[e.Path] = e.SHA256
+	}
+	require.NoError(t, filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(dst, p)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			to, rerr := resolveOnDisk(p)
+			require.NoError(t, rerr, "link %s", p)
+			require.True(t, to == dst || strings.HasPrefix(to, dst+"/"), "link %s resolves to %s, outside %s", p, to, dst)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.Equal(t, want[filepath.ToSlash(rel)], sha256Hex(b), "%s does not hold the bytes its index says", rel)
+		}
+		return nil
+	}))
+}
