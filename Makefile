@@ -207,6 +207,7 @@ compose-config:
 bench: deps fleet-image $(BIN)/mageflow-agent
 	$(GO) run ./test/benchbuildnumber -commits 100000 -dir $(VAR)/bench
 	$(GO) run ./test/benchpackage
+	$(GO) run ./test/benchdelta
 	$(GO) run ./test/benchwebhook
 	$(GO) test ./internal/front/server -run '^$$' -bench BenchmarkHook -benchmem
 	$(GO) run ./test/benchdeploy
