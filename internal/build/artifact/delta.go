@@ -99,6 +99,11 @@ type DeltaOptions struct {
 	// path the PHP user may write). Nil: the agent's own uid and gid and
 	// the index's mode, as Extract leaves a file.
 	LinkAs func(path string, indexMode uint32) (uid, gid, mode uint32, ok bool)
+	// Fetch, when set, names files the host rewrites in a prepared
+	// release (markers) or lets PHP write (writable paths): they always
+	// come from the artifact, never from the base, whose copy may differ
+	// from its index by design.
+	Fetch func(path string) bool
 	// CheckSpace, when set, is called once the two indexes are compared,
 	// before any file is written, with the bytes of the changed and new
 	// files (what the delta writes; linked files cost no space). Its
@@ -352,7 +357,7 @@ func (d *delta) run(ctx context.Context, raw []byte) error {
 			}
 			d.st.Symlinks++
 		case TypeFile:
-			if b := baseFiles[e.Path]; b != nil && b.SHA256 == e.SHA256 && b.Size == e.Size {
+			if b := baseFiles[e.Path]; b != nil && b.SHA256 == e.SHA256 && b.Size == e.Size && (d.opt.Fetch == nil || !d.opt.Fetch(e.Path)) {
 				reuse = append(reuse, i)
 			} else {
 				fetch = append(fetch, i)

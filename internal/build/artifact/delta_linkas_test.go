@@ -59,3 +59,24 @@ func TestApplyDeltaLinkAsFollowsTheHostsOwnership(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 0o644, fi.Mode().Perm(), "the copy has the index's mode")
 }
+
+// Files the host rewrites after extraction differ from the base's index by
+// design: Fetch takes them from the artifact instead of falling back.
+func TestApplyDeltaFetchesWhatTheHostRewrites(t *testing.T) {
+	fx := newDeltaFixture(t)
+	marker := filepath.Join(fx.base, "vendor/other/pkg/C.php")
+	require.NoError(t, os.Remove(marker))
+	require.NoError(t, os.WriteFile(marker, []byte("rewritten by the host\n"), 0o644))
+	dst := filepath.Join(fx.dir, "releases", "2")
+	opt := DeltaOptions{Base: fx.base, Dst: dst, Source: ReaderAtRange{bytes.NewReader(fx.a2)}, Size: int64(len(fx.a2)), IndexSHA256: fx.r2.IndexSHA256}
+	_, err := ApplyDelta(context.Background(), opt)
+	require.ErrorIs(t, err, ErrDeltaFallback, "without Fetch a base file unlike its index falls back")
+
+	opt.Fetch = func(p string) bool { return p == "vendor/other/pkg/C.php" }
+	_, err = ApplyDelta(context.Background(), opt)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dst, "vendor/other/pkg/C.php"))
+	require.NoError(t, err)
+	require.Equal(t, "<?php class C {}\n", string(b), "the artifact's bytes, not the host's")
+	requireSameInode(t, false, marker, filepath.Join(dst, "vendor/other/pkg/C.php"))
+}
