@@ -120,6 +120,9 @@ func (c *heurCtx) concatNames() {
 	d := c.data
 	var chain []piece
 	dot := false
+	// An unterminated string means no later quote of that kind closes
+	// either: remember it, or a file full of apostrophes costs O(n²).
+	dead := [256]bool{}
 	flush := func() {
 		c.judgeChain(chain)
 		chain, dot = chain[:0], false
@@ -127,9 +130,10 @@ func (c *heurCtx) concatNames() {
 	for i := 0; i < len(d); {
 		b := d[i]
 		switch {
-		case b == '\'' || b == '"':
+		case (b == '\'' || b == '"') && !dead[b]:
 			v, next, ok := phpString(d, i)
 			if !ok {
+				dead[b] = true
 				flush()
 				i++
 				continue
@@ -271,6 +275,7 @@ func evalCalls(d, low []byte) [][2]int {
 // decoders, and judges the decoded code with the same rules: a licence
 // check stays "needs a person", a packed web shell becomes critical.
 func (c *heurCtx) evalDecoded() {
+	decoded := 0
 	for _, loc := range evalCalls(c.data, c.lower()) {
 		start := loc[0]
 		payload, steps, ok := phpDecodeCall(c.data, loc[1], 0)
@@ -284,6 +289,9 @@ func (c *heurCtx) evalDecoded() {
 		if steps == 0 && len(payload) < 16 {
 			continue
 		}
+		if decoded++; decoded > maxDecodedPerFile {
+			break
+		}
 		if worst := c.judgePayload(payload); worst != nil {
 			c.add("heur.php.eval_decoded", SeverityCritical, start, loc[1], fmt.Sprintf("%d decoding step(s) reveal code matching %s: %s", steps, worst.SignatureID, worst.Evidence))
 			continue
@@ -294,6 +302,10 @@ func (c *heurCtx) evalDecoded() {
 		}
 	}
 }
+
+// maxDecodedPerFile bounds the payloads judged per file and depth, so
+// nested packing cannot multiply the work.
+const maxDecodedPerFile = 8
 
 // judgePayload matches decoded code against every PHP rule and returns the
 // first critical or high finding.

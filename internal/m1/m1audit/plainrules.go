@@ -29,6 +29,9 @@ import (
 // file:line (see pcreOnly) rather than loaded as something else.
 const plainDefaultSeverity = SeverityHigh
 
+// minPlainLiteral is the shortest literal a plain list may hold.
+const minPlainLiteral = 4
+
 // pcreChecks are PCRE constructs RE2 either rejects with an unhelpful error
 // or, worse, accepts with another meaning: "{,n}" is a literal in RE2 but a
 // 0..n repeat in PCRE2 10.43+ and YARA, so a rule written for those would
@@ -120,10 +123,13 @@ func parsePlainFile(name string, data []byte, byID map[string]*Signature, seen m
 			desc += " (" + label + ")"
 		}
 		sig := &Signature{ID: id, Kind: KindLiteral, Scope: scope, Severity: plainDefaultSeverity,
-			Pattern: line, Description: desc, Source: where}
+			Pattern: trimmed, Description: desc, Source: where}
 		if len(trimmed) >= 3 && strings.HasPrefix(trimmed, "/") && strings.HasSuffix(trimmed, "/") {
 			sig.Kind = KindRegex
 			sig.Pattern = trimmed[1 : len(trimmed)-1]
+		}
+		if sig.Kind == KindLiteral && len(sig.Pattern) < minPlainLiteral {
+			return fmt.Errorf("%s: %s: literal %q is shorter than %d bytes and would flag nearly every file", where, id, sig.Pattern, minPlainLiteral)
 		}
 		if err := sig.compile(); err != nil {
 			return fmt.Errorf("%s: %s: %w", where, id, err)
