@@ -123,38 +123,15 @@ func (r *refreshRun) run(ctx workflow.Context) error {
 func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
 	in := r.in
 	ctl := controlCtx(ctx)
-	desired := r.start.Desired
 	// Pin: autoscaling cannot shrink the group below its size mid-refresh.
-	if err := workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: in.Group, Min: desired, Max: max(r.start.Max, desired+in.Batch)}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: in.Group, Min: r.start.Desired, Max: max(r.start.Max, r.start.Desired+in.Batch)}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("pin the group: %w", err)
 	}
-	// Warm pool first, so replacements come up warm on the new image:
-	// pooled instances on the old image are replaced without decrement.
-	if wp := r.start.WarmPool; wp != nil {
-		for _, i := range wp.Instances {
-			if i.ImageID != in.ImageID {
-				if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: in.Group, InstanceID: i.ID, Decrement: false}).Get(ctx, nil); err != nil {
-					return fmt.Errorf("refresh warm pool instance %s: %w", i.ID, err)
-				}
-			}
-		}
+	if err := r.refreshWarmPool(ctx, ctl); err != nil {
+		return err
 	}
 	if r.in.ApproveAfterFirstBatch {
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, func(ctx workflow.Context, a Approval) (string, error) {
-			r.decided, r.ok = true, true
-			return "approved", nil
-		}, workflow.UpdateHandlerOptions{Validator: func(a Approval) error {
-			if a.By == "" {
-				return fmt.Errorf("say who decides (--by)")
-			}
-			return nil
-		}}); err != nil {
-			return err
-		}
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReject, func(ctx workflow.Context, a Approval) (string, error) {
-			r.decided, r.ok = true, false
-			return "rejected", nil
-		}, workflow.UpdateHandlerOptions{}); err != nil {
+		if err := r.setApprovalHandlers(ctx); err != nil {
 			return err
 		}
 	}
@@ -164,50 +141,121 @@ func (r *refreshRun) replace(ctx workflow.Context, olds []string) error {
 	}
 	for b := 0; b < len(olds); b += in.Batch {
 		batch := olds[b:min(b+in.Batch, len(olds))]
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Batch %d**: adding %d replacement(s) before removing %v", b/in.Batch+1, len(batch), batch))
-		if err := workflow.ExecuteActivity(ctl, fleetActs.SetDesired, activities.SetDesiredInput{Group: in.Group, Desired: desired + len(batch)}).Get(ctx, nil); err != nil {
-			return fmt.Errorf("add replacements: %w", err)
-		}
-		added, err := r.waitServing(ctx, known, len(batch))
-		if err != nil {
+		if err := r.replaceBatch(ctx, ctl, b/in.Batch+1, batch, known); err != nil {
 			return err
 		}
-		r.res.Added = append(r.res.Added, added...)
-		for _, id := range added {
-			known[id] = true
-		}
-		// Only now: out of nginx, drained, terminated with decrement.
-		if r.plan.Balancer != "" {
-			r.outOfLB = append(r.outOfLB[:0], batch...)
-			if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{Group: in.Group, Remove: batch}).Get(ctx, nil); err != nil {
-				return fmt.Errorf("remove %v from nginx: %w", batch, err)
-			}
-			for _, id := range batch {
-				_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.Drain, agent.DrainInput{Group: in.Group, ID: id, Timeout: time.Minute}).Get(ctx, nil)
-			}
-		}
-		for _, id := range batch {
-			if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: in.Group, InstanceID: id, Decrement: true}).Get(ctx, nil); err != nil {
-				return fmt.Errorf("terminate %s: %w", id, err)
-			}
-			r.res.Replaced = append(r.res.Replaced, id)
-			r.outOfLB = r.outOfLB[1:]
-		}
-		for _, id := range added {
-			r.committed[id] = true
-		}
 		if b == 0 && in.ApproveAfterFirstBatch && len(olds) > len(batch) {
-			workflow.SetCurrentDetails(ctx, "**Checkpoint**: first batch replaced; waiting for `approve` or `reject`")
-			if err := workflow.Await(ctx, func() bool { return r.decided }); err != nil {
+			if err := r.awaitCheckpoint(ctx); err != nil {
 				return err
-			}
-			if !r.ok {
-				return temporal.NewNonRetryableApplicationError("rejected at the checkpoint after the first batch", "Rejected", nil)
 			}
 		}
 	}
 	if err := workflow.ExecuteActivity(ctl, fleetActs.SetMinMax, activities.SetMinMaxInput{Group: in.Group, Min: r.start.Min, Max: r.start.Max}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("unpin the group: %w", err)
+	}
+	return nil
+}
+
+// refreshWarmPool replaces the warm pool first, so replacements come up
+// warm on the new image: pooled instances on the old image are terminated
+// without decrement.
+func (r *refreshRun) refreshWarmPool(ctx, ctl workflow.Context) error {
+	wp := r.start.WarmPool
+	if wp == nil {
+		return nil
+	}
+	for _, i := range wp.Instances {
+		if i.ImageID != r.in.ImageID {
+			if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: r.in.Group, InstanceID: i.ID, Decrement: false}).Get(ctx, nil); err != nil {
+				return fmt.Errorf("refresh warm pool instance %s: %w", i.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// setApprovalHandlers registers the approve and reject updates of the
+// checkpoint after the first batch.
+func (r *refreshRun) setApprovalHandlers(ctx workflow.Context) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, func(ctx workflow.Context, a Approval) (string, error) {
+		r.decided, r.ok = true, true
+		return "approved", nil
+	}, workflow.UpdateHandlerOptions{Validator: func(a Approval) error {
+		if a.By == "" {
+			return fmt.Errorf("say who decides (--by)")
+		}
+		return nil
+	}}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateReject, func(ctx workflow.Context, a Approval) (string, error) {
+		r.decided, r.ok = true, false
+		return "rejected", nil
+	}, workflow.UpdateHandlerOptions{})
+}
+
+// replaceBatch adds len(batch) replacements, waits until they serve, and
+// only then takes the batch out of nginx, drains and terminates it with
+// decrement. known gains the replacements.
+func (r *refreshRun) replaceBatch(ctx, ctl workflow.Context, n int, batch []string, known map[string]bool) error {
+	in := r.in
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Batch %d**: adding %d replacement(s) before removing %v", n, len(batch), batch))
+	if err := workflow.ExecuteActivity(ctl, fleetActs.SetDesired, activities.SetDesiredInput{Group: in.Group, Desired: r.start.Desired + len(batch)}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("add replacements: %w", err)
+	}
+	added, err := r.waitServing(ctx, known, len(batch))
+	if err != nil {
+		return err
+	}
+	r.res.Added = append(r.res.Added, added...)
+	for _, id := range added {
+		known[id] = true
+	}
+	// Only now: out of nginx, drained, terminated with decrement.
+	if err := r.removeFromLB(ctx, batch); err != nil {
+		return err
+	}
+	for _, id := range batch {
+		if err := workflow.ExecuteActivity(ctl, fleetActs.Terminate, activities.TerminateInput{Group: in.Group, InstanceID: id, Decrement: true}).Get(ctx, nil); err != nil {
+			return fmt.Errorf("terminate %s: %w", id, err)
+		}
+		r.res.Replaced = append(r.res.Replaced, id)
+		r.outOfLB = r.outOfLB[1:]
+	}
+	for _, id := range added {
+		r.committed[id] = true
+	}
+	return nil
+}
+
+// removeFromLB takes the batch out of the balancer's nginx and drains each
+// member, when the group has a balancer.
+func (r *refreshRun) removeFromLB(ctx workflow.Context, batch []string) error {
+	if r.plan.Balancer == "" {
+		return nil
+	}
+	r.outOfLB = append(r.outOfLB[:0], batch...)
+	if err := workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.SetMembers, agent.SetMembersInput{Group: r.in.Group, Remove: batch}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("remove %v from nginx: %w", batch, err)
+	}
+	for _, id := range batch {
+		_ = workflow.ExecuteActivity(hostCtx(ctx, r.plan.Balancer, 2*time.Minute, 0), lbActs.Drain, agent.DrainInput{Group: r.in.Group, ID: id, Timeout: time.Minute}).Get(ctx, nil)
+	}
+	return nil
+}
+
+// errRejectedAtCheckpoint is the failure of a refresh rejected after its
+// first batch.
+const errRejectedAtCheckpoint = "rejected at the checkpoint after the first batch"
+
+// awaitCheckpoint waits for `approve` or `reject` after the first batch.
+func (r *refreshRun) awaitCheckpoint(ctx workflow.Context) error {
+	workflow.SetCurrentDetails(ctx, "**Checkpoint**: first batch replaced; waiting for `approve` or `reject`")
+	if err := workflow.Await(ctx, func() bool { return r.decided }); err != nil {
+		return err
+	}
+	if !r.ok {
+		return temporal.NewNonRetryableApplicationError(errRejectedAtCheckpoint, "Rejected", nil)
 	}
 	return nil
 }
