@@ -41,6 +41,29 @@ func (w *reuser) close() {
 	w.out.close()
 }
 
+// place creates the directory or symlink e, or the unchanged file e from
+// the base.
+func (w *reuser) place(e *IndexEntry) error {
+	switch e.Type {
+	case TypeDir:
+		if _, err := w.out.open(e.Path, true); err != nil {
+			return err
+		}
+		w.d.count(func(s *DeltaStats) { s.Dirs++ })
+		return nil
+	case TypeSymlink:
+		if err := w.out.symlink(e.Link, e.Path); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return unsafeEntry(e.Path, "duplicate entry")
+			}
+			return fmt.Errorf("artifact: create symlink %s: %w", e.Path, err)
+		}
+		w.d.count(func(s *DeltaStats) { s.Symlinks++ })
+		return nil
+	}
+	return w.reuse(e)
+}
+
 // reuse places the unchanged file e from the base: hard link when the
 // base inode has the mode and owner a fresh extraction would give it,
 // else a copy. The base file is opened without following any link and

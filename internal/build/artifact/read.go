@@ -176,27 +176,15 @@ func extractInto(ctx context.Context, r io.Reader, dir string, maxBytes int64) e
 	}
 	defer d.Close()
 
-	x := &extractor{ctx: ctx, root: root, links: linkSet{}, buf: copyBufPool.Get().(*[]byte)}
+	pool := startWriterPool(ctx, dir)
+	x := &extractor{ctx: ctx, root: root, links: linkSet{}, buf: copyBufPool.Get().(*[]byte), pool: pool}
 	defer copyBufPool.Put(x.buf)
-	var stream io.Reader = d
-	if maxBytes > 0 {
-		stream = &limitReader{r: d, left: maxBytes, max: maxBytes}
+	err = x.readAll(d, maxBytes)
+	if werr := pool.wait(); err == nil {
+		err = werr
 	}
-	tr := tar.NewReader(stream)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("artifact: read archive (corrupt or truncated artifact? verify its sha256): %w", err)
-		}
-		if err := x.entry(hdr, tr); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	// Every link again, now that all are known: a link created later
 	// can change where an earlier one leads.
@@ -215,6 +203,32 @@ func extractInto(ctx context.Context, r io.Reader, dir string, maxBytes int64) e
 	return nil
 }
 
+// readAll reads the archive and creates its entries (small files through
+// the writer pool).
+func (x *extractor) readAll(d io.Reader, maxBytes int64) error {
+	var stream io.Reader = d
+	if maxBytes > 0 {
+		stream = &limitReader{r: d, left: maxBytes, max: maxBytes}
+	}
+	tr := tar.NewReader(stream)
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("artifact: read archive (corrupt or truncated artifact? verify its sha256): %w", err)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type dirAttr struct {
 	name  string
 	mode  fs.FileMode
@@ -224,6 +238,7 @@ type dirAttr struct {
 type extractor struct {
 	ctx   context.Context
 	root  *dirStack
+	pool  *writerPool
 	links linkSet
 	dirs  []dirAttr
 	buf   *[]byte
@@ -327,6 +342,16 @@ func (l *limitReader) Read(b []byte) (int, error) {
 }
 
 func (x *extractor) file(name string, hdr *tar.Header, perm fs.FileMode, tr io.Reader) error {
+	if hdr.Size <= smallFile && x.pool != nil {
+		data := make([]byte, hdr.Size)
+		if _, err := io.ReadFull(ctxio.Reader(x.ctx, tr), data); err != nil {
+			if ctxErr := x.ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return fmt.Errorf("artifact: read %s (corrupt or truncated artifact? verify its sha256): %w", name, err)
+		}
+		return x.pool.submit(fileJob{name: name, hdrName: hdr.Name, perm: uint32(perm), mtime: hdr.ModTime, data: data})
+	}
 	// O_EXCL: a duplicate entry must not silently replace (or, via a
 	// symlink of the same name, redirect) an earlier one.
 	fd, err := x.root.createFile(name)
