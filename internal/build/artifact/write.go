@@ -11,6 +11,14 @@
 // produce the same bytes, whatever the on-disk mtimes, owners or directory
 // read order. That is what lets a rebuild of the same commit be recognised
 // as a no-op by the store (same sha256) instead of a conflicting artifact.
+//
+// The tar stream is cut into independent zstd frames, and its last member
+// is a per-file index (IndexName, in a frame of its own, located by a
+// skippable trailer frame that every zstd decoder ignores): path, type,
+// mode, size, sha256 and the frame holding each file. ApplyDelta uses it
+// to build a release from the one already on a host plus only the frames
+// that hold changed files; the artifact stays a plain `tar --zstd -xf`
+// file.
 package artifact
 
 import (

@@ -14,8 +14,9 @@ import (
 
 // smallFile is the largest file Extract hands to its writer pool; larger
 // ones are streamed by the reading goroutine itself, so memory stays
-// bounded by poolQueue small files.
-const smallFile = 1 << 20
+// bounded by poolQueue small files (16 MiB). Nearly every file of a
+// Magento release is smaller.
+const smallFile = 256 << 10
 
 // poolQueue is how many read files may wait for a writer.
 const poolQueue = 64
