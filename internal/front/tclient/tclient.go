@@ -26,7 +26,8 @@ import (
 	"github.com/mageflow/mageflow/internal/platform/config"
 )
 
-// Options assembles client options; metrics may be nil.
+// Options assembles client options; metrics may be nil. It writes the
+// effective address and namespace back into cfg.
 func Options(cfg *config.Config, logger *slog.Logger, dc converter.DataConverter, metrics client.MetricsHandler) (client.Options, error) {
 	opts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{})
 	if err != nil {
@@ -38,6 +39,10 @@ func Options(cfg *config.Config, logger *slog.Logger, dc converter.DataConverter
 	if opts.Namespace == "" {
 		opts.Namespace = cfg.Temporal.Namespace
 	}
+	// What talks to Temporal through cfg (CheckAgents' DescribeTaskQueue,
+	// Web UI links, list queries) must use the namespace the client uses:
+	// with TEMPORAL_NAMESPACE set, the config's would be another one.
+	cfg.Temporal.Address, cfg.Temporal.Namespace = opts.HostPort, opts.Namespace
 	if logger != nil {
 		opts.Logger = sdklog.NewStructuredLogger(logger)
 	}
