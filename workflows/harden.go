@@ -119,6 +119,39 @@ func (r *hardenRun) phase(ctx workflow.Context, phase, details string) {
 }
 
 func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
+	step, audit, err := r.discoverAndAudit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var applied, after []m1audit.CheckResult
+	if r.in.Apply {
+		if applied, after, err = r.applyAndAuditAgain(ctx, &step); err != nil {
+			return nil, err
+		}
+	}
+	verified, err := r.verify(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	r.phase(ctx, "report", fmt.Sprintf("**Writing the report** for %s", r.in.Host))
+	var stored agent.HardenStored
+	if err := workflow.ExecuteActivity(hostCtx(ctx, r.in.Host, 2*time.Minute, 0), hardenActs.HardenReport, agent.HardenReportInput{
+		HardenRequest: r.req, Target: step.Target, Started: r.prog.Started, Audit: audit, Applied: applied, After: after, Verified: verified,
+	}).Get(ctx, &stored); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if stored.Report == nil {
+		return nil, temporal.NewNonRetryableApplicationError(errNoReport, activities.ErrInvalidInput, nil)
+	}
+	return stored.Report, nil
+}
+
+// errNoReport is the failure of a report step that returned no report.
+const errNoReport = "the report step returned no report"
+
+// discoverAndAudit finds the Magento 1 store on the host and audits it,
+// counting the failing checks. The step it returns carries the target.
+func (r *hardenRun) discoverAndAudit(ctx workflow.Context) (agent.HardenStepInput, []m1audit.CheckResult, error) {
 	host := r.in.Host
 	mode := "audit only: nothing on the host changes"
 	if r.in.Apply {
@@ -127,7 +160,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 	r.phase(ctx, "discover", fmt.Sprintf("**Discovering** the Magento 1 store on %s (%s)", host, mode))
 	var t m1audit.Target
 	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenDiscover, r.req).Get(ctx, &t); err != nil {
-		return nil, fmt.Errorf("discover: %w", err)
+		return agent.HardenStepInput{}, nil, fmt.Errorf("discover: %w", err)
 	}
 	r.target, r.prog.WebRoot, r.sweep = t, t.WebRoot, true
 	step := agent.HardenStepInput{HardenRequest: r.req, Target: t}
@@ -135,7 +168,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 	r.phase(ctx, "audit", fmt.Sprintf("**Auditing** %s (Magento %s, root `%s`): files, database, nginx, PHP-FPM, sshd", host, t.Version, t.WebRoot))
 	var audit []m1audit.CheckResult
 	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, 0), hardenActs.HardenAudit, step).Get(ctx, &audit); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return step, nil, fmt.Errorf("audit: %w", err)
 	}
 	r.prog.Audited = len(audit)
 	for _, c := range audit {
@@ -143,43 +176,49 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 			r.prog.Failing++
 		}
 	}
+	return step, audit, nil
+}
 
-	var applied, after []m1audit.CheckResult
-	if r.in.Apply {
-		r.phase(ctx, "apply", fmt.Sprintf("**Applying** fixes on %s: %d of %d checks fail", host, r.prog.Failing, r.prog.Audited))
-		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 10*time.Minute, 0), hardenActs.HardenApply, step).Get(ctx, &applied); err != nil {
-			return nil, fmt.Errorf("apply: %w", err)
-		}
-		for _, c := range applied {
-			if c.Status == m1audit.StatusFixed {
-				r.prog.Fixed++
-			}
-		}
-		// Discovery and the audit again: which failures the changes closed
-		// (and proof that they broke no check that passed). The target is
-		// read anew because remediation changed what it describes (the
-		// pool's limit_extensions, the vhosts' auth).
-		r.phase(ctx, "audit", fmt.Sprintf("**Auditing again** after %d fixes on %s", r.prog.Fixed, host))
-		// A fresh value: decoding into t would keep fields the new JSON
-		// omits (false, empty) from the old target.
-		var t2 m1audit.Target
-		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenDiscover, r.req).Get(ctx, &t2); err != nil {
-			return nil, fmt.Errorf("discover after apply: %w", err)
-		}
-		t = t2
-		r.target, r.prog.WebRoot = t, t.WebRoot
-		step.Target = t
-		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, 0), hardenActs.HardenAudit, step).Get(ctx, &after); err != nil {
-			return nil, fmt.Errorf("audit after apply: %w", err)
+// applyAndAuditAgain applies the fixes, then runs discovery and the audit
+// again: which failures the changes closed (and proof that they broke no
+// check that passed). The target is read anew because remediation changed
+// what it describes (the pool's limit_extensions, the vhosts' auth); step
+// gets the new target.
+func (r *hardenRun) applyAndAuditAgain(ctx workflow.Context, step *agent.HardenStepInput) (applied, after []m1audit.CheckResult, err error) {
+	host := r.in.Host
+	r.phase(ctx, "apply", fmt.Sprintf("**Applying** fixes on %s: %d of %d checks fail", host, r.prog.Failing, r.prog.Audited))
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 10*time.Minute, 0), hardenActs.HardenApply, *step).Get(ctx, &applied); err != nil {
+		return nil, nil, fmt.Errorf("apply: %w", err)
+	}
+	for _, c := range applied {
+		if c.Status == m1audit.StatusFixed {
+			r.prog.Fixed++
 		}
 	}
+	r.phase(ctx, "audit", fmt.Sprintf("**Auditing again** after %d fixes on %s", r.prog.Fixed, host))
+	// A fresh value: decoding into the old target would keep fields the
+	// new JSON omits (false, empty) from it.
+	var t m1audit.Target
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenDiscover, r.req).Get(ctx, &t); err != nil {
+		return nil, nil, fmt.Errorf("discover after apply: %w", err)
+	}
+	r.target, r.prog.WebRoot = t, t.WebRoot
+	step.Target = t
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, 0), hardenActs.HardenAudit, *step).Get(ctx, &after); err != nil {
+		return nil, nil, fmt.Errorf("audit after apply: %w", err)
+	}
+	return applied, after, nil
+}
 
+// verify checks the store over HTTP with temporary canaries, always
+// removed. WaitForCancellation: a cancelled run waits until the activity
+// has stopped (and deleted its canaries) before the cleanup sweeps, so no
+// canary is written after the sweep. A 5 s heartbeat timeout: the
+// cancellation reaches the activity with its next heartbeat, within about
+// 4 s.
+func (r *hardenRun) verify(ctx workflow.Context, step agent.HardenStepInput) ([]m1audit.CheckResult, error) {
+	host := r.in.Host
 	r.phase(ctx, "verify", fmt.Sprintf("**Verifying** %s over HTTP (temporary canaries, always removed)", host))
-	// WaitForCancellation: a cancelled run waits until the activity has
-	// stopped (and deleted its canaries) before the cleanup sweeps, so no
-	// canary is written after the sweep.
-	// A 5 s heartbeat timeout: the cancellation reaches the activity with
-	// its next heartbeat, within about 4 s.
 	vctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue: agent.HostTaskQueue(host), StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 5 * time.Second,
 		WaitForCancellation: true,
@@ -191,18 +230,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	r.prog.Verified = len(verified)
-
-	r.phase(ctx, "report", fmt.Sprintf("**Writing the report** for %s", host))
-	var stored agent.HardenStored
-	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 2*time.Minute, 0), hardenActs.HardenReport, agent.HardenReportInput{
-		HardenRequest: r.req, Target: t, Started: r.prog.Started, Audit: audit, Applied: applied, After: after, Verified: verified,
-	}).Get(ctx, &stored); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	if stored.Report == nil {
-		return nil, temporal.NewNonRetryableApplicationError("the report step returned no report", activities.ErrInvalidInput, nil)
-	}
-	return stored.Report, nil
+	return verified, nil
 }
 
 // cleanup removes every canary under the web root, in a context that
