@@ -138,6 +138,55 @@ func (d *DeployActivities) groupHosts(ctx context.Context, name string) ([]strin
 
 // PlanDeploy resolves the release to deploy and the environment's settings.
 func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*DeployPlan, error) {
+	env, err := d.environment(req)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := d.deployHosts(ctx, req, env)
+	if err != nil {
+		return nil, err
+	}
+	state, err := catalog.Env(ctx, d.Store, req.App, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	plan := newDeployPlan(hosts, env, state)
+	list, err := catalog.List(ctx, d.Store, req.App)
+	if err != nil {
+		return nil, err
+	}
+	pick, err := pickRelease(req, env, state, list)
+	if err != nil {
+		return nil, err
+	}
+	plan.Release = *pick
+	if req.Kind == "rollback" && !req.Force && plan.UpgradedAtBuild > 0 && pick.BuildNumber < plan.UpgradedAtBuild {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errRollbackBelowUpgrade,
+			req.App, req.Env, pick.ID, pick.BuildNumber, plan.UpgradedAtBuild), agent.ErrRollbackRefused, nil)
+	}
+	if req.Kind != "rollback" && req.IsAutomatic() {
+		cur := plan.PreviousMeta
+		if cur == nil && plan.Previous != "" {
+			cur = lastWithID(list, plan.Previous)
+		}
+		plan.Skip = AutoDeploySkip(req, pick, cur)
+	}
+	return plan, nil
+}
+
+// Messages of PlanDeploy's refusals (fmt formats).
+const (
+	errNoEnvironment        = "app %s has no environment %q (configured: %v)"
+	errEnvNoHosts           = "environment %s/%s lists no hosts: add hosts: [NAME] (declared under the top-level hosts: section) or group: NAME"
+	errReleaseNotStored     = "release %s of %s is not in the artifact store: build it first (mageflow releases --app %s lists what exists)"
+	errNoPreviousRelease    = "%s/%s has no previous release to roll back to: pass --to RELEASE"
+	errPreviousNotStored    = "previous release %s is no longer in the artifact store"
+	errNoBranchRelease      = "no release of branch %s yet: build it first (mageflow build --app %s --ref %s)"
+	errRollbackBelowUpgrade = "refusing to roll back %s/%s to %s (build %d): the database was upgraded by build %d and Magento cannot run older code on it; deploy a fix forward, or pass --force if you restored the database"
+)
+
+// environment is the configured environment the request names.
+func (d *DeployActivities) environment(req DeployRequest) (*config.Environment, error) {
 	app, err := d.Config.App(req.App)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrConfig, err)
@@ -149,21 +198,30 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("app %s has no environment %q (configured: %v)", req.App, req.Env, names), ErrConfig, nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errNoEnvironment, req.App, req.Env, names), ErrConfig, nil)
 	}
+	return env, nil
+}
+
+// deployHosts are the environment's hosts, or its group's in-service
+// instances when it names a group.
+func (d *DeployActivities) deployHosts(ctx context.Context, req DeployRequest, env *config.Environment) ([]string, error) {
 	hosts := append([]string(nil), env.Hosts...)
 	if env.Group != "" {
+		var err error
 		if hosts, err = d.groupHosts(ctx, env.Group); err != nil {
 			return nil, err
 		}
 	}
 	if len(hosts) == 0 {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("environment %s/%s lists no hosts: add hosts: [NAME] (declared under the top-level hosts: section) or group: NAME", req.App, req.Env), ErrConfig, nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errEnvNoHosts, req.App, req.Env), ErrConfig, nil)
 	}
-	state, err := catalog.Env(ctx, d.Store, req.App, req.Env)
-	if err != nil {
-		return nil, err
-	}
+	return hosts, nil
+}
+
+// newDeployPlan fills the plan from the environment's settings (with
+// their defaults) and its current state; the release is picked later.
+func newDeployPlan(hosts []string, env *config.Environment, state *catalog.EnvState) *DeployPlan {
 	plan := &DeployPlan{
 		Hosts: hosts, EnvURL: env.URL, ApprovalRequired: env.Approval == "required",
 		ApprovalTimeout: env.ApprovalTimeout.Duration, KeepReleases: env.KeepReleases,
@@ -183,62 +241,48 @@ func (d *DeployActivities) PlanDeploy(ctx context.Context, req DeployRequest) (*
 		plan.PreviousMeta = state.Release
 		plan.UpgradedAtBuild = state.UpgradedAtBuild
 	}
-	list, err := catalog.List(ctx, d.Store, req.App)
-	if err != nil {
-		return nil, err
-	}
-	var pick *release.Meta
+	return plan
+}
+
+// pickRelease chooses the release to deploy from the stored list (newest
+// first): the one asked for, the previous one for a rollback, else the
+// newest of the environment's branch.
+func pickRelease(req DeployRequest, env *config.Environment, state *catalog.EnvState, list []release.Meta) (*release.Meta, error) {
 	switch {
 	case req.ReleaseID != "":
-		for i := range list {
-			if list[i].ID == req.ReleaseID {
-				pick = &list[i]
-			}
-		}
+		pick := lastWithID(list, req.ReleaseID)
 		if pick == nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("release %s of %s is not in the artifact store: build it first (mageflow releases --app %s lists what exists)", req.ReleaseID, req.App, req.App), ErrInvalidInput, nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errReleaseNotStored, req.ReleaseID, req.App, req.App), ErrInvalidInput, nil)
 		}
+		return pick, nil
 	case req.Kind == "rollback":
 		if state == nil || state.Previous == "" {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s/%s has no previous release to roll back to: pass --to RELEASE", req.App, req.Env), agent.ErrRollbackRefused, nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errNoPreviousRelease, req.App, req.Env), agent.ErrRollbackRefused, nil)
 		}
-		for i := range list {
-			if list[i].ID == state.Previous {
-				pick = &list[i]
-			}
-		}
+		pick := lastWithID(list, state.Previous)
 		if pick == nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("previous release %s is no longer in the artifact store", state.Previous), agent.ErrRollbackRefused, nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errPreviousNotStored, state.Previous), agent.ErrRollbackRefused, nil)
 		}
+		return pick, nil
 	default:
 		for i := range list {
 			if list[i].Branch == env.Branch {
-				pick = &list[i]
-				break // newest first
+				return &list[i], nil // newest first
 			}
 		}
-		if pick == nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no release of branch %s yet: build it first (mageflow build --app %s --ref %s)", env.Branch, req.App, env.Branch), ErrInvalidInput, nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(errNoBranchRelease, env.Branch, req.App, env.Branch), ErrInvalidInput, nil)
+	}
+}
+
+// lastWithID is the last release in list with the id, or nil.
+func lastWithID(list []release.Meta, id string) *release.Meta {
+	var pick *release.Meta
+	for i := range list {
+		if list[i].ID == id {
+			pick = &list[i]
 		}
 	}
-	plan.Release = *pick
-	if req.Kind == "rollback" && !req.Force && plan.UpgradedAtBuild > 0 && pick.BuildNumber < plan.UpgradedAtBuild {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"refusing to roll back %s/%s to %s (build %d): the database was upgraded by build %d and Magento cannot run older code on it; deploy a fix forward, or pass --force if you restored the database",
-			req.App, req.Env, pick.ID, pick.BuildNumber, plan.UpgradedAtBuild), agent.ErrRollbackRefused, nil)
-	}
-	if req.Kind != "rollback" && req.IsAutomatic() {
-		cur := plan.PreviousMeta
-		if cur == nil && plan.Previous != "" {
-			for i := range list {
-				if list[i].ID == plan.Previous {
-					cur = &list[i]
-				}
-			}
-		}
-		plan.Skip = AutoDeploySkip(req, pick, cur)
-	}
-	return plan, nil
+	return pick
 }
 
 // AutoDeploySkip says why an automatic deploy of rel must not replace cur,
