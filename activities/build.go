@@ -293,26 +293,45 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	fmt.Fprintf(logf, "mageflow build of %s release %s (commit %s, build #%d)\n", in.App, in.ReleaseID, in.Commit.Commit, in.Commit.BuildNumber)
 
 	setProg(func(p *BuildProgress) { *p = BuildProgress{Phase: "checkout"} })
+	if err := a.checkout(ctx, app, in.Commit.Commit, src, logf, current); err != nil {
+		return res, err
+	}
+	if err := a.runRecipe(ctx, app, src, logf, &res, setProg, current); err != nil {
+		return res, err
+	}
+	if err := a.packageBuild(ctx, app, in, src, staged, logf, &res, setProg, current); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkout exports the commit from the app's mirror into src and refuses a
+// committed link out of the checkout before any build step runs next to it;
+// packaging checks the build's own links too.
+func (a *BuildActivities) checkout(ctx context.Context, app *config.App, commit, src string, logf io.Writer, current func() any) error {
 	repo, err := a.Git.Open(app.Repo)
 	if err != nil {
-		return res, fmt.Errorf("open mirror of %s: %w", app.Repo, err)
+		return fmt.Errorf("open mirror of %s: %w", app.Repo, err)
 	}
 	stop := a.heartbeatWhile(ctx, current)
-	err = repo.Export(ctx, in.Commit.Commit, src)
+	err = repo.Export(ctx, commit, src)
 	stop()
 	if err != nil {
-		return res, fmt.Errorf("check out %s: %w", in.Commit.Commit, err)
+		return fmt.Errorf("check out %s: %w", commit, err)
 	}
-	// A committed link out of the checkout is refused before any build
-	// step runs next to it; packaging checks the build's own links too.
 	if err := artifact.CheckLinks(src, app.SharedPaths()); err != nil {
-		return res, escapingLinkFailure(logf, "commit "+in.Commit.Commit, err)
+		return escapingLinkFailure(logf, "commit "+commit, err)
 	}
+	return nil
+}
 
-	spec := BuilderSpec(app)
-	steps, err := builder.Plan(spec, src)
+// runRecipe plans the app's recipe and runs its steps in the builder,
+// recording the recipe, builder and steps in res.
+func (a *BuildActivities) runRecipe(ctx context.Context, app *config.App, src string, logf io.Writer, res *BuildArtifactResult,
+	setProg func(func(*BuildProgress)), current func() any) error {
+	steps, err := builder.Plan(BuilderSpec(app), src)
 	if err != nil {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("plan the %s recipe: %v", app.Type, err), ErrConfig, err)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("plan the %s recipe: %v", app.Type, err), ErrConfig, err)
 	}
 	newRunner := a.NewRunner
 	if newRunner == nil {
@@ -320,14 +339,14 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	}
 	runner, err := newRunner(app)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Recipe = app.Type
 	res.Builder = app.Build.Builder
 	res.BuilderImage = runner.Describe()
 	fmt.Fprintf(logf, "builder: %s\n", res.BuilderImage)
 
-	stop = a.heartbeatWhile(ctx, current)
+	stop := a.heartbeatWhile(ctx, current)
 	res.Steps, err = builder.Execute(ctx, runner, src, steps, logf, func(i, n int, name string) {
 		setProg(func(p *BuildProgress) { p.Phase, p.Step, p.Index, p.Total = "build", name, i+1, n })
 	})
@@ -335,13 +354,18 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	if err != nil {
 		var se *builder.StepError
 		if errors.As(err, &se) {
-			return res, temporal.NewNonRetryableApplicationError(se.Error(), ErrBuildStepFailed, nil)
+			return temporal.NewNonRetryableApplicationError(se.Error(), ErrBuildStepFailed, nil)
 		}
-		return res, err
+		return err
 	}
+	return nil
+}
 
-	// release.json inside the artifact: everything but the artifact's own
-	// checksum, which cannot be known before the artifact is written.
+// packageBuild writes the artifact of the built tree to staged with its
+// release.json inside: everything but the artifact's own checksum, which
+// cannot be known before the artifact is written. res gets the artifact.
+func (a *BuildActivities) packageBuild(ctx context.Context, app *config.App, in BuildArtifactInput, src, staged string, logf io.Writer,
+	res *BuildArtifactResult, setProg func(func(*BuildProgress)), current func() any) error {
 	manifest := release.Meta{
 		ID: in.ReleaseID, App: in.App, Commit: in.Commit.Commit, ShortCommit: in.Commit.ShortCommit, Branch: in.Commit.Branch,
 		BuildNumber: in.Commit.BuildNumber, Message: in.Commit.Message, Author: in.Commit.Author, AuthorEmail: in.Commit.AuthorEmail,
@@ -351,22 +375,22 @@ func (a *BuildActivities) buildAndPackage(ctx context.Context, app *config.App, 
 	}
 	mb, err := json.MarshalIndent(manifest, "", "  ")
 	if err != nil {
-		return res, err
+		return err
 	}
 	setProg(func(p *BuildProgress) { p.Phase, p.Step = "package", "" })
-	stop = a.heartbeatWhile(ctx, current)
+	stop := a.heartbeatWhile(ctx, current)
 	ar, err := artifact.WriteFile(ctx, staged, src, mb, artifact.Options{Exclude: app.SharedPaths(), ModTime: in.Commit.CommittedAt})
 	stop()
 	if errors.Is(err, artifact.ErrEscapingLink) {
-		return res, escapingLinkFailure(logf, "build output", err)
+		return escapingLinkFailure(logf, "build output", err)
 	}
 	if err != nil {
-		return res, fmt.Errorf("package: %w", err)
+		return fmt.Errorf("package: %w", err)
 	}
 	fmt.Fprintf(logf, "packaged %d files, %d bytes -> %d bytes, sha256 %s\n", ar.Files, ar.UncompressedBytes, ar.Size, ar.SHA256)
 	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size, UncompressedSize: ar.TarSize}
 	res.Files = ar.Files
-	return res, nil
+	return nil
 }
 
 // escapingLinkFailure is the build's failure for a link that leaves the
