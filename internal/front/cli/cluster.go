@@ -256,14 +256,16 @@ func waitCluster(ctx context.Context, cl *cluster.Cluster, procs []*cluster.Proc
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- cl.Supervise(sctx) }()
+	// The supervisor has ended before the caller stops the cluster: it
+	// must not restart a service Stop is stopping.
+	stopSupervisor := func() { cancel(); <-errc }
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(stdout, "\nstopping …")
-			cancel()
-			<-errc
+			stopSupervisor()
 			return nil
 		case err := <-errc:
 			return err
@@ -271,6 +273,7 @@ func waitCluster(ctx context.Context, cl *cluster.Cluster, procs []*cluster.Proc
 		}
 		for _, p := range procs {
 			if p.Exited() {
+				stopSupervisor()
 				return fmt.Errorf("%s exited (%v): see its log", p.Name, p.Err())
 			}
 		}

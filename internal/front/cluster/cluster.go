@@ -65,6 +65,7 @@ type Cluster struct {
 	mu       sync.Mutex
 	procs    []*Proc // in start order
 	restarts map[string][]time.Time
+	stopped  bool
 	password string
 	pg       *postgres
 	// Frontend is the gRPC address clients dial.
@@ -72,6 +73,8 @@ type Cluster struct {
 	// UIURL is the Web UI's address ("" with NoUI).
 	UIURL string
 }
+
+var errStopped = errors.New("the cluster is stopping")
 
 // Binaries that must exist under Options.Bin.
 var binaries = []string{"temporal-server", "temporal-sql-tool", "temporal-ui-server"}
@@ -310,8 +313,14 @@ func (c *Cluster) startService(name string) (*Proc, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.procs = append(c.procs, p)
+	stopped := c.stopped
+	if !stopped {
+		c.procs = append(c.procs, p)
+	}
 	c.mu.Unlock()
+	if stopped { // Stop ran meanwhile: this one is not in its list
+		return nil, errors.Join(errStopped, p.Stop(stopGrace))
+	}
 	return p, c.writePid(p)
 }
 
@@ -433,6 +442,10 @@ func (c *Cluster) exitedProcs() []*Proc {
 func (c *Cluster) restart(svc string, old *Proc) error {
 	now := time.Now()
 	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
 	if c.restarts == nil {
 		c.restarts = map[string][]time.Time{}
 	}
@@ -466,7 +479,7 @@ func (c *Cluster) Stop() error {
 	}
 	c.mu.Lock()
 	procs := c.procs
-	c.procs = nil
+	c.procs, c.stopped = nil, true
 	c.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
