@@ -244,20 +244,7 @@ func (l *LBActivities) SetMembers(ctx context.Context, in SetMembersInput) (*Mem
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]Member{}
-	for _, m := range cur.Members {
-		byID[m.ID] = m
-	}
-	for _, id := range in.Remove {
-		delete(byID, id)
-	}
-	for _, m := range in.Add {
-		byID[m.ID] = m
-	}
-	want := make([]Member, 0, len(byID))
-	for _, m := range byID {
-		want = append(want, m)
-	}
+	want := applyChangeSet(cur.Members, in)
 	data, sum, err := lbconf.Render(c, want)
 	if err != nil {
 		return nil, nonRetryable(ErrInvalidInput, "balancer %s: %v", l.Host, err)
@@ -280,31 +267,82 @@ func (l *LBActivities) SetMembers(ctx context.Context, in SetMembersInput) (*Mem
 
 	stop := heartbeat.While(ctx, l.HeartbeatEvery, func() any { return LBProgress{Step: "nginx -t"} })
 	defer stop()
-	if err := l.Nginx.Test(ctx); err != nil {
-		if rerr := l.restore(u.File, old); rerr != nil {
-			return nil, fmt.Errorf("balancer %s: nginx rejected the new %s (%v) and restoring the previous one failed: %v — fix the file by hand before nginx is reloaded", l.Host, u.File, err, rerr)
-		}
-		var te *lbconf.TestError
-		if errors.As(err, &te) {
-			return nil, nonRetryable(ErrNginxRejected, "balancer %s: nginx -t rejected group %s's upstream with members %s, so the previous %s is back and nginx keeps serving its old members; nginx said: %s", l.Host, in.Group, describe(want), u.File, te.Output)
-		}
-		return nil, fmt.Errorf("balancer %s: %w", l.Host, err)
+	if err := l.testOrRestore(ctx, u, old, in.Group, want); err != nil {
+		return nil, err
 	}
+	if err := l.reloadAndWait(ctx, u, c, old, cur, in.Group, sum, res); err != nil {
+		return nil, err
+	}
+	res.Took = time.Since(started)
+	return res, nil
+}
 
+// applyChangeSet is the member set after the change: the current members
+// without the removed ones, plus the added ones (in no particular order:
+// rendering normalises it).
+func applyChangeSet(cur []Member, in SetMembersInput) []Member {
+	byID := map[string]Member{}
+	for _, m := range cur {
+		byID[m.ID] = m
+	}
+	for _, id := range in.Remove {
+		delete(byID, id)
+	}
+	for _, m := range in.Add {
+		byID[m.ID] = m
+	}
+	want := make([]Member, 0, len(byID))
+	for _, m := range byID {
+		want = append(want, m)
+	}
+	return want
+}
+
+// Messages of SetMembers's failures (fmt formats).
+const (
+	errRestoreFailed    = "balancer %s: nginx rejected the new %s (%v) and restoring the previous one failed: %v — fix the file by hand before nginx is reloaded"
+	errNginxTestRejected    = "balancer %s: nginx -t rejected group %s's upstream with members %s, so the previous %s is back and nginx keeps serving its old members; nginx said: %s"
+	errStoppedWaiting   = "balancer %s: nginx was reloaded with group %s's members %s; stopped waiting for it to serve them: %w"
+	errNotServingFormat = "balancer %s: nginx (master %d) was reloaded with group %s's members %s but does not serve them at %s after %s (last answer: %s)"
+)
+
+// testOrRestore runs `nginx -t` on the written include and puts the
+// previous include back when nginx rejects it.
+func (l *LBActivities) testOrRestore(ctx context.Context, u LBUpstream, old []byte, group string, want []Member) error {
+	err := l.Nginx.Test(ctx)
+	if err == nil {
+		return nil
+	}
+	if rerr := l.restore(u.File, old); rerr != nil {
+		return fmt.Errorf(errRestoreFailed, l.Host, u.File, err, rerr)
+	}
+	var te *lbconf.TestError
+	if errors.As(err, &te) {
+		return nonRetryable(ErrNginxRejected, errNginxTestRejected, l.Host, group, describe(want), u.File, te.Output)
+	}
+	return fmt.Errorf("balancer %s: %w", l.Host, err)
+}
+
+// reloadAndWait reloads nginx and waits until it serves res.Members and no
+// worker from before the reload accepts new connections. A reload nginx
+// refused puts the previous include back.
+func (l *LBActivities) reloadAndWait(ctx context.Context, u LBUpstream, c lbconf.Upstream, old []byte, cur *lbconf.File,
+	group, sum string, res *MembersResult) error {
+	want := res.Members
 	logAt := l.Nginx.ErrorLogSize()
 	master, oldWorkers, err := l.Nginx.Reload()
 	if err != nil {
 		// The include stays: nginx reads it when it starts, and a retry
 		// reloads a running nginx.
-		return nil, fmt.Errorf("balancer %s: %w", l.Host, err)
+		return fmt.Errorf("balancer %s: %w", l.Host, err)
 	}
 	res.Changed = true
 	v, err := l.waitServing(ctx, c, want, sum)
 	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("balancer %s: nginx was reloaded with group %s's members %s; stopped waiting for it to serve them: %w", l.Host, in.Group, describe(want), ctx.Err())
+		return fmt.Errorf(errStoppedWaiting, l.Host, group, describe(want), ctx.Err())
 	}
 	if err != nil {
-		msg := fmt.Sprintf("balancer %s: nginx (master %d) was reloaded with group %s's members %s but does not serve them at %s after %s (last answer: %s)", l.Host, master, in.Group, describe(want), u.VerifyURL, l.verifyTimeout(), v)
+		msg := fmt.Sprintf(errNotServingFormat, l.Host, master, group, describe(want), u.VerifyURL, l.verifyTimeout(), v)
 		log := nginxComplaints(l.Nginx.ErrorLogFrom(logAt))
 		if log != "" {
 			msg += "; nginx's error log says:\n" + log
@@ -317,14 +355,13 @@ func (l *LBActivities) SetMembers(ctx context.Context, in SetMembersInput) (*Mem
 				msg += "\nnginx keeps its previous config, so the previous include is back"
 			}
 		}
-		return nil, errors.New(msg)
+		return errors.New(msg)
 	}
 	res.Serving = true
 	if err := l.waitOldWorkersQuit(ctx, oldWorkers); err != nil {
-		return nil, fmt.Errorf("balancer %s: %w", l.Host, err)
+		return fmt.Errorf("balancer %s: %w", l.Host, err)
 	}
-	res.Took = time.Since(started)
-	return res, nil
+	return nil
 }
 
 // restore puts back the include as it was (nil: there was none).
