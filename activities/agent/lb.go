@@ -300,10 +300,10 @@ func applyChangeSet(cur []Member, in SetMembersInput) []Member {
 
 // Messages of SetMembers's failures (fmt formats).
 const (
-	errRestoreFailed    = "balancer %s: nginx rejected the new %s (%v) and restoring the previous one failed: %v — fix the file by hand before nginx is reloaded"
-	errNginxTestRejected    = "balancer %s: nginx -t rejected group %s's upstream with members %s, so the previous %s is back and nginx keeps serving its old members; nginx said: %s"
-	errStoppedWaiting   = "balancer %s: nginx was reloaded with group %s's members %s; stopped waiting for it to serve them: %w"
-	errNotServingFormat = "balancer %s: nginx (master %d) was reloaded with group %s's members %s but does not serve them at %s after %s (last answer: %s)"
+	errRestoreFailed     = "balancer %s: nginx rejected the new %s (%v) and restoring the previous one failed: %v — fix the file by hand before nginx is reloaded"
+	errNginxTestRejected = "balancer %s: nginx -t rejected group %s's upstream with members %s, so the previous %s is back and nginx keeps serving its old members; nginx said: %s"
+	errStoppedWaiting    = "balancer %s: nginx was reloaded with group %s's members %s; stopped waiting for it to serve them: %w"
+	errNotServingFormat  = "balancer %s: nginx (master %d) was reloaded with group %s's members %s but does not serve them at %s after %s (last answer: %s)"
 )
 
 // testOrRestore runs `nginx -t` on the written include and puts the
