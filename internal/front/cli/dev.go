@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/mageflow/mageflow/internal/front/demo"
 	"github.com/mageflow/mageflow/internal/front/devserver"
 	"github.com/mageflow/mageflow/internal/front/workerapp"
+	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/internal/platform/config"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
@@ -54,13 +56,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := devPrepare(cfg, stdout); err != nil {
 		return err
 	}
-
-	absDB, _ := filepath.Abs(o.db)
-	fmt.Fprintf(stdout, "starting Temporal dev server on %s (UI %s, history in %s)\n", cfg.Temporal.Address, cfg.Temporal.UIURL, absDB)
-	srv, err := devserver.Start(ctx, devserver.Options{
-		CLI: o.cli, IP: o.ip, Port: o.port, UIPort: o.uiPort, DBFile: absDB, Namespace: cfg.Temporal.Namespace,
-		CodecEndpoint: strings.TrimRight(cfg.Server.PublicURL, "/") + "/codec", Log: stderr,
-	})
+	srv, err := startDevServer(ctx, cfg, o, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -78,15 +74,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if ft != nil {
-		// Instances reach Temporal through the docker network's gateway;
-		// the dev server keeps listening on loopback only.
-		relay, err := relayTemporal(ctx, cfg, ft)
-		if err != nil {
-			return err
+		relay, lb, err := startFleetEdge(ctx, cfg, ft, stdout)
+		if relay != nil {
+			defer relay.Close()
 		}
-		defer relay.Close()
-		fmt.Fprintf(stdout, "instances of group %s reach Temporal at %s\n", ft.key, relay.Addr())
-		lb, err := startFleetBalancer(ctx, cfg, ft, stdout)
 		if err != nil {
 			return err
 		}
@@ -94,23 +85,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	started := time.Now()
 	errc := make(chan error, 3+len(cfg.Hosts))
-	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
-	for _, h := range localHosts(cfg) {
-		go func() {
-			errc <- wrap("agent "+h, agentapp.Run(ctx, agentapp.Options{Config: cfg, Logger: logger.With("agent", h), Host: h}))
-		}()
-	}
+	startDevWorkers(ctx, cfg, logger, errc)
 
 	c, cdc, err := dial(ctx, cfg, e.quietLogger(stderr))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ready := make(chan string, 1)
-	go func() { errc <- wrap("http server", Serve(ctx, cfg, c, cdc, logger, ready)) }()
-	select {
-	case <-ready:
-	case err := <-errc:
+	if err := serveDev(ctx, cfg, c, cdc, logger, errc); err != nil {
 		return err
 	}
 	printRunning(stdout, cfg)
@@ -124,6 +106,58 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return waitDev(ctx, errc, srv.Done(), stdout)
+}
+
+// startDevServer starts the Temporal dev server with its history in the
+// -db file.
+func startDevServer(ctx context.Context, cfg *config.Config, o *devOptions, stdout, stderr io.Writer) (*devserver.Server, error) {
+	absDB, _ := filepath.Abs(o.db)
+	fmt.Fprintf(stdout, "starting Temporal dev server on %s (UI %s, history in %s)\n", cfg.Temporal.Address, cfg.Temporal.UIURL, absDB)
+	return devserver.Start(ctx, devserver.Options{
+		CLI: o.cli, IP: o.ip, Port: o.port, UIPort: o.uiPort, DBFile: absDB, Namespace: cfg.Temporal.Namespace,
+		CodecEndpoint: strings.TrimRight(cfg.Server.PublicURL, "/") + "/codec", Log: stderr,
+	})
+}
+
+// startFleetEdge relays Temporal to the fleet's instances, which reach it
+// through the docker network's gateway (the dev server keeps listening on
+// loopback only), and starts the group's local balancer. A non-nil relay
+// is the caller's to close, also with an error.
+func startFleetEdge(ctx context.Context, cfg *config.Config, ft *fleetTarget, stdout io.Writer) (net.Listener, *webstack.Proc, error) {
+	relay, err := relayTemporal(ctx, cfg, ft)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(stdout, "instances of group %s reach Temporal at %s\n", ft.key, relay.Addr())
+	lb, err := startFleetBalancer(ctx, cfg, ft, stdout)
+	if err != nil {
+		return relay, nil, err
+	}
+	return relay, lb, nil
+}
+
+// startDevWorkers runs the worker and one agent per local host; each sends
+// its end to errc.
+func startDevWorkers(ctx context.Context, cfg *config.Config, logger *slog.Logger, errc chan<- error) {
+	go func() { errc <- wrap("worker", workerapp.Run(ctx, workerapp.Options{Config: cfg, Logger: logger})) }()
+	for _, h := range localHosts(cfg) {
+		go func() {
+			errc <- wrap("agent "+h, agentapp.Run(ctx, agentapp.Options{Config: cfg, Logger: logger.With("agent", h), Host: h}))
+		}()
+	}
+}
+
+// serveDev starts the HTTP server and returns once it listens, or with the
+// first error on errc.
+func serveDev(ctx context.Context, cfg *config.Config, c client.Client, cdc *codec.Codec, logger *slog.Logger, errc chan error) error {
+	ready := make(chan string, 1)
+	go func() { errc <- wrap("http server", Serve(ctx, cfg, c, cdc, logger, ready)) }()
+	select {
+	case <-ready:
+		return nil
+	case err := <-errc:
+		return err
+	}
 }
 
 // devOptions are the flags of `mageflow dev`.
