@@ -286,6 +286,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 		return workflow.ExecuteActivity(hostCtx(ctx, h, 30*time.Minute, time.Minute), hostActs.Prepare, agent.PrepareInput{
 			HostTarget: d.target(h), ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256,
 			Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize, ContentVersion: fmt.Sprintf("%d", rel.BuildNumber),
+			IndexSHA256: rel.Artifact.IndexSHA256,
 		})
 	}, func(h string, f workflow.Future) error {
 		var res agent.PrepareResult
@@ -296,6 +297,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 		// cancel: one already on the host (a rollback target) stays.
 		if !res.AlreadyPrepared {
 			d.prepared = append(d.prepared, h)
+			d.rec.Transfers = append(d.rec.Transfers, catalog.HostTransfer{Host: h, Transfer: res.Transfer})
 		}
 		return nil
 	})

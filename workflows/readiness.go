@@ -181,7 +181,7 @@ func ready(ctx workflow.Context, in ReadinessInput, plan activities.GroupPlan, r
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Putting release** `%s` on %s", rel.ID, host))
 		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Minute, time.Minute), hostActs.Prepare, agent.PrepareInput{
 			HostTarget: t, ReleaseID: rel.ID, ArtifactURI: rel.Artifact.URI, SHA256: rel.Artifact.SHA256, Size: rel.Artifact.Size, UncompressedSize: rel.Artifact.UncompressedSize,
-			ContentVersion: fmt.Sprintf("%d", rel.BuildNumber)}).Get(ctx, nil); err != nil {
+			ContentVersion: fmt.Sprintf("%d", rel.BuildNumber), IndexSHA256: rel.Artifact.IndexSHA256}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("prepare release %s: %w", rel.ID, err)
 		}
 		if err := workflow.ExecuteActivity(hostCtx(ctx, host, 30*time.Second, 0), hostActs.Switch, agent.ReleaseRef{HostTarget: t, ReleaseID: rel.ID}).Get(ctx, nil); err != nil {

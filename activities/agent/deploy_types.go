@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"time"
+
+	"github.com/mageflow/mageflow/internal/build/catalog"
+)
 
 // Error types of the deploy that retrying cannot fix.
 const (
@@ -52,6 +56,11 @@ type PrepareInput struct {
 	// ContentVersion is written into the release so every host serves the
 	// same static content version (pub/static/deployed_version.txt).
 	ContentVersion string
+	// IndexSHA256 is the digest of the artifact's per-file index
+	// (release.Artifact.IndexSHA256): with it, a host that already holds
+	// a release builds the new one from it and only the frames of changed
+	// files. Empty for releases built before delta deploys: full download.
+	IndexSHA256 string
 }
 
 // PrepareResult reports what the host now holds.
@@ -61,7 +70,19 @@ type PrepareResult struct {
 	AlreadyPrepared bool
 	FreeBytes       uint64
 	Seconds         float64
+	// Transfer says how the release got here (delta or full download)
+	// and what it cost; empty when AlreadyPrepared.
+	Transfer Transfer
 }
+
+// Transfer modes of a prepare.
+const (
+	TransferDelta = catalog.TransferDelta
+	TransferFull  = catalog.TransferFull
+)
+
+// Transfer is how one host got a release (catalog.Transfer).
+type Transfer = catalog.Transfer
 
 // ReleaseRef names a release on a host.
 type ReleaseRef struct {

@@ -39,35 +39,53 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// openArtifact opens the artifact at uri: through the agent's own store
-// when the URI is one of its keys, else through a store opened on the URI's
-// directory (same S3 settings).
-func (h *HostActivities) openArtifact(ctx context.Context, in PrepareInput) (io.ReadCloser, int64, error) {
+// artifactStore is the store and key of the artifact of in: the agent's
+// own store when the URI is one of its keys, else a store opened on the
+// URI's directory (same S3 settings).
+func (h *HostActivities) artifactStore(ctx context.Context, in PrepareInput) (store.Store, string, error) {
 	key := catalog.ArtifactKey(in.App, in.ReleaseID)
 	st := h.Store
-	if st == nil || (in.ArtifactURI != "" && st.URI(key) != in.ArtifactURI) {
-		if in.ArtifactURI == "" {
-			return nil, 0, nonRetryable(ErrConfig, "no artifact URI given and the agent has no artifact store configured")
-		}
-		base, name := path.Split(in.ArtifactURI)
-		var s3 store.S3Config
-		if h.Config != nil && h.Config.Artifacts.S3 != nil {
-			x := h.Config.Artifacts.S3
-			s3 = store.S3Config{Region: x.Region, Endpoint: x.Endpoint, PathStyle: x.PathStyle}
-		}
-		o, err := store.Open(ctx, strings.TrimSuffix(base, "/"), s3)
-		if err != nil {
-			return nil, 0, nonRetryable(ErrConfig, "open the artifact store of %s: %v", in.ArtifactURI, err)
-		}
-		st, key = o, name
+	if st != nil && (in.ArtifactURI == "" || st.URI(key) == in.ArtifactURI) {
+		return st, key, nil
 	}
-	size := in.Size
-	if size <= 0 {
-		info, err := st.Stat(ctx, key)
-		if err != nil {
-			return nil, 0, fmt.Errorf("artifact %s: %w", in.ArtifactURI, err)
-		}
-		size = info.Size
+	if in.ArtifactURI == "" {
+		return nil, "", nonRetryable(ErrConfig, "no artifact URI given and the agent has no artifact store configured")
+	}
+	base, name := path.Split(in.ArtifactURI)
+	var s3 store.S3Config
+	if h.Config != nil && h.Config.Artifacts.S3 != nil {
+		x := h.Config.Artifacts.S3
+		s3 = store.S3Config{Region: x.Region, Endpoint: x.Endpoint, PathStyle: x.PathStyle}
+	}
+	o, err := store.Open(ctx, strings.TrimSuffix(base, "/"), s3)
+	if err != nil {
+		return nil, "", nonRetryable(ErrConfig, "open the artifact store of %s: %v", in.ArtifactURI, err)
+	}
+	return o, name, nil
+}
+
+// artifactSize is the artifact's size as the release recorded it, or as
+// the store says for releases that did not.
+func artifactSize(ctx context.Context, st store.Store, key string, in PrepareInput) (int64, error) {
+	if in.Size > 0 {
+		return in.Size, nil
+	}
+	info, err := st.Stat(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("artifact %s: %w", in.ArtifactURI, err)
+	}
+	return info.Size, nil
+}
+
+// openArtifact opens the artifact of in for a full download.
+func (h *HostActivities) openArtifact(ctx context.Context, in PrepareInput) (io.ReadCloser, int64, error) {
+	st, key, err := h.artifactStore(ctx, in)
+	if err != nil {
+		return nil, 0, err
+	}
+	size, err := artifactSize(ctx, st, key, in)
+	if err != nil {
+		return nil, 0, err
 	}
 	rc, err := st.Get(ctx, key)
 	if err != nil {
@@ -104,17 +122,17 @@ const artifactTempName = "artifact.tar.zst"
 // by the unpacked size the build recorded, into a work directory that is
 // renamed to dst once complete. Nothing reaches the release tree before
 // the digest matched.
-func (h *HostActivities) download(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) error {
+func (h *HostActivities) download(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) (int64, error) {
 	rels := c.releases()
 	want := strings.ToLower(strings.TrimSpace(in.SHA256))
 	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-		return nonRetryable(ErrInvalidInput, "release %s: sha256 %q is not a hex digest", in.ReleaseID, in.SHA256)
+		return 0, nonRetryable(ErrInvalidInput, "release %s: sha256 %q is not a hex digest", in.ReleaseID, in.SHA256)
 	}
 	// Opening reads nothing yet: the disk check below still comes before
 	// the download.
 	rc, size, err := h.openArtifact(ctx, in)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer rc.Close()
 	unpacked := in.UncompressedSize
@@ -122,33 +140,33 @@ func (h *HostActivities) download(ctx context.Context, c *resolvedTarget, in Pre
 		unpacked = fallbackUnpackRatio * size
 	}
 	if err := h.checkFree(c, in, size); err != nil {
-		return err
+		return 0, err
 	}
 	tmp, err := os.MkdirTemp(rels, hostops.TmpPrefix+in.ReleaseID+"-")
 	if err != nil {
-		return fmt.Errorf("create a work directory in %s: %w", rels, err)
+		return 0, fmt.Errorf("create a work directory in %s: %w", rels, err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename it holds nothing
 	f, err := h.fetchVerified(ctx, rc, in, filepath.Join(tmp, artifactTempName), size, want)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
 	tree := filepath.Join(tmp, "tree")
 	if err := h.extract(ctx, in, f, size, tree, unpacked); err != nil {
-		return err
+		return 0, err
 	}
 	if b, err := os.ReadFile(filepath.Join(tree, artifact.ManifestName)); err == nil {
 		var m release.Meta
 		if json.Unmarshal(b, &m) == nil && m.ID != "" && m.ID != in.ReleaseID {
-			return nonRetryable(ErrArtifactCorrupt, "artifact %s holds release %s, not %s; the catalog points at the wrong artifact", in.ArtifactURI, m.ID, in.ReleaseID)
+			return 0, nonRetryable(ErrArtifactCorrupt, "artifact %s holds release %s, not %s; the catalog points at the wrong artifact", in.ArtifactURI, m.ID, in.ReleaseID)
 		}
 	}
 	if err := os.Rename(tree, dst); err != nil {
-		return fmt.Errorf("move release into place at %s: %w", dst, err)
+		return 0, fmt.Errorf("move release into place at %s: %w", dst, err)
 	}
 	hostops.SyncDir(rels)
-	return nil
+	return size, nil
 }
 
 // diskFullMsg is the error of checkFree: host, free, releases dir,
@@ -160,24 +178,31 @@ const diskFullMsg = "host %s: only %s free on the file system of %s, %s needed f
 // fallbackFreeRatio× the artifact for a release that did not record it),
 // and never less than hosts.<host>.min_free_bytes.
 func (h *HostActivities) checkFree(c *resolvedTarget, in PrepareInput, size int64) error {
+	need, what := fallbackFreeRatio*size, fmt.Sprintf("%d× the %s artifact", fallbackFreeRatio, units.Bytes(size))
+	if in.UncompressedSize > 0 {
+		need, what = size+in.UncompressedSize, fmt.Sprintf("the %s artifact plus the %s it unpacks to", units.Bytes(size), units.Bytes(in.UncompressedSize))
+	}
+	return h.checkFreeFor(c, in, need, what)
+}
+
+// checkFreeFor refuses a release when the file system of releases/ has
+// less than need bytes (what: how need was counted) or less than
+// hosts.<host>.min_free_bytes free.
+func (h *HostActivities) checkFreeFor(c *resolvedTarget, in PrepareInput, need int64, what string) error {
 	rels := c.releases()
 	free, err := hostops.FreeBytes(rels)
 	if err != nil {
 		return err
 	}
-	need, what := uint64(fallbackFreeRatio*size), fmt.Sprintf("%d× the %s artifact", fallbackFreeRatio, units.Bytes(size))
-	if in.UncompressedSize > 0 {
-		need, what = uint64(size+in.UncompressedSize), fmt.Sprintf("the %s artifact plus the %s it unpacks to", units.Bytes(size), units.Bytes(in.UncompressedSize))
-	}
-	need = max(uint64(max(c.host.MinFreeBytes, 0)), need)
-	if free >= need {
+	want := max(uint64(max(c.host.MinFreeBytes, 0)), uint64(max(need, 0)))
+	if free >= want {
 		return nil
 	}
 	keep := "keep_releases"
 	if c.env != nil {
 		keep = fmt.Sprintf("apps.%s.environments.%s.keep_releases (now %d)", c.app.Name, in.Env, c.env.KeepReleases)
 	}
-	return nonRetryable(ErrDiskFull, diskFullMsg, h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(need)), in.ReleaseID, h.Host, what, rels, keep)
+	return nonRetryable(ErrDiskFull, diskFullMsg, h.Host, units.Bytes(int64(free)), rels, units.Bytes(int64(want)), in.ReleaseID, h.Host, what, rels, keep)
 }
 
 // fetchVerified copies the artifact from rc into the new private file

@@ -237,12 +237,13 @@ func (f *hostFixture) release(id string) release.Meta {
 	require.NoError(f.t, err)
 	uri, _, err := f.st.Put(context.Background(), catalog.ArtifactKey("shop", id), tmp, res.SHA256, store.PutOptions{})
 	require.NoError(f.t, err)
-	m.Artifact = release.Artifact{URI: uri, SHA256: res.SHA256, Size: res.Size}
+	m.Artifact = release.Artifact{URI: uri, SHA256: res.SHA256, Size: res.Size, UncompressedSize: res.TarSize, IndexSHA256: res.IndexSHA256}
 	return m
 }
 
 func (f *hostFixture) prepareInput(m release.Meta) agent.PrepareInput {
-	return agent.PrepareInput{HostTarget: f.targets, ReleaseID: m.ID, ArtifactURI: m.Artifact.URI, SHA256: m.Artifact.SHA256, Size: m.Artifact.Size, ContentVersion: "7"}
+	return agent.PrepareInput{HostTarget: f.targets, ReleaseID: m.ID, ArtifactURI: m.Artifact.URI, SHA256: m.Artifact.SHA256, Size: m.Artifact.Size,
+		UncompressedSize: m.Artifact.UncompressedSize, IndexSHA256: m.Artifact.IndexSHA256, ContentVersion: "7"}
 }
 
 func (f *hostFixture) prepare(m release.Meta) agent.PrepareResult {

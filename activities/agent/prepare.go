@@ -23,11 +23,13 @@ import (
 // installs env.php and applies config — everything before the switch.
 //
 // Steps, each safe to repeat: (1) a release with .mageflow-complete is
-// done; (2) a release directory without it was extracted and verified by
-// an attempt that died later, so only the remaining steps run; (3)
-// otherwise the artifact is streamed from the store through sha256 into
-// releases/.tmp-<id>-*, and renamed to releases/<id> only once the digest
-// matched. .mageflow-complete is written last.
+// done; (2) a release directory without it was placed and verified by an
+// attempt that died later, so only the remaining steps run; (3) otherwise
+// a delta from a release on the host (unchanged files hard-linked after
+// their sha256 is checked, changed ones from their frames, each checked)
+// or, failing that, the whole artifact streamed from the store through
+// sha256 into releases/.tmp-<id>-*, is renamed to releases/<id> only once
+// complete and verified. .mageflow-complete is written last.
 func (h *HostActivities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResult, error) {
 	start := time.Now()
 	c, err := h.resolve(in.HostTarget)
@@ -49,11 +51,13 @@ func (h *HostActivities) Prepare(ctx context.Context, in PrepareInput) (*Prepare
 		return &PrepareResult{ReleaseDir: dst, AlreadyPrepared: true, FreeBytes: free, Seconds: time.Since(start).Seconds()}, nil
 	}
 
+	var tr Transfer
 	if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
-		if err := h.download(ctx, c, in, dst); err != nil {
+		if tr, err = h.place(ctx, c, in, dst); err != nil {
 			return nil, err
 		}
-		logger.Info("release extracted", "release", in.ReleaseID, "dir", dst)
+		logger.Info("release placed", "release", in.ReleaseID, "dir", dst, "mode", tr.Mode, "base", tr.Base,
+			"fallback", tr.FallbackReason, "bytesFetched", tr.BytesFetched)
 	} else if err != nil {
 		return nil, err
 	} else {
@@ -64,7 +68,20 @@ func (h *HostActivities) Prepare(ctx context.Context, in PrepareInput) (*Prepare
 		return nil, err
 	}
 	free, _ := hostops.FreeBytes(rels)
-	return &PrepareResult{ReleaseDir: dst, FreeBytes: free, Seconds: time.Since(start).Seconds()}, nil
+	return &PrepareResult{ReleaseDir: dst, FreeBytes: free, Seconds: time.Since(start).Seconds(), Transfer: tr}, nil
+}
+
+// place puts the release at dst: from a release already on the host and
+// the changed files' frames when it can, else by downloading the whole
+// artifact.
+func (h *HostActivities) place(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) (Transfer, error) {
+	tr, done, err := h.tryDelta(ctx, c, in, dst)
+	if err != nil || done {
+		return tr, err
+	}
+	n, err := h.download(ctx, c, in, dst)
+	tr.Mode, tr.BytesFetched, tr.ArtifactSize = TransferFull, tr.BytesFetched+n, n
+	return tr, err
 }
 
 // finish is everything after extraction; every step converges when

@@ -49,6 +49,38 @@ type Deploy struct {
 	Error           string                 `json:"error,omitempty"`
 	WorkflowID      string                 `json:"workflow_id"`
 	RunID           string                 `json:"run_id"`
+	// Transfers say how each host got the release (delta or full
+	// download) and what it fetched from the artifact store.
+	Transfers []HostTransfer `json:"transfers,omitempty"`
+}
+
+// Transfer modes of a prepare.
+const (
+	TransferDelta = "delta" // built from a release on the host and the changed files' frames
+	TransferFull  = "full"  // the whole artifact downloaded, verified and extracted
+)
+
+// Transfer is how one host got a release.
+type Transfer struct {
+	Mode string `json:"mode,omitempty"`
+	// Base is the release a delta started from.
+	Base string `json:"base,omitempty"`
+	// FallbackReason says why a full download was done although the
+	// release has an index (no base release, index mismatch, a base file
+	// that changed since it was prepared, …).
+	FallbackReason string `json:"fallback_reason,omitempty"`
+	// BytesFetched is what the host read from the artifact store.
+	BytesFetched int64 `json:"bytes_fetched"`
+	ArtifactSize int64 `json:"artifact_size,omitempty"`
+	FilesLinked  int   `json:"files_linked,omitempty"`
+	FilesWritten int   `json:"files_written,omitempty"`
+	FilesCopied  int   `json:"files_copied,omitempty"`
+}
+
+// HostTransfer is one host's Transfer in a deploy record.
+type HostTransfer struct {
+	Host string `json:"host"`
+	Transfer
 }
 
 // EnvState is what an environment runs now.

@@ -17,6 +17,7 @@ import (
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/platform/units"
 )
 
 // Deploys is what the dashboard needs from the deploy side: what every
@@ -125,6 +126,8 @@ type deployView struct {
 	By, ApprovedBy, Reason, Error, WorkflowID, WorkflowURL, Hosts, Maintenance, Steps  string
 	Upgrade                                                                            bool
 	UpgradeReasons                                                                     string
+	// Transfers: per host, how the release got there and what it fetched.
+	Transfers []string
 }
 
 type deploysPageView struct {
@@ -232,7 +235,31 @@ func (d *dashboard) deployView(dep catalog.Deploy) deployView {
 		steps = append(steps, fmt.Sprintf("%s %s", s.Name, formatDuration(time.Duration(s.Seconds*float64(time.Second)))))
 	}
 	v.Steps = strings.Join(steps, " · ")
+	for _, t := range dep.Transfers {
+		v.Transfers = append(v.Transfers, transferText(t))
+	}
 	return v
+}
+
+// transferText is one host's transfer for people: "web1: delta from
+// 12-abc, 1.2 MiB fetched (0.9% of 89 MiB), 60,012 linked, 3 written" or
+// "web2: full, 89 MiB fetched (no complete release … to start from)".
+func transferText(t catalog.HostTransfer) string {
+	fetched := units.Bytes(t.BytesFetched) + " fetched"
+	if t.ArtifactSize > 0 {
+		fetched += fmt.Sprintf(" (%.1f%% of %s)", 100*float64(t.BytesFetched)/float64(t.ArtifactSize), units.Bytes(t.ArtifactSize))
+	}
+	switch t.Mode {
+	case catalog.TransferDelta:
+		return fmt.Sprintf("%s: delta from %s, %s, %d linked, %d written, %d copied", t.Host, t.Base, fetched, t.FilesLinked, t.FilesWritten, t.FilesCopied)
+	case "":
+		return t.Host + ": " + fetched
+	}
+	s := fmt.Sprintf("%s: %s, %s", t.Host, t.Mode, fetched)
+	if t.FallbackReason != "" {
+		s += " — " + t.FallbackReason
+	}
+	return s
 }
 
 // outcomeClass picks the colour of an outcome badge.

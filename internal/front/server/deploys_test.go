@@ -157,7 +157,11 @@ func sampleDeploys() *fakeDeploys {
 		history: map[string][]catalog.Deploy{
 			"shop/production": {{App: "shop", Env: "production", Kind: "deploy", ReleaseID: "12-3f9a2c1", PreviousRelease: "11-aaaaaaa",
 				RequestedBy: "alice", Reason: "<img src=x onerror=alert(1)>", Hosts: []string{"web1", "web2"}, UpgradeNeeded: true,
-				StartedAt: t0.Add(-95 * time.Second), FinishedAt: &t0, Outcome: catalog.OutcomeSucceeded, WorkflowID: "deploy/shop/production", RunID: "run-1"}},
+				StartedAt: t0.Add(-95 * time.Second), FinishedAt: &t0, Outcome: catalog.OutcomeSucceeded, WorkflowID: "deploy/shop/production", RunID: "run-1",
+				Transfers: []catalog.HostTransfer{
+					{Host: "web1", Transfer: catalog.Transfer{Mode: catalog.TransferDelta, Base: "11-aaaaaaa", BytesFetched: 1 << 20, ArtifactSize: 100 << 20, FilesLinked: 60000, FilesWritten: 3}},
+					{Host: "web2", Transfer: catalog.Transfer{Mode: catalog.TransferFull, BytesFetched: 100 << 20, ArtifactSize: 100 << 20, FallbackReason: "base file <b>x</b> changed"}},
+				}}},
 			"shop/staging": {{App: "shop", Env: "staging", Kind: "deploy", ReleaseID: "11-aaaaaaa", RequestedBy: "bob",
 				StartedAt: t0.Add(-2 * time.Hour), FinishedAt: &fin, Outcome: catalog.OutcomeFailed, Error: "health check failed on web3", WorkflowID: "deploy/shop/staging", RunID: "run-0"}},
 		},
@@ -623,7 +627,8 @@ func TestDeployDashboard(t *testing.T) {
 	}
 
 	hist := do(h, httptest.NewRequest(http.MethodGet, "/deploys?app=shop&env=production", nil), withCookies(session))
-	for _, want := range []string{`<td data-label="Kind">deploy</td>`, `&lt;img src=x onerror=alert(1)&gt;`, `<td data-label="Hosts">web1, web2</td>`} {
+	for _, want := range []string{`<td data-label="Kind">deploy</td>`, `&lt;img src=x onerror=alert(1)&gt;`, `<td data-label="Hosts">web1, web2</td>`,
+		`<td data-label="Transfer">web1: delta from 11-aaaaaaa, 1.0 MiB fetched (1.0% of 100.0 MiB), 60000 linked, 3 written, 0 copied<br>web2: full, 100.0 MiB fetched (100.0% of 100.0 MiB) — base file &lt;b&gt;x&lt;/b&gt; changed</td>`} {
 		if !strings.Contains(hist.Body.String(), want) {
 			t.Errorf("history page lacks %s", want)
 		}

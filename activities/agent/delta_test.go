@@ -1,0 +1,149 @@
+package agent_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mageflow/mageflow/activities/agent"
+	"github.com/mageflow/mageflow/internal/host/hostops"
+)
+
+// changeTemplate edits one file of the fixture app, as a one-template
+// commit would.
+func changeTemplate(t *testing.T, f *hostFixture, text string) string {
+	t.Helper()
+	rel := "app/code/Vendor/Module/Model/Greeting.php"
+	require.NoError(t, os.WriteFile(filepath.Join(f.repo, rel), []byte("<?php // "+text+"\n"), 0o644))
+	return rel
+}
+
+// addBulk adds files of random bytes (frames' worth) to the fixture app,
+// so an artifact has many zstd frames and a delta can skip most.
+func addBulk(t *testing.T, f *hostFixture) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 4 {
+		b := make([]byte, 3<<20)
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		p := filepath.Join(f.repo, "lib/bulk", fmt.Sprintf("blob%d.bin", i))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+	}
+}
+
+func nlink(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Lstat(p, &st))
+	return uint64(st.Nlink)
+}
+
+// The second release on a host is built from the first: unchanged files
+// are hard links, only the changed file's frames are fetched, and the
+// first release does not change — not by the delta, not by pruning.
+func TestPrepareDeltaFromTheCurrentRelease(t *testing.T) {
+	f := newHostFixture(t, "")
+	addBulk(t, f)
+	r1 := f.release("1-aaaaaaa")
+	p1 := f.prepare(r1)
+	require.Equal(t, agent.TransferFull, p1.Transfer.Mode)
+	require.Contains(t, p1.Transfer.FallbackReason, "no complete release")
+	require.Equal(t, r1.Artifact.Size, p1.Transfer.BytesFetched)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r1.ID), nil))
+	before := snapshot(t, p1.ReleaseDir)
+
+	changed := changeTemplate(t, f, "v2")
+	r2 := f.release("2-bbbbbbb")
+	p2 := f.prepare(r2)
+	tr := p2.Transfer
+	require.Equal(t, agent.TransferDelta, tr.Mode, "%+v", tr)
+	require.Equal(t, r1.ID, tr.Base)
+	require.Empty(t, tr.FallbackReason)
+	require.Positive(t, tr.FilesLinked)
+	// One 4 MiB frame (the changed file and its neighbours) of three.
+	require.Less(t, tr.BytesFetched, r2.Artifact.Size/2, "a delta fetches only the frames of changed files: %+v", tr)
+	b, err := os.ReadFile(filepath.Join(p2.ReleaseDir, changed))
+	require.NoError(t, err)
+	require.Equal(t, "<?php // v2\n", string(b))
+	require.Equal(t, before, snapshot(t, p1.ReleaseDir), "the older release changed")
+	// The marker the host writes comes from the new release, not the base.
+	m, err := os.ReadFile(filepath.Join(p2.ReleaseDir, hostops.ReleaseMarkerPath("magento2")))
+	require.NoError(t, err)
+	require.Equal(t, r2.ID+"\n", string(m))
+	require.Greater(t, nlink(t, filepath.Join(p2.ReleaseDir, "lib/bulk/blob0.bin")), uint64(1), "an unchanged file is a hard link")
+
+	// Pruning the older release frees only what no release uses: the new
+	// release keeps every file, with its content.
+	after2 := snapshot(t, p2.ReleaseDir)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r2.ID), nil))
+	require.NoError(t, hostops.RemoveTree(filepath.Dir(p1.ReleaseDir), r1.ID))
+	require.Equal(t, after2, snapshot(t, p2.ReleaseDir), "pruning the base changed the new release")
+	require.EqualValues(t, 1, nlink(t, filepath.Join(p2.ReleaseDir, "lib/bulk/blob0.bin")), "the pruned release's links are gone")
+}
+
+// A base file edited in place after it was prepared (a hot fix on the
+// server, or tampering) must not be linked into the next release: the
+// host falls back to the full download and says why.
+func TestPrepareDeltaFallsBackWhenTheBaseChanged(t *testing.T) {
+	f := newHostFixture(t, "")
+	r1 := f.release("1-aaaaaaa")
+	p1 := f.prepare(r1)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r1.ID), nil))
+	victim := filepath.Join(p1.ReleaseDir, "composer.json")
+	require.NoError(t, os.WriteFile(victim, []byte("<?php /* hot fix */\n"), 0o644))
+
+	changeTemplate(t, f, "v2")
+	r2 := f.release("2-bbbbbbb")
+	p2 := f.prepare(r2)
+	require.Equal(t, agent.TransferFull, p2.Transfer.Mode)
+	require.Contains(t, p2.Transfer.FallbackReason, "composer.json")
+	b, err := os.ReadFile(filepath.Join(p2.ReleaseDir, "composer.json"))
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "hot fix", "the edited base file reached the new release")
+}
+
+// A release built before delta deploys (no index digest) is downloaded
+// whole, with the reason.
+func TestPrepareWithoutIndexDownloadsTheArtifact(t *testing.T) {
+	f := newHostFixture(t, "")
+	r1 := f.release("1-aaaaaaa")
+	f.prepare(r1)
+	changeTemplate(t, f, "v2")
+	r2 := f.release("2-bbbbbbb")
+	in := f.prepareInput(r2)
+	in.IndexSHA256 = ""
+	var res agent.PrepareResult
+	require.NoError(t, f.exec(f.acts.Prepare, in, &res))
+	require.Equal(t, agent.TransferFull, res.Transfer.Mode)
+	require.Contains(t, res.Transfer.FallbackReason, "no per-file index")
+}
+
+// A wrong index digest in the workflow input (a swapped index, or a
+// tampered artifact) never installs bytes from it: the delta is refused
+// and the full download's sha256 check decides.
+func TestPrepareDeltaRefusesAnIndexOtherThanRecorded(t *testing.T) {
+	f := newHostFixture(t, "")
+	r1 := f.release("1-aaaaaaa")
+	f.prepare(r1)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r1.ID), nil))
+	changeTemplate(t, f, "v2")
+	r2 := f.release("2-bbbbbbb")
+	in := f.prepareInput(r2)
+	in.IndexSHA256 = strings.Repeat("0", 64)
+	var res agent.PrepareResult
+	require.NoError(t, f.exec(f.acts.Prepare, in, &res))
+	require.Equal(t, agent.TransferFull, res.Transfer.Mode)
+	require.NotEmpty(t, res.Transfer.FallbackReason)
+	b, err := os.ReadFile(filepath.Join(res.ReleaseDir, "app/code/Vendor/Module/Model/Greeting.php"))
+	require.NoError(t, err)
+	require.Equal(t, "<?php // v2\n", string(b))
+}
