@@ -191,13 +191,37 @@ func advances(s fleet.LifecycleState) bool {
 // plan makes Auto Scaling's decisions on the recorded state and returns
 // the docker work they need.
 func (st *groupState) plan(group string, now time.Time) []task {
+	st.expireActions(now)
+	st.startTerminations(now)
+	st.replaceUnhealthy(now)
+	cur, _ := st.version(st.Current)
+	liveN := st.liveCount()
+	fromPool := 0
+	if liveN < st.Desired {
+		fromPool = st.scaleOut(liveN, cur, now)
+		liveN = st.Desired
+	}
+	if liveN > st.Desired {
+		st.scaleIn(liveN, now)
+	}
+	st.keepWarmPool(fromPool, cur, now)
+	return st.tasks(group)
+}
+
+// expireActions finishes the lifecycle actions whose deadline has passed
+// with their default result.
+func (st *groupState) expireActions(now time.Time) {
 	for _, m := range st.Members {
 		if m.Action != nil && !now.Before(m.Action.Deadline) {
 			st.finish(m, m.Action.Default, true, now)
 		}
 	}
-	// Terminations: run the terminate hook if there is one. Warm-pool
-	// instances terminate without it (see docs/fleet-docker.md).
+}
+
+// startTerminations runs the terminate hook of terminating instances if
+// there is one. Warm-pool instances terminate without it (see
+// docs/fleet-docker.md).
+func (st *groupState) startTerminations(now time.Time) {
 	for _, m := range st.Members {
 		switch m.State {
 		case fleet.StateTerminating:
@@ -214,7 +238,11 @@ func (st *groupState) plan(group string, now time.Time) []task {
 			m.State = stateWarmedTerminatingProceed
 		}
 	}
-	// Unhealthy in-service instances are replaced (terminate, no decrement).
+}
+
+// replaceUnhealthy terminates unhealthy in-service instances without
+// decrement, so they are replaced.
+func (st *groupState) replaceUnhealthy(now time.Time) {
 	for _, m := range st.Members {
 		if m.State == fleet.StateInService && m.Health == fleet.HealthUnhealthy {
 			m.State = fleet.StateTerminating
@@ -225,81 +253,102 @@ func (st *groupState) plan(group string, now time.Time) []task {
 			}
 		}
 	}
-	cur, _ := st.version(st.Current)
-	var liveN int
+}
+
+// liveCount is the number of live members.
+func (st *groupState) liveCount() int {
+	var n int
 	for _, m := range st.Members {
 		if live(m) {
-			liveN++
+			n++
 		}
 	}
-	// Scale out: from the warm pool first (current version, then oldest).
-	fromPool := 0
-	if liveN < st.Desired {
-		var warm []*member
-		for _, m := range st.Members {
-			if ready(m) {
-				warm = append(warm, m)
-			}
+	return n
+}
+
+// scaleOut brings the liveN live members up to the desired capacity: from
+// the warm pool first (current version, then oldest), then new instances
+// of cur. It returns how many came from the pool.
+func (st *groupState) scaleOut(liveN int, cur version, now time.Time) (fromPool int) {
+	var warm []*member
+	for _, m := range st.Members {
+		if ready(m) {
+			warm = append(warm, m)
 		}
-		sort.SliceStable(warm, func(i, j int) bool {
-			if (warm[i].Version == st.Current) != (warm[j].Version == st.Current) {
-				return warm[i].Version == st.Current
-			}
-			return warm[i].Created.Before(warm[j].Created)
+	}
+	sort.SliceStable(warm, func(i, j int) bool {
+		if (warm[i].Version == st.Current) != (warm[j].Version == st.Current) {
+			return warm[i].Version == st.Current
+		}
+		return warm[i].Created.Before(warm[j].Created)
+	})
+	for _, m := range warm {
+		if liveN >= st.Desired {
+			break
+		}
+		m.State, m.Origin = fleet.StatePending, fleet.PlaceWarmPool
+		liveN++
+		fromPool++
+	}
+	for ; liveN < st.Desired; liveN++ {
+		st.Members = append(st.Members, &member{
+			ID: newInstanceID(), State: fleet.StatePending, Health: fleet.HealthHealthy,
+			Version: cur.Number, Image: cur.Image, Created: now, Origin: fleet.PlaceEC2,
 		})
-		for _, m := range warm {
-			if liveN >= st.Desired {
-				break
-			}
-			m.State, m.Origin = fleet.StatePending, fleet.PlaceWarmPool
-			liveN++
-			fromPool++
-		}
-		for ; liveN < st.Desired; liveN++ {
-			st.Members = append(st.Members, &member{
-				ID: newInstanceID(), State: fleet.StatePending, Health: fleet.HealthHealthy,
-				Version: cur.Number, Image: cur.Image, Created: now, Origin: fleet.PlaceEC2,
-			})
+	}
+	return fromPool
+}
+
+// scaleIn terminates live members beyond the desired capacity: oldest
+// launch template version first, then oldest instance. With a warm pool
+// that reuses on scale-in they go back to the pool.
+func (st *groupState) scaleIn(liveN int, now time.Time) {
+	victims := make([]*member, 0, liveN)
+	for _, m := range st.Members {
+		if live(m) {
+			victims = append(victims, m)
 		}
 	}
-	// Scale in: oldest launch template version first, then oldest instance.
-	if liveN > st.Desired {
-		victims := make([]*member, 0, liveN)
-		for _, m := range st.Members {
-			if live(m) {
-				victims = append(victims, m)
-			}
+	sort.SliceStable(victims, func(i, j int) bool {
+		if victims[i].Version != victims[j].Version {
+			return victims[i].Version < victims[j].Version
 		}
-		sort.SliceStable(victims, func(i, j int) bool {
-			if victims[i].Version != victims[j].Version {
-				return victims[i].Version < victims[j].Version
+		return victims[i].Created.Before(victims[j].Created)
+	})
+	reuse := st.WarmPool != nil && st.WarmPool.ReuseOnScaleIn
+	for _, m := range victims[:liveN-st.Desired] {
+		m.Action, m.ToPool = nil, reuse
+		m.State = fleet.StateTerminating
+		if h := st.Spec.TerminateHook; h != nil {
+			dest := fleet.PlaceEC2
+			if reuse {
+				dest = fleet.PlaceWarmPool
 			}
-			return victims[i].Created.Before(victims[j].Created)
-		})
-		reuse := st.WarmPool != nil && st.WarmPool.ReuseOnScaleIn
-		for _, m := range victims[:liveN-st.Desired] {
-			m.Action, m.ToPool = nil, reuse
-			m.State = fleet.StateTerminating
-			if h := st.Spec.TerminateHook; h != nil {
-				dest := fleet.PlaceEC2
-				if reuse {
-					dest = fleet.PlaceWarmPool
-				}
-				m.State, m.Action = fleet.StateTerminatingWait, newAction(h, fleet.TransitionTerminating, fleet.PlaceGroup, dest, now)
-			} else {
-				m.State = fleet.StateTerminatingProceed
-			}
+			m.State, m.Action = fleet.StateTerminatingWait, newAction(h, fleet.TransitionTerminating, fleet.PlaceGroup, dest, now)
+		} else {
+			m.State = fleet.StateTerminatingProceed
 		}
 	}
-	// Warm pool: hold max(MinSize, prepared capacity − desired) instances.
-	target := 0
-	if wp := st.WarmPool; wp != nil {
-		prepared := wp.MaxPreparedCapacity
-		if prepared == 0 {
-			prepared = st.Max
-		}
-		target = max(wp.MinSize, prepared-st.Desired)
+}
+
+// warmPoolTarget is the warm pool's size: max(MinSize, prepared capacity −
+// desired), 0 without a pool.
+func (st *groupState) warmPoolTarget() int {
+	wp := st.WarmPool
+	if wp == nil {
+		return 0
 	}
+	prepared := wp.MaxPreparedCapacity
+	if prepared == 0 {
+		prepared = st.Max
+	}
+	return max(wp.MinSize, prepared-st.Desired)
+}
+
+// keepWarmPool refills the warm pool up to its target with instances of
+// cur, or terminates the spare ready ones (oldest version first).
+func (st *groupState) keepWarmPool(fromPool int, cur version, now time.Time) {
+	target := st.warmPoolTarget()
 	var pool []*member
 	for _, m := range st.Members {
 		if pooled(m) {
@@ -327,16 +376,26 @@ func (st *groupState) plan(group string, now time.Time) []task {
 			m.State = stateWarmedTerminatingProceed
 		}
 	}
+}
 
-	var poolWant want = wantStopped
+// poolWant is what a pooled instance should be: running, paused
+// (hibernated) or stopped.
+func (st *groupState) poolWant() want {
 	if st.WarmPool != nil {
 		switch st.WarmPool.State {
 		case fleet.PoolRunning:
-			poolWant = wantRunning
+			return wantRunning
 		case fleet.PoolHibernated:
-			poolWant = wantPaused
+			return wantPaused
 		}
 	}
+	return wantStopped
+}
+
+// tasks are the engine's work for the planned states: one per member the
+// engine has to create, run, pause, stop or remove.
+func (st *groupState) tasks(group string) []task {
+	poolWant := st.poolWant()
 	tasks := make([]task, 0, len(st.Members))
 	for _, m := range st.Members {
 		t := task{id: m.ID, group: group, planned: m.State, image: m.Image, version: m.Version, spec: st.Spec}
