@@ -388,7 +388,7 @@ func (a *BuildActivities) packageBuild(ctx context.Context, app *config.App, in 
 		return fmt.Errorf("package: %w", err)
 	}
 	fmt.Fprintf(logf, "packaged %d files, %d bytes -> %d bytes, sha256 %s\n", ar.Files, ar.UncompressedBytes, ar.Size, ar.SHA256)
-	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size, UncompressedSize: ar.TarSize}
+	res.Artifact = release.Artifact{SHA256: ar.SHA256, Size: ar.Size, UncompressedSize: ar.TarSize, IndexSHA256: ar.IndexSHA256}
 	res.Files = ar.Files
 	return nil
 }

@@ -96,6 +96,8 @@ func TestBuildArtifactResumesAfterPackaging(t *testing.T) {
 	var first activities.BuildArtifactResult
 	require.NoError(t, v.Get(&first))
 	require.NotEmpty(t, first.Artifact.SHA256)
+	require.Len(t, first.Artifact.IndexSHA256, 64, "a build records its per-file index digest (delta deploys)")
+	require.Positive(t, first.Artifact.UncompressedSize)
 	require.Contains(t, first.LogURI, id+".log")
 
 	// Simulate a worker that died after packaging but before the upload

@@ -349,7 +349,7 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 		return err
 	}
 	_ = os.Remove(tmp)
-	m.Artifact = release.Artifact{URI: uri, SHA256: ares.SHA256, Size: ares.Size}
+	m.Artifact = release.Artifact{URI: uri, SHA256: ares.SHA256, Size: ares.Size, UncompressedSize: ares.TarSize, IndexSHA256: ares.IndexSHA256}
 	if err := catalog.Put(ctx, b.st, &m); err != nil {
 		return err
 	}
