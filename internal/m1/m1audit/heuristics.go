@@ -340,7 +340,56 @@ func leadingDecoder(d []byte, i int) string {
 	return name
 }
 
-var taintAssignRe = regexp.MustCompile(`\$([A-Za-z_]\w*)\s*=\s*[^;=]{0,80}?\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES)\b`)
+// superglobals are the request arrays, lower case as the automaton sees
+// them.
+var superglobals = [][]byte{[]byte("$_get"), []byte("$_post"), []byte("$_request"), []byte("$_cookie"), []byte("$_server"), []byte("$_files")}
+
+// taintAssigns finds "$name = ...$_GET..." within one statement: for each
+// request array it looks back at most 80 bytes for the assignment.
+func taintAssigns(d, low []byte) (names []string, at []int) {
+	for _, g := range superglobals {
+		for off := 0; len(names) < 100; {
+			k := bytes.Index(low[off:], g)
+			if k < 0 {
+				break
+			}
+			p := off + k
+			off = p + len(g)
+			if name, start := assignedBefore(d, p); name != "" {
+				names, at = append(names, name), append(at, start)
+			}
+		}
+	}
+	return names, at
+}
+
+// assignedBefore returns the variable assigned by the statement that
+// reaches position p, if the assignment is within 80 bytes.
+func assignedBefore(d []byte, p int) (string, int) {
+	for i := p - 1; i >= 0 && p-i <= 80; i-- {
+		switch d[i] {
+		case ';', '{', '}':
+			return "", 0
+		case '=':
+			if i+1 < len(d) && (d[i+1] == '=' || d[i+1] == '>') || i > 0 && strings.IndexByte("=!<>", d[i-1]) >= 0 {
+				continue
+			}
+			j := i - 1
+			for j >= 0 && (d[j] == ' ' || d[j] == '\t') {
+				j--
+			}
+			e := j + 1
+			for j >= 0 && isIdent(d[j]) {
+				j--
+			}
+			if j >= 0 && d[j] == '$' && e > j+1 {
+				return string(d[j+1 : e]), j
+			}
+			return "", 0
+		}
+	}
+	return "", 0
+}
 
 var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passthru|shell_exec|exec|popen|proc_open|pcntl_exec|create_function)\s*\([^;{}]*$`)
 
@@ -348,14 +397,15 @@ var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passt
 // $_REQUEST['f']; $f($x) or eval($code) where $code came from the request.
 func (c *heurCtx) taintedCalls() {
 	seen := map[string]bool{}
-	for _, m := range taintAssignRe.FindAllSubmatchIndex(c.data, 100) {
-		name := string(c.data[m[2]:m[3]])
+	names, at := taintAssigns(c.data, c.lower())
+	for i, name := range names {
 		if name == "this" || seen[name] {
 			continue
 		}
 		seen[name] = true
+		m := []int{at[i]}
 		needle := []byte("$" + name)
-		for off := m[1]; ; {
+		for off := at[i] + len(needle); ; {
 			k := bytes.Index(c.data[off:], needle)
 			if k < 0 {
 				break

@@ -32,6 +32,13 @@ func (s *Signatures) match(data []byte, scopes []Scope, depth, maxEv int, rel st
 		return nil
 	}
 	hit := s.hits(data)
+	var low []byte
+	lower := func() []byte {
+		if low == nil {
+			low = asciiLower(data)
+		}
+		return low
+	}
 	var out []Finding
 	for _, sig := range s.list {
 		if len(scopes) > 0 && !sig.appliesTo(scopes) {
@@ -40,7 +47,7 @@ func (s *Signatures) match(data []byte, scopes []Scope, depth, maxEv int, rel st
 		if len(scopes) == 0 && sig.Scope != ScopeAny {
 			continue // .htaccess, .ini, .sh: only language-neutral signatures
 		}
-		start, end, ok := sig.match(data, hit)
+		start, end, ok := sig.match(data, hit, lower)
 		if !ok {
 			continue
 		}
@@ -51,7 +58,7 @@ func (s *Signatures) match(data []byte, scopes []Scope, depth, maxEv int, rel st
 		}
 		out = append(out, f)
 	}
-	c := &heurCtx{sigs: s, data: data, hit: hit, max: maxEv, depth: depth}
+	c := &heurCtx{sigs: s, data: data, hit: hit, max: maxEv, depth: depth, lowerB: low}
 	web := slices.Contains(scopes, ScopeJS) || slices.Contains(scopes, ScopeHTML)
 	switch {
 	case slices.Contains(scopes, ScopePHP):

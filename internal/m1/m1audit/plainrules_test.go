@@ -130,7 +130,13 @@ func FuzzLoadRules(f *testing.F) {
 				}
 				for _, in := range inputs {
 					hit := sigs.hits(in)
-					_, _, ok := sig.match(in, hit)
+					_, _, ok := sig.match(in, hit, func() []byte { return asciiLower(in) })
+					if sig.Kind == KindRegex && ok {
+						loc := sig.re.FindIndex(in)
+						if a, b, _ := sig.match(in, hit, func() []byte { return asciiLower(in) }); a != loc[0] || b != loc[1] {
+							t.Fatalf("%s: windowed match [%d,%d] differs from whole-input match %v", sig.ID, a, b, loc)
+						}
+					}
 					if sig.Kind == KindRegex && sig.re.Match(in) != ok {
 						t.Fatalf("%s: prefilter hides a match of %q in %q", sig.ID, sig.Pattern, in)
 					}
@@ -150,4 +156,35 @@ func splitLines(b []byte) [][]byte {
 		out = append(out, []byte(l))
 	}
 	return out
+}
+
+// TestWindowedMatchEqualsWholeInput: on large inputs bounded regexes run
+// only around their literals; the first match must be the one a run over
+// the whole input finds, for every shipped regex and every sample.
+func TestWindowedMatchEqualsWholeInput(t *testing.T) {
+	sigs := shipped(t)
+	pad := strings.Repeat("class Mage_Foo { function x($a) { return $a; } } // eval onepage checkout $_GET\n", 120)
+	windowed := 0
+	for _, s := range badSamples {
+		for _, in := range []string{pad + s.content + pad, s.content + pad, pad + s.content, pad + strings.ReplaceAll(s.content, "\n", " ") + pad} {
+			data := []byte(in)
+			hit := sigs.hits(data)
+			for _, sig := range sigs.list {
+				if sig.Kind != KindRegex {
+					continue
+				}
+				if sig.maxLen >= 0 && len(sig.pre.groups) > 0 {
+					windowed++
+				}
+				a, b, ok := sig.match(data, hit, func() []byte { return asciiLower(data) })
+				loc := sig.re.FindIndex(data)
+				if (loc != nil) != ok || (ok && (a != loc[0] || b != loc[1])) {
+					t.Fatalf("%s on sample %s: windowed (%d,%d,%v), whole input %v", sig.ID, s.sig, a, b, ok, loc)
+				}
+			}
+		}
+	}
+	if windowed == 0 {
+		t.Fatal("no shipped regex is windowed: the test checks nothing")
+	}
 }

@@ -388,20 +388,16 @@ func (s *scanner) scanFile(abs, rel string) (out []Finding, bad string) {
 		}
 		return out, ""
 	}
-	fi, err := os.Stat(abs)
+	data, size, err := readSmall(abs, s.opts.MaxFileSize)
 	if err != nil {
 		return out, fmt.Sprintf("%s: %v", rel, err)
 	}
-	if fi.Size() > s.opts.MaxFileSize {
+	if data == nil && size > s.opts.MaxFileSize {
 		if isCode || imageExts[ext] {
 			out = append(out, Finding{CheckID: CheckUnscanned, Severity: SeverityLow, Path: rel, NeedsPerson: true,
-				Evidence: fmt.Sprintf("%d bytes, over the %d byte scan limit; inspect it or raise MaxFileSize", fi.Size(), s.opts.MaxFileSize)})
+				Evidence: fmt.Sprintf("%d bytes, over the %d byte scan limit; inspect it or raise MaxFileSize", size, s.opts.MaxFileSize)})
 		}
 		return out, ""
-	}
-	data, err := readAtMost(abs, s.opts.MaxFileSize)
-	if err != nil {
-		return out, fmt.Sprintf("%s: %v", rel, err)
 	}
 	out = append(out, s.carriers(data, rel, ext)...)
 	if !isCode && len(out) > 0 {
@@ -463,6 +459,39 @@ func (s *scanner) carriers(data []byte, rel, ext string) []Finding {
 	}
 	return []Finding{{CheckID: CheckSignature, SignatureID: "file.php_in_non_php", Severity: sev, Path: rel, NeedsPerson: person,
 		Line: lineAt(data, loc[0]), Evidence: excerpt(data, loc[0], loc[1], s.opts.MaxEvidence) + " → PHP code in a file PHP-FPM does not run: only an include() or a handler trick reaches it"}}
+}
+
+// readSmall reads a file of at most limit bytes with one open and fstat;
+// a larger file returns nil data and its size.
+func readSmall(path string, limit int64) ([]byte, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if fi.Size() > limit {
+		return nil, fi.Size(), nil
+	}
+	// One byte more than the size, so a file that grew since fstat is
+	// noticed and read on (up to limit) instead of cut.
+	buf := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(f, buf)
+	data := buf[:n]
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		err = nil
+	case err == nil:
+		more, rerr := io.ReadAll(io.LimitReader(f, limit+1-int64(n)))
+		data, err = append(data, more...), rerr
+	}
+	if int64(len(data)) > limit {
+		return nil, int64(len(data)), err
+	}
+	return data, int64(len(data)), err
 }
 
 func readAtMost(path string, limit int64) ([]byte, error) {

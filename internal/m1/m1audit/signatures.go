@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strings"
 )
@@ -85,13 +86,16 @@ type Signature struct {
 	pre     prefilter
 	litID   int     // automaton id of literal, -1 when not indexed
 	hintIDs [][]int // automaton ids of pre.groups, same shape
+	// maxLen is the longest match of re in bytes, -1 when unbounded or
+	// over maxWindowLen; bounded regexes run on windows (see windowed).
+	maxLen int
 }
 
 // match returns the byte range of the first match in data, or ok=false.
 // hit holds the Aho–Corasick result for data (see Signatures.index): a
 // literal or a regex whose required literals did not occur is skipped
 // without touching data again.
-func (s *Signature) match(data []byte, hit []bool) (start, end int, ok bool) {
+func (s *Signature) match(data []byte, hit []bool, lower func() []byte) (start, end int, ok bool) {
 	switch s.Kind {
 	case KindLiteral:
 		if s.litID >= 0 && !hit[s.litID] {
@@ -105,6 +109,9 @@ func (s *Signature) match(data []byte, hit []bool) (start, end int, ok bool) {
 	case KindRegex:
 		if len(s.hintIDs) > 0 && !s.hintsPass(data, hit) {
 			return 0, 0, false
+		}
+		if s.maxLen >= 0 && len(s.pre.groups) > 0 && len(data) > 4*s.maxLen+1024 {
+			return s.windowed(data, lower)
 		}
 		loc := s.re.FindIndex(data)
 		if loc == nil {
@@ -151,6 +158,12 @@ func (s *Signature) compile() error {
 		}
 		s.re = re
 		s.pre = newPrefilter(s.Pattern)
+		s.maxLen = -1
+		if tree, err := syntax.Parse(s.Pattern, syntax.Perl); err == nil {
+			if n := maxMatchLen(tree); n >= 0 && n <= maxWindowLen {
+				s.maxLen = n
+			}
+		}
 	default:
 		return fmt.Errorf("kind %q must be literal, regex or off", s.Kind)
 	}
