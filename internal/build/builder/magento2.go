@@ -2,6 +2,7 @@ package builder
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,20 +111,71 @@ func detectThemeBuilds(checkoutDir string) ([]themeBuild, error) {
 }
 
 func planMagento2(spec Spec, checkoutDir string) ([]Step, error) {
-	for _, f := range []string{"composer.json", "composer.lock", "bin/magento"} {
-		if !exists(filepath.Join(checkoutDir, f)) {
-			hint := ""
-			if f == "composer.lock" {
-				hint = ": run composer update once and commit composer.lock so builds are reproducible"
-			}
-			return nil, fmt.Errorf("%s not found in the checkout%s", f, hint)
-		}
+	if err := checkMagento2Files(checkoutDir); err != nil {
+		return nil, err
 	}
 	mc, err := readMagentoConfig(checkoutDir)
 	if err != nil {
 		return nil, err
 	}
+	locales, err := magento2Locales(spec, mc)
+	if err != nil {
+		return nil, err
+	}
+	themes, err := magento2Themes(spec, mc)
+	if err != nil {
+		return nil, err
+	}
+	jobs := spec.Jobs
+	if jobs <= 0 {
+		jobs = defaultJobs
+	}
 
+	steps := []Step{
+		{Name: "composer install", Script: "composer install --no-dev --optimize-autoloader --no-interaction"},
+		{Name: "di compile", Script: "php bin/magento setup:di:compile"},
+	}
+	themeSteps, err := themeBuildSteps(checkoutDir, themes)
+	if err != nil {
+		return nil, err
+	}
+	steps = append(steps, themeSteps...)
+	steps = append(steps, staticContentStep(jobs, themes, locales))
+	if spec.Magepack {
+		step, err := magepackStep(checkoutDir)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, step)
+	}
+	return steps, nil
+}
+
+// Messages of planMagento2's refusals.
+const (
+	hintComposerLock     = ": run composer update once and commit composer.lock so builds are reproducible"
+	errThemeUnregistered = "theme %s is not registered in app/etc/config.php: run `bin/magento app:config:dump themes` and commit config.php, or fix build.themes"
+	errMagepackConfig    = "magepack is enabled but magepack.config.js is missing: generate it with `magepack generate` against a running store and commit it"
+)
+
+// checkMagento2Files refuses a checkout without composer.json,
+// composer.lock or bin/magento.
+func checkMagento2Files(checkoutDir string) error {
+	for _, f := range []string{"composer.json", "composer.lock", "bin/magento"} {
+		if !exists(filepath.Join(checkoutDir, f)) {
+			hint := ""
+			if f == "composer.lock" {
+				hint = hintComposerLock
+			}
+			return fmt.Errorf("%s not found in the checkout%s", f, hint)
+		}
+	}
+	return nil
+}
+
+// magento2Locales are the build's locales: the spec's, else config.php's,
+// else en_US; each must look like a locale code.
+func magento2Locales(spec Spec, mc magentoConfig) ([]string, error) {
 	locales := spec.Locales
 	if len(locales) == 0 {
 		locales = mc.locales
@@ -136,7 +188,13 @@ func planMagento2(spec Spec, checkoutDir string) ([]Step, error) {
 			return nil, fmt.Errorf("locale %q is not a locale code like en_US", l)
 		}
 	}
+	return locales, nil
+}
 
+// magento2Themes are the build's themes: the spec's, else config.php's.
+// Without a database, deploy only knows themes dumped to config.php, so a
+// theme the spec names must be registered there (when any is).
+func magento2Themes(spec Spec, mc magentoConfig) ([]string, error) {
 	themes := spec.Themes
 	if len(themes) == 0 {
 		themes = mc.themes
@@ -149,30 +207,25 @@ func planMagento2(spec Spec, checkoutDir string) ([]Step, error) {
 		if !themeName.MatchString(t) {
 			return nil, fmt.Errorf("theme %q is not of the form Vendor/name", t)
 		}
-		// Without a database, deploy only knows themes dumped to config.php.
 		if len(mc.themes) > 0 && !registered[t] {
-			return nil, fmt.Errorf("theme %s is not registered in app/etc/config.php: run `bin/magento app:config:dump themes` and commit config.php, or fix build.themes", t)
+			return nil, fmt.Errorf(errThemeUnregistered, t)
 		}
 	}
+	return themes, nil
+}
+
+// themeBuildSteps are the node builds of the checkout's Hyvä and ScandiPWA
+// themes, of the selected themes only when any is selected.
+func themeBuildSteps(checkoutDir string, themes []string) ([]Step, error) {
 	selected := map[string]bool{}
 	for _, t := range themes {
 		selected[t] = true
 	}
-
-	jobs := spec.Jobs
-	if jobs <= 0 {
-		jobs = defaultJobs
-	}
-
-	steps := []Step{
-		{Name: "composer install", Script: "composer install --no-dev --optimize-autoloader --no-interaction"},
-		{Name: "di compile", Script: "php bin/magento setup:di:compile"},
-	}
-
 	builds, err := detectThemeBuilds(checkoutDir)
 	if err != nil {
 		return nil, err
 	}
+	var steps []Step
 	for _, b := range builds {
 		if len(selected) > 0 && !selected[b.name] {
 			continue
@@ -191,7 +244,11 @@ func planMagento2(spec Spec, checkoutDir string) ([]Step, error) {
 			Script: tool.install + " && " + tool.run + " " + script,
 		})
 	}
+	return steps, nil
+}
 
+// staticContentStep deploys the static content of the themes and locales.
+func staticContentStep(jobs int, themes, locales []string) Step {
 	scd := []string{"php bin/magento setup:static-content:deploy -f --jobs", strconv.Itoa(jobs)}
 	for _, t := range themes {
 		scd = append(scd, "--theme", shellQuote(t))
@@ -199,20 +256,21 @@ func planMagento2(spec Spec, checkoutDir string) ([]Step, error) {
 	for _, l := range locales {
 		scd = append(scd, shellQuote(l))
 	}
-	steps = append(steps, Step{Name: "static content deploy", Script: strings.Join(scd, " ")})
+	return Step{Name: "static content deploy", Script: strings.Join(scd, " ")}
+}
 
-	if spec.Magepack {
-		if !exists(filepath.Join(checkoutDir, "magepack.config.js")) {
-			return nil, fmt.Errorf("magepack is enabled but magepack.config.js is missing: generate it with `magepack generate` against a running store and commit it")
-		}
-		tool, err := detectNodeTool(checkoutDir, ".")
-		if err != nil {
-			return nil, fmt.Errorf("magepack: %w (magepack must be a devDependency in the root package.json)", err)
-		}
-		steps = append(steps, Step{
-			Name:   "magepack bundle",
-			Script: tool.install + "\nnpx --no-install magepack bundle",
-		})
+// magepackStep bundles the JavaScript with the committed
+// magepack.config.js.
+func magepackStep(checkoutDir string) (Step, error) {
+	if !exists(filepath.Join(checkoutDir, "magepack.config.js")) {
+		return Step{}, errors.New(errMagepackConfig)
 	}
-	return steps, nil
+	tool, err := detectNodeTool(checkoutDir, ".")
+	if err != nil {
+		return Step{}, fmt.Errorf("magepack: %w (magepack must be a devDependency in the root package.json)", err)
+	}
+	return Step{
+		Name:   "magepack bundle",
+		Script: tool.install + "\nnpx --no-install magepack bundle",
+	}, nil
 }
