@@ -300,179 +300,234 @@ func buildGraph(old *graph, added []newCommit) (data []byte, oldToNew []uint32, 
 	if total >= parentNone {
 		return nil, nil, fmt.Errorf("commit-graph: %d commits exceed the format's limit", total)
 	}
-	n := uint32(total)
+	b := &graphBuilder{old: old, added: added, oldN: oldN, n: uint32(total)}
+	if err := b.mergeOrder(); err != nil {
+		return nil, nil, err
+	}
+	if err := b.resolveParents(); err != nil {
+		return nil, nil, err
+	}
+	b.computeGenerations()
+	l, err := b.layout()
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.encode(), b.oldToNew, nil
+}
 
-	// Merge the two sorted OID lists; order[k] is an old position, or
-	// ^j for added[j].
-	order := make([]uint32, 0, n)
-	oldToNew = make([]uint32, oldN)
-	addedPos := make([]uint32, len(added))
+// graphBuilder holds the state of one buildGraph: the merged order of old
+// and added commits and what is computed over it.
+type graphBuilder struct {
+	old   *graph
+	added []newCommit // sorted by OID
+	oldN  uint32      // commits in old
+	n     uint32      // commits in the new graph
+
+	order        []uint32   // order[k] is an old position, or ^j for added[j]
+	oldToNew     []uint32   // new position of each old position
+	addedPos     []uint32   // new position of each added commit
+	addedParents [][]uint32 // new parent positions of each added commit
+	gen          []uint32   // topological level of each new position
+}
+
+// mergeOrder merges the two sorted OID lists into b.order, refusing a
+// commit that is both old and added.
+func (b *graphBuilder) mergeOrder() error {
+	b.order = make([]uint32, 0, b.n)
+	b.oldToNew = make([]uint32, b.oldN)
+	b.addedPos = make([]uint32, len(b.added))
 	var i uint32
 	j := 0
-	for i < oldN || j < len(added) {
-		takeOld := j == len(added)
-		if !takeOld && i < oldN {
-			o := old.oidAt(i)
-			c := bytes.Compare(o[:], added[j].oid[:])
+	for i < b.oldN || j < len(b.added) {
+		takeOld := j == len(b.added)
+		if !takeOld && i < b.oldN {
+			o := b.old.oidAt(i)
+			c := bytes.Compare(o[:], b.added[j].oid[:])
 			if c == 0 {
-				return nil, nil, fmt.Errorf("commit-graph: commit %x added twice", o)
+				return fmt.Errorf("commit-graph: commit %x added twice", o)
 			}
 			takeOld = c < 0
 		}
 		if takeOld {
-			oldToNew[i] = uint32(len(order))
-			order = append(order, i)
+			b.oldToNew[i] = uint32(len(b.order))
+			b.order = append(b.order, i)
 			i++
 		} else {
-			addedPos[j] = uint32(len(order))
-			order = append(order, ^uint32(j))
+			b.addedPos[j] = uint32(len(b.order))
+			b.order = append(b.order, ^uint32(j))
 			j++
 		}
 	}
+	return nil
+}
 
-	posOf := func(oid [oidSize]byte) (uint32, bool) {
-		if p, ok := old.lookup(oid); ok {
-			return oldToNew[p], true
-		}
-		k, ok := slices.BinarySearchFunc(added, oid, func(a newCommit, t [oidSize]byte) int { return bytes.Compare(a.oid[:], t[:]) })
-		if ok {
-			return addedPos[k], true
-		}
-		return 0, false
+// posOf is the new position of a commit, old or added.
+func (b *graphBuilder) posOf(oid [oidSize]byte) (uint32, bool) {
+	if p, ok := b.old.lookup(oid); ok {
+		return b.oldToNew[p], true
 	}
+	k, ok := slices.BinarySearchFunc(b.added, oid, func(a newCommit, t [oidSize]byte) int { return bytes.Compare(a.oid[:], t[:]) })
+	if ok {
+		return b.addedPos[k], true
+	}
+	return 0, false
+}
 
-	// Parent positions of added commits, and topological levels
-	// (generation v1): 1 + max over parents, computed iteratively because
-	// histories are far deeper than a safe recursion.
-	addedParents := make([][]uint32, len(added))
-	for k := range added {
-		ps := make([]uint32, len(added[k].parents))
-		for x, p := range added[k].parents {
-			pp, ok := posOf(p)
+// errMissingParent is the format of a parent the repository lacks.
+const errMissingParent = "commit-graph: parent %x of %x is missing from the repository (shallow or damaged mirror?)"
+
+// resolveParents finds the new positions of the added commits' parents.
+func (b *graphBuilder) resolveParents() error {
+	b.addedParents = make([][]uint32, len(b.added))
+	for k := range b.added {
+		ps := make([]uint32, len(b.added[k].parents))
+		for x, p := range b.added[k].parents {
+			pp, ok := b.posOf(p)
 			if !ok {
-				return nil, nil, fmt.Errorf("commit-graph: parent %x of %x is missing from the repository (shallow or damaged mirror?)", p, added[k].oid)
+				return fmt.Errorf(errMissingParent, p, b.added[k].oid)
 			}
 			ps[x] = pp
 		}
-		addedParents[k] = ps
+		b.addedParents[k] = ps
 	}
-	gen := make([]uint32, n)
-	for k, p := range order {
+	return nil
+}
+
+// computeGenerations fills the topological levels (generation v1): 1 +
+// max over parents, computed iteratively because histories are far deeper
+// than a safe recursion. Old commits keep theirs.
+func (b *graphBuilder) computeGenerations() {
+	b.gen = make([]uint32, b.n)
+	for k, p := range b.order {
 		if !isAdded(p) {
 			// A graph written by git always has levels >= 1; clamp so a
 			// zero can never be mistaken for "not computed yet" below.
-			gen[k] = max(old.commitAt(p).generation, 1)
+			b.gen[k] = max(b.old.commitAt(p).generation, 1)
 		}
 	}
 	var stack []uint32
-	for k := range added {
-		if gen[addedPos[k]] != 0 {
+	for k := range b.added {
+		if b.gen[b.addedPos[k]] != 0 {
 			continue
 		}
-		stack = append(stack[:0], addedPos[k])
+		stack = append(stack[:0], b.addedPos[k])
 		for len(stack) > 0 {
 			top := stack[len(stack)-1]
-			if gen[top] != 0 {
+			if b.gen[top] != 0 {
 				stack = stack[:len(stack)-1]
 				continue
 			}
 			ready := true
 			var highest uint32
-			for _, p := range addedParents[^order[top]] {
-				if gen[p] == 0 {
+			for _, p := range b.addedParents[^b.order[top]] {
+				if b.gen[p] == 0 {
 					ready = false
 					stack = append(stack, p)
-				} else if gen[p] > highest {
-					highest = gen[p]
+				} else if b.gen[p] > highest {
+					highest = b.gen[p]
 				}
 			}
 			if ready {
-				g := highest + 1
-				if g > generationV1Max {
-					g = generationV1Max
-				}
-				gen[top] = g
+				b.gen[top] = min(highest+1, generationV1Max)
 				stack = stack[:len(stack)-1]
 			}
 		}
 	}
+}
 
-	// Lay out the file.
-	var edges []uint32
-	cdat := make([]byte, int(n)*cdatEntrySize)
-	oidl := make([]byte, int(n)*oidSize)
-	var fanout [256]uint32
+// graphLayout is the content of the chunks of a commit-graph file.
+type graphLayout struct {
+	fanout [256]uint32
+	oidl   []byte   // OID lookup
+	cdat   []byte   // commit data
+	edges  []uint32 // extra edge list of octopus merges
+}
+
+// layout lays out the file's chunks in the merged order.
+func (b *graphBuilder) layout() (*graphLayout, error) {
+	l := &graphLayout{oidl: make([]byte, int(b.n)*oidSize), cdat: make([]byte, int(b.n)*cdatEntrySize)}
 	var pbuf []uint32
-	for k, o := range order {
+	for k, o := range b.order {
 		var oid, tree [oidSize]byte
 		var t uint64
 		var ps []uint32
 		if isAdded(o) {
-			a := &added[^o]
-			oid, tree, ps = a.oid, a.tree, addedParents[^o]
+			a := &b.added[^o]
+			oid, tree, ps = a.oid, a.tree, b.addedParents[^o]
 			if a.time > 0 {
 				t = uint64(a.time)
 			}
 		} else {
-			oid = old.oidAt(o)
-			c := old.commitAt(o)
+			oid = b.old.oidAt(o)
+			c := b.old.commitAt(o)
 			tree, t = c.tree, c.time
-			pbuf, err = old.parents(o, pbuf[:0])
+			var err error
+			pbuf, err = b.old.parents(o, pbuf[:0])
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			for x := range pbuf {
-				pbuf[x] = oldToNew[pbuf[x]]
+				pbuf[x] = b.oldToNew[pbuf[x]]
 			}
 			ps = pbuf
 		}
-		if t > commitTimeMaxV1 {
-			t = commitTimeMaxV1
-		}
-		copy(oidl[k*oidSize:], oid[:])
-		fanout[oid[0]]++
-		d := cdat[k*cdatEntrySize:]
-		copy(d, tree[:])
-		p1, p2 := uint32(parentNone), uint32(parentNone)
-		switch len(ps) {
-		case 0:
-		case 1:
-			p1 = ps[0]
-		case 2:
-			p1, p2 = ps[0], ps[1]
-		default:
-			p1 = ps[0]
-			p2 = parentOctopus | uint32(len(edges))
-			for x, p := range ps[1:] {
-				if x == len(ps)-2 {
-					p |= edgeLast
-				}
-				edges = append(edges, p)
-			}
-		}
-		binary.BigEndian.PutUint32(d[20:], p1)
-		binary.BigEndian.PutUint32(d[24:], p2)
-		binary.BigEndian.PutUint32(d[28:], gen[k]<<2|uint32(t>>32))
-		binary.BigEndian.PutUint32(d[32:], uint32(t))
+		l.put(k, oid, tree, ps, b.gen[k], min(t, commitTimeMaxV1))
 	}
+	return l, nil
+}
 
-	type chunk struct {
-		id   uint32
-		body []byte
+// put writes commit k's OID and commit data entry; parents beyond the
+// first go to the edge list when there are more than two.
+func (l *graphLayout) put(k int, oid, tree [oidSize]byte, ps []uint32, gen uint32, t uint64) {
+	copy(l.oidl[k*oidSize:], oid[:])
+	l.fanout[oid[0]]++
+	d := l.cdat[k*cdatEntrySize:]
+	copy(d, tree[:])
+	p1, p2 := uint32(parentNone), uint32(parentNone)
+	switch len(ps) {
+	case 0:
+	case 1:
+		p1 = ps[0]
+	case 2:
+		p1, p2 = ps[0], ps[1]
+	default:
+		p1 = ps[0]
+		p2 = parentOctopus | uint32(len(l.edges))
+		for x, p := range ps[1:] {
+			if x == len(ps)-2 {
+				p |= edgeLast
+			}
+			l.edges = append(l.edges, p)
+		}
 	}
+	binary.BigEndian.PutUint32(d[20:], p1)
+	binary.BigEndian.PutUint32(d[24:], p2)
+	binary.BigEndian.PutUint32(d[28:], gen<<2|uint32(t>>32))
+	binary.BigEndian.PutUint32(d[32:], uint32(t))
+}
+
+// graphChunk is one chunk of a commit-graph file.
+type graphChunk struct {
+	id   uint32
+	body []byte
+}
+
+// encode writes the file: header, chunk table, chunks and the trailing
+// SHA-1 checksum.
+func (l *graphLayout) encode() []byte {
 	fan := make([]byte, 256*4)
 	var cum uint32
 	for b := range 256 {
-		cum += fanout[b]
+		cum += l.fanout[b]
 		binary.BigEndian.PutUint32(fan[b*4:], cum)
 	}
-	chunks := []chunk{{chunkIDFanout, fan}, {chunkIDOIDLookup, oidl}, {chunkIDData, cdat}}
-	if len(edges) > 0 {
-		e := make([]byte, len(edges)*4)
-		for x, v := range edges {
+	chunks := []graphChunk{{chunkIDFanout, fan}, {chunkIDOIDLookup, l.oidl}, {chunkIDData, l.cdat}}
+	if len(l.edges) > 0 {
+		e := make([]byte, len(l.edges)*4)
+		for x, v := range l.edges {
 			binary.BigEndian.PutUint32(e[x*4:], v)
 		}
-		chunks = append(chunks, chunk{chunkIDEdges, e})
+		chunks = append(chunks, graphChunk{chunkIDEdges, e})
 	}
 	size := graphHeaderSize + (len(chunks)+1)*chunkEntrySize
 	for _, c := range chunks {
@@ -493,8 +548,7 @@ func buildGraph(old *graph, added []newCommit) (data []byte, oldToNew []uint32, 
 		out = append(out, c.body...)
 	}
 	sum := sha1.Sum(out)
-	out = append(out, sum[:]...)
-	return out, oldToNew, nil
+	return append(out, sum[:]...)
 }
 
 // isAdded tells whether an order entry refers to an added commit (encoded
