@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
 	"github.com/mageflow/mageflow/workflows"
@@ -37,6 +39,7 @@ func TestDeployTwentyUnderLoad(t *testing.T) {
 	rec := e.mustDeploy(first.ID)
 	require.True(t, rec.UpgradeNeeded, "the first deploy onto an empty database must upgrade it")
 	e.requireCurrent(first.ID)
+	requireTransfers(t, rec, hosts, catalog.TransferFull, "")
 
 	w := e.stack.Watch(5 * time.Millisecond)
 	defer w.Stop()
@@ -47,6 +50,15 @@ func TestDeployTwentyUnderLoad(t *testing.T) {
 	var durations []time.Duration
 	for i := 1; i <= 20; i++ {
 		m := e.release(fmt.Sprintf("load-%02d", i))
+		prev, err := e.stack.Current(hosts[0])
+		require.NoError(t, err)
+		tampered := i == 10
+		if tampered {
+			// A hot fix on one host's live release: that host must not
+			// link it into the next release, and falls back to the
+			// full download; the other hosts still take the delta.
+			editInPlace(t, hostops.ReleaseDir(e.stack.Host(hosts[0]).Root, e.app, prev))
+		}
 		start := time.Now()
 		if n := len(intervals); n > 0 {
 			intervals[n-1].to = start
@@ -55,6 +67,12 @@ func TestDeployTwentyUnderLoad(t *testing.T) {
 		durations = append(durations, time.Since(start))
 		require.False(t, rec.UpgradeNeeded, "deploy %d: a marker change must not need an upgrade (reasons %v)", i, rec.UpgradeReasons)
 		require.Nil(t, rec.MaintenanceFrom, "deploy %d went into maintenance", i)
+		if tampered {
+			requireTransfers(t, rec, hosts[:1], catalog.TransferFull, "")
+			requireTransfers(t, rec, hosts[1:], catalog.TransferDelta, prev)
+		} else {
+			requireTransfers(t, rec, hosts, catalog.TransferDelta, prev)
+		}
 		at, err := w.AllSwitchedAt(hosts, m.ID, start)
 		require.NoError(t, err)
 		intervals = append(intervals, served{release: m.ID, from: at})
@@ -284,4 +302,35 @@ func servedAtLeast(t *testing.T, load *deploystack.Load, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return load.Count() >= n }, 30*time.Second, 5*time.Millisecond,
 		"the load generator got fewer than %d answers", n)
+}
+
+// requireTransfers checks how each of hosts got the release: mode, and the
+// base release of a delta; a full download says why.
+func requireTransfers(t *testing.T, rec *catalog.Deploy, hosts []string, mode, base string) {
+	t.Helper()
+	for _, h := range hosts {
+		i := slices.IndexFunc(rec.Transfers, func(x catalog.HostTransfer) bool { return x.Host == h })
+		require.GreaterOrEqual(t, i, 0, "no transfer recorded for %s: %+v", h, rec.Transfers)
+		tr := rec.Transfers[i]
+		require.Equal(t, mode, tr.Mode, "%s: %+v", h, tr)
+		require.Positive(t, tr.BytesFetched, "%s", h)
+		if mode == catalog.TransferDelta {
+			require.Equal(t, base, tr.Base, "%s", h)
+			require.Positive(t, tr.FilesLinked, "%s", h)
+		} else {
+			require.NotEmpty(t, tr.FallbackReason, "%s: a full download says why", h)
+		}
+	}
+}
+
+// editInPlace changes a file of a prepared release the way a hot fix on
+// the server does: same inode, new content.
+func editInPlace(t *testing.T, releaseDir string) {
+	t.Helper()
+	p := filepath.Join(releaseDir, "composer.json")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
 }
