@@ -63,7 +63,6 @@ func countChild(mirror, sha string) int {
 }
 
 func run(commits int, dir string, runs int) error {
-	ctx := context.Background()
 	if err := fakerepo.CheckGit(); err != nil {
 		return err
 	}
@@ -71,183 +70,269 @@ func run(commits int, dir string, runs int) error {
 	if err != nil {
 		return err
 	}
-	origin := filepath.Join(dir, fmt.Sprintf("origin-%d.git", commits))
-	if _, err := os.Stat(filepath.Join(origin, "bench-complete")); err != nil {
-		fmt.Printf("generating %d commits into %s ...\n", commits, origin)
-		start := time.Now()
-		_ = os.RemoveAll(origin)
-		if err := fakerepo.Init(origin); err != nil {
-			return err
-		}
-		if _, err := fakerepo.Generate(origin, fakerepo.Options{Commits: commits, Seed: 42}); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(origin, "bench-complete"), nil, 0o644); err != nil {
-			return err
-		}
-		fmt.Printf("generated in %v\n", time.Since(start).Round(time.Millisecond))
-	}
-
-	work := filepath.Join(dir, "run")
-	if err := os.RemoveAll(work); err != nil {
+	origin, err := ensureOrigin(dir, commits)
+	if err != nil {
 		return err
 	}
-	upstream := filepath.Join(work, "upstream.git")
-	gitGraph := filepath.Join(work, "git-with-graph.git")
-	for _, d := range []string{upstream, gitGraph} {
+	b := &bench{ctx: context.Background(), runs: runs, work: filepath.Join(dir, "run")}
+	if err := b.clone(origin); err != nil {
+		return err
+	}
+	if err := b.oneTimeCosts(); err != nil {
+		return err
+	}
+	c, err := b.count()
+	if err != nil {
+		return err
+	}
+	afterFetch, newTotal, err := b.incremental()
+	if err != nil {
+		return err
+	}
+	b.printTable(c, afterFetch)
+	fmt.Printf("\nall counts checked against git rev-list --count (%s, then %s)\n", b.total, newTotal)
+	return nil
+}
+
+// bench is one run's state: the clones, the commits counted and the
+// one-time costs measured so far.
+type bench struct {
+	ctx  context.Context
+	runs int
+	work string
+
+	upstream, gitGraph   string // bare clones: the one pushed to, the one git gives its own graph
+	tip, ancestor, total string // main, main~100 and the count git gives for main
+	cache                *gitmeta.Cache
+	mirror, counts, self string // gitmeta's mirror, its persisted build numbers, this executable
+	rows                 []row
+}
+
+// ensureOrigin generates the origin repository unless -dir holds a
+// complete one, and returns its path.
+func ensureOrigin(dir string, commits int) (string, error) {
+	origin := filepath.Join(dir, fmt.Sprintf("origin-%d.git", commits))
+	if _, err := os.Stat(filepath.Join(origin, "bench-complete")); err == nil {
+		return origin, nil
+	}
+	fmt.Printf("generating %d commits into %s ...\n", commits, origin)
+	start := time.Now()
+	_ = os.RemoveAll(origin)
+	if err := fakerepo.Init(origin); err != nil {
+		return "", err
+	}
+	if _, err := fakerepo.Generate(origin, fakerepo.Options{Commits: commits, Seed: 42}); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(origin, "bench-complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	fmt.Printf("generated in %v\n", time.Since(start).Round(time.Millisecond))
+	return origin, nil
+}
+
+// clone makes the two bare clones of origin afresh and reads the commits
+// to count.
+func (b *bench) clone(origin string) error {
+	if err := os.RemoveAll(b.work); err != nil {
+		return err
+	}
+	b.upstream = filepath.Join(b.work, "upstream.git")
+	b.gitGraph = filepath.Join(b.work, "git-with-graph.git")
+	for _, d := range []string{b.upstream, b.gitGraph} {
 		if out, err := exec.Command("git", "clone", "-q", "--bare", origin, d).CombinedOutput(); err != nil {
 			return fmt.Errorf("clone: %v: %s", err, out)
 		}
 	}
-	tip, err := gitOut(upstream, "rev-parse", "main")
-	if err != nil {
+	var err error
+	if b.tip, err = gitOut(b.upstream, "rev-parse", "main"); err != nil {
 		return err
 	}
-	ancestor, err := gitOut(upstream, "rev-parse", "main~100")
-	if err != nil {
+	if b.ancestor, err = gitOut(b.upstream, "rev-parse", "main~100"); err != nil {
 		return err
 	}
-	total, err := gitOut(upstream, "rev-list", "--count", tip)
-	if err != nil {
+	if b.total, err = gitOut(b.upstream, "rev-list", "--count", b.tip); err != nil {
 		return err
 	}
-	fmt.Printf("history: %s commits reachable from main (%s)\n\n", total, tip[:7])
+	fmt.Printf("history: %s commits reachable from main (%s)\n\n", b.total, b.tip[:7])
+	return nil
+}
 
-	var rows []row
-	add := func(name string, d time.Duration, vsGit bool) { rows = append(rows, row{name, d, vsGit}) }
+// add records a one-time cost.
+func (b *bench) add(name string, d time.Duration, vsGit bool) {
+	b.rows = append(b.rows, row{name, d, vsGit})
+}
 
-	// One-time costs.
-	cache := gitmeta.NewCache(filepath.Join(work, "cache"))
+// oneTimeCosts measures the first Sync, the full graph build alone and
+// git's own commit-graph write.
+func (b *bench) oneTimeCosts() error {
+	b.cache = gitmeta.NewCache(filepath.Join(b.work, "cache"))
 	start := time.Now()
-	repo, err := cache.Sync(ctx, upstream, nil)
+	repo, err := b.cache.Sync(b.ctx, b.upstream, nil)
 	if err != nil {
 		return err
 	}
-	add("first Sync (clone + full commit-graph)", time.Since(start), false)
-	mirror := repo.Dir()
-	graphFile := filepath.Join(mirror, "objects", "info", "commit-graph")
+	b.add("first Sync (clone + full commit-graph)", time.Since(start), false)
+	b.mirror = repo.Dir()
+	b.counts = filepath.Join(b.mirror, "mageflow-buildnumbers")
+	graphFile := filepath.Join(b.mirror, "objects", "info", "commit-graph")
 	if err := os.Remove(graphFile); err != nil {
 		return err
 	}
-	fresh, err := gitmeta.OpenDir(mirror)
+	fresh, err := gitmeta.OpenDir(b.mirror)
 	if err != nil {
 		return err
 	}
 	start = time.Now()
-	if _, err := fresh.UpdateGraph(ctx); err != nil {
+	if _, err := fresh.UpdateGraph(b.ctx); err != nil {
 		return err
 	}
-	add("  of which: full commit-graph build", time.Since(start), false)
+	b.add("  of which: full commit-graph build", time.Since(start), false)
 	start = time.Now()
-	if out, err := exec.Command("git", "--git-dir", gitGraph, "commit-graph", "write", "--reachable").CombinedOutput(); err != nil {
+	if out, err := exec.Command("git", "--git-dir", b.gitGraph, "commit-graph", "write", "--reachable").CombinedOutput(); err != nil {
 		return fmt.Errorf("git commit-graph write: %v: %s", err, out)
 	}
-	add("  (git commit-graph write --reachable)", time.Since(start), false)
+	b.add("  (git commit-graph write --reachable)", time.Since(start), false)
+	return nil
+}
 
-	// Counting.
-	gitNoGraph := median(runs, func() (time.Duration, error) {
-		return timeCmd(total, "git", "-c", "core.commitGraph=false", "--git-dir", upstream, "rev-list", "--count", tip)
-	})
-	gitWithGraph := median(runs, func() (time.Duration, error) {
-		return timeCmd(total, "git", "--git-dir", gitGraph, "rev-list", "--count", tip)
-	})
-	self, err := os.Executable()
-	if err != nil {
+// countTimes are the medians of counting the tip.
+type countTimes struct {
+	gitNoGraph, gitWithGraph, cold, descCold, descWarm time.Duration
+}
+
+// removeCounts forgets the persisted build numbers.
+func (b *bench) removeCounts() error {
+	if err := os.Remove(b.counts); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	counts := filepath.Join(mirror, "mageflow-buildnumbers")
-	cold := median(runs, func() (time.Duration, error) {
-		if err := os.Remove(counts); err != nil && !os.IsNotExist(err) {
-			return 0, err
-		}
-		return timeCmd(total, self, "count-child", mirror, tip)
+	return nil
+}
+
+// count measures counting the tip: git without and with its graph,
+// gitmeta cold, and gitmeta after counting an ancestor (new process and
+// in-process).
+func (b *bench) count() (countTimes, error) {
+	gitNoGraph := median(b.runs, func() (time.Duration, error) {
+		return timeCmd(b.total, "git", "-c", "core.commitGraph=false", "--git-dir", b.upstream, "rev-list", "--count", b.tip)
 	})
-	descCold := median(runs, func() (time.Duration, error) {
-		if err := os.Remove(counts); err != nil && !os.IsNotExist(err) {
-			return 0, err
-		}
-		if _, err := timeCmd("", self, "count-child", mirror, ancestor); err != nil {
-			return 0, err
-		}
-		return timeCmd(total, self, "count-child", mirror, tip)
+	gitWithGraph := median(b.runs, func() (time.Duration, error) {
+		return timeCmd(b.total, "git", "--git-dir", b.gitGraph, "rev-list", "--count", b.tip)
 	})
-	descWarm := median(runs, func() (time.Duration, error) {
-		if err := os.Remove(counts); err != nil && !os.IsNotExist(err) {
+	var err error
+	if b.self, err = os.Executable(); err != nil {
+		return countTimes{}, err
+	}
+	cold := median(b.runs, func() (time.Duration, error) {
+		if err := b.removeCounts(); err != nil {
 			return 0, err
 		}
-		r, err := gitmeta.OpenDir(mirror)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := r.BuildNumber(ctx, ancestor); err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		n, err := r.BuildNumber(ctx, tip)
-		d := time.Since(start)
-		if err == nil && strconv.Itoa(n) != total {
-			err = fmt.Errorf("in-process count %d, git says %s", n, total)
-		}
-		return d, err
+		return timeCmd(b.total, b.self, "count-child", b.mirror, b.tip)
 	})
+	descCold := median(b.runs, func() (time.Duration, error) {
+		if err := b.removeCounts(); err != nil {
+			return 0, err
+		}
+		if _, err := timeCmd("", b.self, "count-child", b.mirror, b.ancestor); err != nil {
+			return 0, err
+		}
+		return timeCmd(b.total, b.self, "count-child", b.mirror, b.tip)
+	})
+	descWarm := median(b.runs, b.descendantInProcess)
 	for _, m := range []measured{gitNoGraph, gitWithGraph, cold, descCold, descWarm} {
 		if m.err != nil {
-			return m.err
+			return countTimes{}, m.err
 		}
 	}
-	git1, git2 := gitNoGraph.d, gitWithGraph.d
+	return countTimes{gitNoGraph.d, gitWithGraph.d, cold.d, descCold.d, descWarm.d}, nil
+}
 
-	// Incremental: ~100 commits pushed, then Sync (fetch + graph update).
-	if _, err := fakerepo.Generate(upstream, fakerepo.Options{Commits: 100, Seed: 7, From: "refs/heads/main^0", StartTime: 1_900_000_000}); err != nil {
-		return err
+// descendantInProcess times counting the tip in-process after its
+// ancestor was counted, and checks the count against git's.
+func (b *bench) descendantInProcess() (time.Duration, error) {
+	if err := b.removeCounts(); err != nil {
+		return 0, err
 	}
-	start = time.Now()
-	if _, err := cache.Sync(ctx, upstream, nil); err != nil {
-		return err
-	}
-	add("incremental Sync of ~100 pushed commits", time.Since(start), false)
-	// The graph update alone: fetch another 100 with the git CLI, then
-	// update the graph.
-	if _, err := fakerepo.Generate(upstream, fakerepo.Options{Commits: 100, Seed: 8, From: "refs/heads/main^0", StartTime: 1_950_000_000}); err != nil {
-		return err
-	}
-	if out, err := exec.Command("git", "--git-dir", mirror, "fetch", "-q", upstream, "+refs/heads/*:refs/heads/*").CombinedOutput(); err != nil {
-		return fmt.Errorf("git fetch: %v: %s", err, out)
-	}
-	r, err := gitmeta.OpenDir(mirror)
+	r, err := gitmeta.OpenDir(b.mirror)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	start = time.Now()
-	added, err := r.UpdateGraph(ctx)
-	if err != nil {
-		return err
+	if _, err := r.BuildNumber(b.ctx, b.ancestor); err != nil {
+		return 0, err
 	}
-	add(fmt.Sprintf("  graph update alone (%d new commits)", added), time.Since(start), false)
-	newTip, err := gitOut(upstream, "rev-parse", "main")
-	if err != nil {
-		return err
+	start := time.Now()
+	n, err := r.BuildNumber(b.ctx, b.tip)
+	d := time.Since(start)
+	if err == nil && strconv.Itoa(n) != b.total {
+		err = fmt.Errorf("in-process count %d, git says %s", n, b.total)
 	}
-	newTotal, err := gitOut(upstream, "rev-list", "--count", newTip)
+	return d, err
+}
+
+// incremental pushes ~100 commits and measures the Sync (fetch + graph
+// update), then the graph update alone after another 100 fetched with the
+// git CLI, then counting the new tip from the carried-over build numbers.
+// It returns that last median and git's count of the new tip.
+func (b *bench) incremental() (time.Duration, string, error) {
+	if _, err := fakerepo.Generate(b.upstream, fakerepo.Options{Commits: 100, Seed: 7, From: "refs/heads/main^0", StartTime: 1_900_000_000}); err != nil {
+		return 0, "", err
+	}
+	start := time.Now()
+	if _, err := b.cache.Sync(b.ctx, b.upstream, nil); err != nil {
+		return 0, "", err
+	}
+	b.add("incremental Sync of ~100 pushed commits", time.Since(start), false)
+	if err := b.graphUpdateAlone(); err != nil {
+		return 0, "", err
+	}
+	newTip, err := gitOut(b.upstream, "rev-parse", "main")
 	if err != nil {
-		return err
+		return 0, "", err
+	}
+	newTotal, err := gitOut(b.upstream, "rev-list", "--count", newTip)
+	if err != nil {
+		return 0, "", err
 	}
 	// The persisted sets were carried over to the new graph positions;
 	// restore them before each run so every run starts from that state.
-	carried, err := os.ReadFile(counts)
+	carried, err := os.ReadFile(b.counts)
 	if err != nil {
-		return fmt.Errorf("no build numbers carried over the graph update: %w", err)
+		return 0, "", fmt.Errorf("no build numbers carried over the graph update: %w", err)
 	}
-	afterFetch := median(runs, func() (time.Duration, error) {
-		if err := os.WriteFile(counts, carried, 0o644); err != nil {
+	afterFetch := median(b.runs, func() (time.Duration, error) {
+		if err := os.WriteFile(b.counts, carried, 0o644); err != nil {
 			return 0, err
 		}
-		return timeCmd(newTotal, self, "count-child", mirror, newTip)
+		return timeCmd(newTotal, b.self, "count-child", b.mirror, newTip)
 	})
-	if afterFetch.err != nil {
-		return afterFetch.err
-	}
+	return afterFetch.d, newTotal, afterFetch.err
+}
 
+// graphUpdateAlone fetches another 100 commits with the git CLI, then
+// measures the graph update.
+func (b *bench) graphUpdateAlone() error {
+	if _, err := fakerepo.Generate(b.upstream, fakerepo.Options{Commits: 100, Seed: 8, From: "refs/heads/main^0", StartTime: 1_950_000_000}); err != nil {
+		return err
+	}
+	if out, err := exec.Command("git", "--git-dir", b.mirror, "fetch", "-q", b.upstream, "+refs/heads/*:refs/heads/*").CombinedOutput(); err != nil {
+		return fmt.Errorf("git fetch: %v: %s", err, out)
+	}
+	r, err := gitmeta.OpenDir(b.mirror)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	added, err := r.UpdateGraph(b.ctx)
+	if err != nil {
+		return err
+	}
+	b.add(fmt.Sprintf("  graph update alone (%d new commits)", added), time.Since(start), false)
+	return nil
+}
+
+// printTable writes the table: the counts against git, then the one-time costs.
+func (b *bench) printTable(c countTimes, afterFetch time.Duration) {
+	git1, git2 := c.gitNoGraph, c.gitWithGraph
 	fmt.Printf("%-52s %12s %10s %10s\n", "measurement", "time", "÷git", "÷git+cg")
 	line := func(name string, d time.Duration, vsGit bool) {
 		if vsGit {
@@ -258,15 +343,13 @@ func run(commits int, dir string, runs int) error {
 	}
 	line("git rev-list --count (no commit-graph)", git1, true)
 	line("git rev-list --count (git's own commit-graph)", git2, true)
-	line("gitmeta cold (new process: map graph + count)", cold.d, true)
-	line("gitmeta descendant, new process (ancestor ~100)", descCold.d, true)
-	line("gitmeta descendant, in-process (ancestor ~100)", descWarm.d, true)
-	line("gitmeta descendant after graph update, new process", afterFetch.d, true)
-	for _, r := range rows {
+	line("gitmeta cold (new process: map graph + count)", c.cold, true)
+	line("gitmeta descendant, new process (ancestor ~100)", c.descCold, true)
+	line("gitmeta descendant, in-process (ancestor ~100)", c.descWarm, true)
+	line("gitmeta descendant after graph update, new process", afterFetch, true)
+	for _, r := range b.rows {
 		line(r.name, r.d, r.vsGit)
 	}
-	fmt.Printf("\nall counts checked against git rev-list --count (%s, then %s)\n", total, newTotal)
-	return nil
 }
 
 type row struct {
