@@ -84,67 +84,17 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 	if err := os.RemoveAll(work); err != nil {
 		return err
 	}
-	dev, err := deploystack.StartDevServer(ctx)
+	b, stop, err := startBench(ctx, work)
+	defer stop()
 	if err != nil {
 		return err
 	}
-	defer func() { _ = dev.Stop() }()
-
-	repo, err := deploystack.FixtureRepo(filepath.Join(work, "repo"))
-	if err != nil {
-		return err
-	}
-	s, err := deploystack.Start(deploystack.Options{Dir: filepath.Join(work, "stack"), App: app})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	_, cfg, err := s.WriteConfig(filepath.Join(work, "mageflow"), dev.FrontendHostPort(), "bench-deploy", repo, nil)
-	if err != nil {
-		return err
-	}
-	c, err := deploystack.Dial(cfg)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	stopControl, err := deploystack.StartControl(ctx, c, cfg)
-	if err != nil {
-		return err
-	}
-	defer stopControl()
-	stopAgents, err := deploystack.StartAgents(ctx, c, cfg, s.HostNames())
-	if err != nil {
-		return err
-	}
-	defer stopAgents()
-	st, err := store.NewLocal(cfg.Artifacts.Dir)
-	if err != nil {
-		return err
-	}
-	b := &bench{stack: s, cfg: cfg, c: c, st: st, repo: repo,
-		dep: &deploystack.Deployer{Deploys: &start.Deploys{Temporal: c, Config: cfg, Store: st}}}
 
 	fmt.Printf("benchdeploy: 2 hosts (nginx + php-fpm each, process_control_timeout 10s) behind an nginx balancer; %d clients, %s pause; %d deploys\n", clients, pause, n)
-	first, err := deploystack.Build(ctx, c, cfg, app, "main")
+	rels, err := b.releases(ctx, n)
 	if err != nil {
 		return err
 	}
-	if _, err := b.deploy(ctx, first.ID, 2*time.Minute); err != nil {
-		return err
-	}
-	var rels []*release.Meta
-	for i := 1; i <= n; i++ {
-		if err := deploystack.CommitMarker(repo, fmt.Sprintf("bench-%02d", i)); err != nil {
-			return err
-		}
-		m, err := deploystack.Build(ctx, c, cfg, app, "main")
-		if err != nil {
-			return err
-		}
-		rels = append(rels, m)
-	}
-
 	// 1. mageflow under load.
 	mf, err := b.underLoad(ctx, clients, pause, before, rels)
 	if err != nil {
@@ -156,7 +106,96 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 	if err != nil {
 		return err
 	}
+	printLoadResults(mf, naive)
 
+	// 3. A Magento-sized release.
+	if tp.Files > 0 {
+		if err := b.big(ctx, rels[len(rels)-1], treeDir, filepath.Join(work, "stage"), tp); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\ntotal %s\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// startBench starts the Temporal dev server, the fixture repository, the
+// two-host stack, the control worker and the agents. stop ends what was
+// started, in reverse order; it is to be called also with an error.
+func startBench(ctx context.Context, work string) (b *bench, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	dev, err := deploystack.StartDevServer(ctx)
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { _ = dev.Stop() })
+	repo, err := deploystack.FixtureRepo(filepath.Join(work, "repo"))
+	if err != nil {
+		return nil, stop, err
+	}
+	s, err := deploystack.Start(deploystack.Options{Dir: filepath.Join(work, "stack"), App: app})
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { _ = s.Close() })
+	_, cfg, err := s.WriteConfig(filepath.Join(work, "mageflow"), dev.FrontendHostPort(), "bench-deploy", repo, nil)
+	if err != nil {
+		return nil, stop, err
+	}
+	c, err := deploystack.Dial(cfg)
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, c.Close)
+	stopControl, err := deploystack.StartControl(ctx, c, cfg)
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, stopControl)
+	stopAgents, err := deploystack.StartAgents(ctx, c, cfg, s.HostNames())
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, stopAgents)
+	st, err := store.NewLocal(cfg.Artifacts.Dir)
+	if err != nil {
+		return nil, stop, err
+	}
+	return &bench{stack: s, cfg: cfg, c: c, st: st, repo: repo,
+		dep: &deploystack.Deployer{Deploys: &start.Deploys{Temporal: c, Config: cfg, Store: st}}}, stop, nil
+}
+
+// releases builds and deploys a first release, then builds n more, one
+// commit each, to deploy under load.
+func (b *bench) releases(ctx context.Context, n int) ([]*release.Meta, error) {
+	first, err := deploystack.Build(ctx, b.c, b.cfg, app, "main")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.deploy(ctx, first.ID, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	var rels []*release.Meta
+	for i := 1; i <= n; i++ {
+		if err := deploystack.CommitMarker(b.repo, fmt.Sprintf("bench-%02d", i)); err != nil {
+			return nil, err
+		}
+		m, err := deploystack.Build(ctx, b.c, b.cfg, app, "main")
+		if err != nil {
+			return nil, err
+		}
+		rels = append(rels, m)
+	}
+	return rels, nil
+}
+
+// printLoadResults prints the table of both deploys under load and the
+// figures behind it.
+func printLoadResults(mf, naive loadResult) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\nunder load\tswitches\trequests\tfailed\tp99 before\tp99 in switch windows\tmax in windows\t")
 	for _, r := range []loadResult{mf, naive} {
@@ -171,15 +210,6 @@ func run(ctx context.Context, n, clients int, pause, before time.Duration, work,
 	if len(naive.errors) > 0 {
 		fmt.Printf("naive failures, first few: %s\n", strings.Join(naive.errors, "; "))
 	}
-
-	// 3. A Magento-sized release.
-	if tp.Files > 0 {
-		if err := b.big(ctx, rels[len(rels)-1], treeDir, filepath.Join(work, "stage"), tp); err != nil {
-			return err
-		}
-	}
-	fmt.Printf("\ntotal %s\n", time.Since(began).Round(time.Second))
-	return nil
 }
 
 func (b *bench) deploy(ctx context.Context, id string, timeout time.Duration) (*catalog.Deploy, error) {
