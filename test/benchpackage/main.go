@@ -160,21 +160,10 @@ func measure(name string, cmd *exec.Cmd, outFile string) (measurement, []byte, e
 
 func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) error {
 	fmt.Printf("load average at start: %s", loadavg())
-	t0 := time.Now()
-	reused, err := ensureTree(treeDir, p)
-	if err != nil {
-		return fmt.Errorf("generate tree: %w", err)
-	}
-	if reused {
-		fmt.Printf("reusing tree %s\n", treeDir)
-	} else {
-		fmt.Printf("generated tree %s in %v\n", treeDir, time.Since(t0).Round(time.Millisecond))
-	}
-	nFiles, nBytes, err := warm(treeDir)
+	nBytes, err := prepareTree(treeDir, p)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("tree: %d files, %.1f MB (page cache warmed)\n", nFiles, float64(nBytes)/1e6)
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
@@ -182,7 +171,6 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 	if err != nil {
 		return err
 	}
-
 	var ms []measurement
 	if withGzip {
 		out := filepath.Join(outDir, "tree.tar.gz")
@@ -202,26 +190,64 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 		ms = append(ms, m)
 	}
 	for _, lvl := range levels {
-		out := filepath.Join(outDir, "tree-"+lvl+".tar.zst")
-		m, stdout, err := measure("artifact.Write "+lvl, exec.Command(self, "-child", "-level", lvl, "-src", treeDir, "-o", out), out)
+		m, err := measureArtifact(self, treeDir, outDir, lvl)
 		if err != nil {
 			return err
 		}
-		var cr childResult
-		if err := json.Unmarshal(stdout, &cr); err != nil {
-			return fmt.Errorf("parse child output %q: %w", stdout, err)
-		}
-		m.hwm, m.sha = cr.VmHWMKiB, cr.SHA256
 		ms = append(ms, m)
-		if err := checkOutput(out, cr.Result); err != nil {
-			return err
-		}
 	}
-
 	var base *measurement
 	if withGzip {
 		base = &ms[0]
 	}
+	if err := printTable(ms, base, nBytes); err != nil {
+		return err
+	}
+	fmt.Printf("load average at end: %s", loadavg())
+	fmt.Println("goals: speed ≥ 4× gzip, size ≤ 110% of gzip, peak RSS < 256 MiB")
+	return nil
+}
+
+// prepareTree generates the tree unless a matching one exists and warms
+// the page cache with it; it returns the tree's size in bytes.
+func prepareTree(treeDir string, p genParams) (int64, error) {
+	t0 := time.Now()
+	reused, err := ensureTree(treeDir, p)
+	if err != nil {
+		return 0, fmt.Errorf("generate tree: %w", err)
+	}
+	if reused {
+		fmt.Printf("reusing tree %s\n", treeDir)
+	} else {
+		fmt.Printf("generated tree %s in %v\n", treeDir, time.Since(t0).Round(time.Millisecond))
+	}
+	nFiles, nBytes, err := warm(treeDir)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("tree: %d files, %.1f MB (page cache warmed)\n", nFiles, float64(nBytes)/1e6)
+	return nBytes, nil
+}
+
+// measureArtifact times artifact.Write at one level in a child process
+// (self -child) and checks that what it wrote is a valid artifact.
+func measureArtifact(self, treeDir, outDir, lvl string) (measurement, error) {
+	out := filepath.Join(outDir, "tree-"+lvl+".tar.zst")
+	m, stdout, err := measure("artifact.Write "+lvl, exec.Command(self, "-child", "-level", lvl, "-src", treeDir, "-o", out), out)
+	if err != nil {
+		return m, err
+	}
+	var cr childResult
+	if err := json.Unmarshal(stdout, &cr); err != nil {
+		return m, fmt.Errorf("parse child output %q: %w", stdout, err)
+	}
+	m.hwm, m.sha = cr.VmHWMKiB, cr.SHA256
+	return m, checkOutput(out, cr.Result)
+}
+
+// printTable prints each contender's figures, against gzip when base is
+// its measurement.
+func printTable(ms []measurement, base *measurement, nBytes int64) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "contender\twall s\tMB/s in\tspeed ×gzip\tout MB\tsize % gzip\tCPU s\tpeak RSS MiB\tVmHWM MiB\t")
 	for _, m := range ms {
@@ -238,12 +264,7 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 			m.name, m.wall.Seconds(), float64(nBytes)/1e6/m.wall.Seconds(), speed,
 			float64(m.outSize)/1e6, size, m.cpu.Seconds(), float64(m.maxRSS)/1024, hwm)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Printf("load average at end: %s", loadavg())
-	fmt.Println("goals: speed ≥ 4× gzip, size ≤ 110% of gzip, peak RSS < 256 MiB")
-	return nil
+	return tw.Flush()
 }
 
 // checkOutput makes sure what we timed is a valid artifact.
