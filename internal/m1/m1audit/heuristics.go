@@ -28,7 +28,7 @@ var heurTriggers = []string{
 	"$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files",
 	`\x`, `\u00`, "atob(", "fromcharcode", "decodeuricomponent", "unescape(", "settext",
 	"cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code",
-	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(",
+	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(", "createelement('img", "createelement(\"img", ".open('post", ".open(\"post",
 	"http://", "https://", "wss://", "ws://", "'//", "\"//",
 }
 
@@ -141,7 +141,7 @@ func (c *heurCtx) concatNames() {
 			if !dot {
 				flush()
 			}
-			esc := bytes.IndexByte(d[i:next], '\\') >= 0
+			esc := b == '"' && bytes.IndexByte(d[i:next], '\\') >= 0 // single quotes decode no \x
 			chain, dot = append(chain, piece{start: i, end: next, val: v, escaped: esc}), false
 			i = next
 		case b == '.' && len(chain) > 0 && !dot:
@@ -170,6 +170,24 @@ func (c *heurCtx) concatNames() {
 		}
 	}
 	flush()
+}
+
+// hexDense: a literal written mostly as \xNN escapes.
+func hexDense(raw []byte) bool {
+	n := bytes.Count(raw, []byte(`\x`))
+	return n >= 16 && n*4*10 >= len(raw)*7
+}
+
+// wordy: decoded text mostly letters and digits, not a byte table or a
+// character class.
+func wordy(b []byte) bool {
+	n := 0
+	for _, c := range b {
+		if isIdent(c) {
+			n++
+		}
+	}
+	return n*10 >= len(b)*6
 }
 
 // chrCall parses "N)" or "0xN)" after "chr(".
@@ -226,6 +244,10 @@ func (c *heurCtx) judgeChain(chain []piece) {
 		c.add("heur.php.assembled_exec_name", SeverityCritical, start, end, fmt.Sprintf("assembles %q, a function that runs code or commands", name))
 	case hidingNames[name]:
 		c.add("heur.php.assembled_name", SeverityMedium, start, end, fmt.Sprintf("assembles the function name %q from pieces: obfuscation, read the file", name))
+	case name == "globals" || name == "_post" || name == "_get" || name == "_request" || name == "_cookie" || name == "_server":
+		c.add("heur.php.hidden_superglobal", SeverityHigh, start, end, fmt.Sprintf("writes %q in disguise: packed code reaching the request or globals", name))
+	case len(chain) == 1 && escaped && hexDense(c.data[start:end]) && wordy(joined):
+		c.add("heur.obfuscation.escaped_string", SeverityMedium, start, min(end, start+80), fmt.Sprintf("%d-byte string written as escapes", len(joined)))
 	case chrs >= 6:
 		c.add("heur.php.chr_chain", SeverityMedium, start, end, fmt.Sprintf("builds %q from %d chr() calls: obfuscation, read the file", clip(joined, 60), chrs))
 	}

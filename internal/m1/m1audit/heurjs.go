@@ -46,7 +46,7 @@ func (c *heurCtx) jsHeuristics() {
 		c.percentEncoded()
 	}
 	if c.has("cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code") &&
-		c.has("new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(") &&
+		c.has("new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(", "createelement('img", "createelement(\"img", ".open('post", ".open(\"post") &&
 		c.has("http://", "https://", "wss://", "ws://", "'//", "\"//") {
 		c.cardExfil()
 	}
@@ -212,7 +212,7 @@ func percentU(s string) string {
 
 var (
 	cardFieldRe = regexp.MustCompile(`cc_number|cc_num|cc_cid|cc_exp|cvv|cvc|cardnumber|card_number|card-number|cc-number|payment\[cc|securitycode|security_code`)
-	exfilSinkRe = regexp.MustCompile(`new image\b|sendbeacon\s*\(|\bfetch\s*\(|new websocket\s*\(|new xmlhttprequest|\.ajax\s*\(|\$\.post\s*\(|jquery\.post\s*\(`)
+	exfilSinkRe = regexp.MustCompile(`new image\b|sendbeacon\s*\(|\bfetch\s*\(|new websocket\s*\(|new xmlhttprequest|\.ajax\s*\(|\$\.post\s*\(|jquery\.post\s*\(|createelement\s*\(\s*["']img|\.open\s*\(\s*["']post`)
 	absURLRe    = regexp.MustCompile(`["'\x60](?:https?:|wss?:)?//[a-z0-9-]+(?:\.[a-z0-9-]+)+`)
 )
 
