@@ -124,7 +124,8 @@ func TestClusterKillHistoryMidDeploy(t *testing.T) {
 }
 
 // requireDeployedOnce checks that each release in ids was deployed by
-// exactly one completed workflow run and recorded once.
+// exactly one completed workflow run and recorded once, and that no other
+// run of the deploy workflow exists.
 func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -142,14 +143,26 @@ func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
 		require.Equal(t, 1, byRelease[id], "deploy records of %s (all: %v)", id, byRelease)
 	}
 	require.Len(t, recs, len(ids), "deploy records")
-	q := fmt.Sprintf("WorkflowId = '%s'", workflows.DeployWorkflowID(e.app, "production"))
-	resp, err := e.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: testNamespace, Query: q, PageSize: 100})
-	require.NoError(t, err)
-	completed := 0
-	for _, x := range resp.GetExecutions() {
-		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, x.GetStatus(), "run %s", x.GetExecution().GetRunId())
-		require.True(t, runs[x.GetExecution().GetRunId()], "run %s has no deploy record", x.GetExecution().GetRunId())
-		completed++
+	// Every run visibility lists (eventually consistent: history was just
+	// killed) has a record, and history itself says each completed.
+	id := workflows.DeployWorkflowID(e.app, "production")
+	q := fmt.Sprintf("WorkflowId = '%s'", id)
+	var listed []string
+	require.Eventually(t, func() bool {
+		resp, err := e.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: testNamespace, Query: q, PageSize: 100})
+		if err != nil {
+			return false
+		}
+		listed = listed[:0]
+		for _, x := range resp.GetExecutions() {
+			listed = append(listed, x.GetExecution().GetRunId())
+		}
+		return len(listed) == len(ids)
+	}, 20*time.Second, 200*time.Millisecond, "visibility must list exactly the %d deploy runs of %s", len(ids), id)
+	for _, run := range listed {
+		require.True(t, runs[run], "run %s has no deploy record", run)
+		d, err := e.client.DescribeWorkflowExecution(ctx, id, run)
+		require.NoError(t, err)
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "run %s", run)
 	}
-	require.Equal(t, len(ids), completed, "completed deploy runs")
 }
