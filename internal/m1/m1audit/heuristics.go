@@ -26,7 +26,7 @@ var heurTriggers = []string{
 	"'.", "\".", "' .", "\" .", "chr(", "eval(", "eval (", "assert(", "assert (",
 	"str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode",
 	"$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files",
-	`\x`, `\u00`, "atob(", "fromcharcode", "decodeuricomponent", "unescape(", "settext",
+	`\x`, `\u00`, "atob", "fromcharcode", "document.cookie", "decodeuricomponent", "unescape(", "settext",
 	"cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code",
 	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(", "createelement('img", "createelement(\"img", ".open('post", ".open(\"post",
 	"http://", "https://", "wss://", "ws://", "'//", "\"//",

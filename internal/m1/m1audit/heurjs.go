@@ -36,7 +36,7 @@ func (c *heurCtx) jsHeuristics() {
 	if c.has(`\x`, `\u00`) {
 		c.escapedStrings()
 	}
-	if c.has("atob(") {
+	if c.has("atob") {
 		c.base64Strings()
 	}
 	if c.has("fromcharcode") {
@@ -49,6 +49,10 @@ func (c *heurCtx) jsHeuristics() {
 		c.has("new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(", "createelement('img", "createelement(\"img", ".open('post", ".open(\"post") &&
 		c.has("http://", "https://", "wss://", "ws://", "'//", "\"//") {
 		c.cardExfil()
+	}
+	if c.has("document.cookie") && c.has("new image", "sendbeacon", "fetch(", "xmlhttprequest", ".ajax(", "createelement('img", "createelement(\"img") &&
+		c.has("http://", "https://", "'//", "\"//") {
+		c.cookieExfil()
 	}
 }
 
@@ -146,7 +150,7 @@ func mostlyText(b []byte) bool {
 	return len(b) > 0 && n*10 >= len(b)*9
 }
 
-var charCodeRe = regexp.MustCompile(`(?i)fromCharCode\s*\(\s*((?:0x[0-9a-f]+|\d+)(?:\s*,\s*(?:0x[0-9a-f]+|\d+)){3,})\s*\)`)
+var charCodeRe = regexp.MustCompile(`(?i)fromCharCode["']?\]?\s*\(\s*((?:0x[0-9a-f]+|\d+)(?:\s*,\s*(?:0x[0-9a-f]+|\d+)){3,})\s*\)`)
 
 // charCodes decodes String.fromCharCode(104,116,...) lists.
 func (c *heurCtx) charCodes() {
@@ -240,6 +244,27 @@ func (c *heurCtx) cardExfil() {
 					c.add("heur.js.card_exfil", SeverityCritical, s[0], s[1],
 						fmt.Sprintf("card field %q at line %d and hard-coded URL %q at line %d: card data sent off the page",
 							low[f[0]:f[1]], lineAt(c.data, f[0]), clip(c.data[u[0]+1:u[1]], 60), lineAt(c.data, u[0])))
+					return
+				}
+			}
+		}
+	}
+}
+
+var cookieRe = regexp.MustCompile(`document\.cookie`)
+
+// cookieExfil reports document.cookie sent to a hard-coded URL: session
+// theft (admin sessions of a store are worth as much as cards).
+func (c *heurCtx) cookieExfil() {
+	low := c.lower()
+	sinks := exfilSinkRe.FindAllIndex(low, 200)
+	urls := absURLRe.FindAllIndex(low, 200)
+	for _, k := range cookieRe.FindAllIndex(low, 100) {
+		for _, s := range sinks {
+			for _, u := range urls {
+				if abs(s[0]-k[0]) <= exfilWindow && abs(u[0]-s[0]) <= exfilWindow {
+					c.add("heur.js.cookie_exfil", SeverityHigh, s[0], s[1], fmt.Sprintf("document.cookie at line %d sent to the hard-coded URL %q at line %d",
+						lineAt(c.data, k[0]), clip(c.data[u[0]+1:u[1]], 60), lineAt(c.data, u[0])))
 					return
 				}
 			}

@@ -247,9 +247,11 @@ func (s *Signatures) All() []Signature {
 	return out
 }
 
-// LoadSignatures reads every *.sig file (sorted by name) in each directory,
-// in order; a later definition with the same ID replaces an earlier one, and
-// kind "off" removes it. Typical use:
+// LoadSignatures reads every *.sig file and every plain rule list (*.txt,
+// the community's one-indicator-per-line format, see parsePlainFile) of each
+// directory, sorted by name, directory by directory; a later definition
+// with the same ID replaces an earlier one, and kind "off" removes it (a
+// plain list's rule backend.L17 is switched off with "backend.L17<TAB>off"). Typical use:
 //
 //	LoadSignatures("/usr/share/mageflow/signatures", "/etc/mageflow/signatures.d")
 //
@@ -266,7 +268,12 @@ func (s *Signatures) All() []Signature {
 // matched byte for byte (case-sensitive); a regex uses Go RE2 syntax (no
 // backreferences or lookaround; use (?i) for case-insensitive, (?s) to let .
 // cross lines) and runs over the whole file, so it also catches minified
-// one-line JavaScript. Patterns cannot contain a TAB; write \t in a regex.
+// one-line JavaScript. (?i) folds ASCII letters only. PCRE-only syntax
+// (lookaround, backreferences, possessive or atomic groups, "{,n}", which
+// RE2 would read as a literal) is rejected with file:line. The literals
+// every match must contain are matched for all rules at once by one
+// automaton; a regex runs only on files that contain them, and a regex
+// whose match length is bounded runs only on the lines around them. Patterns cannot contain a TAB; write \t in a regex.
 // An "off" line is just "id<TAB>off". Blank lines and lines starting with #
 // are ignored. Any bad line fails the whole load with file:line, because a
 // silently dropped signature is a hole nobody sees.
