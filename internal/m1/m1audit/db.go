@@ -179,7 +179,7 @@ func dbChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 	for _, v := range t.Vhosts {
 		for _, n := range v.ServerNames {
 			if n != "_" && !strings.ContainsAny(n, "*~") {
-				a.o.ScriptHosts = append(a.o.ScriptHosts, n)
+				a.vhosts = append(a.vhosts, n)
 			}
 		}
 	}
@@ -196,7 +196,9 @@ type dbAudit struct {
 	cmd string
 	pw  string
 
+	vhosts    []string // server names nginx serves the store under
 	baseHosts []string
+	own       []string
 }
 
 type configRow struct {
@@ -225,106 +227,209 @@ func (a *dbAudit) configRows(where string, args ...any) ([]configRow, error) {
 }
 
 // allowedScriptHosts are the store's own hosts (every base URL at every
-// scope) plus the operator's allowlist.
+// scope, the vhosts' server names) plus the operator's allowlist.
 func (a *dbAudit) allowedScriptHosts() []string {
 	if a.baseHosts != nil {
 		return a.baseHosts
 	}
-	hosts := append([]string{}, a.o.ScriptHosts...)
+	a.own = append([]string{}, a.vhosts...)
 	rows, err := a.configRows("path LIKE 'web/%/base%url'")
 	if err == nil {
 		for _, r := range rows {
 			if h := hostOf(r.value.String); h != "" {
-				hosts = append(hosts, h)
+				a.own = append(a.own, h)
 			}
 		}
 	}
-	a.baseHosts = hosts
-	return hosts
+	a.baseHosts = append(append([]string{}, a.own...), a.o.ScriptHosts...)
+	return a.baseHosts
 }
+
+// configContentPaths selects the core_config_data rows rendered into
+// pages: every design/* value (head includes, default title, title prefix
+// and suffix, description, keywords, footer, copyright, welcome text) and
+// any path naming scripts or HTML (extensions' tracking snippets).
+const configContentPaths = "path LIKE 'design/%' OR path LIKE '%script%' OR path LIKE '%html%'"
 
 // frontendScopes are the signature scopes for content rendered into pages.
 var frontendScopes = []Scope{ScopeJS, ScopeHTML}
 
-// scanHTML applies the frontend signatures and the script-host allowlist to
-// one database value and returns its findings.
-func (a *dbAudit) scanHTML(name string, content []byte) (sig []Finding, foreign []Finding) {
+// scanHTML applies the frontend signatures and heuristics, the inline
+// event-handler check and the script-host allowlist (with lookalike hosts)
+// to one database value and returns its findings. Information-only
+// findings are dropped: nobody acts on them in a database row.
+func (a *dbAudit) scanHTML(name string, content []byte) []Finding {
+	var out []Finding
 	if a.o.Signatures != nil {
-		sig = a.o.Signatures.ScanContent(name, content, frontendScopes...)
+		for _, f := range a.o.Signatures.ScanContent(name, content, frontendScopes...) {
+			if f.Severity != SeverityInfo && f.CheckID != CheckInformational {
+				out = append(out, f)
+			}
+		}
 	}
-	for _, h := range ForeignScriptHosts(content, a.allowedScriptHosts()) {
-		foreign = append(foreign, Finding{CheckID: CheckContentForeignScript, Severity: SeverityHigh, Path: name,
-			Evidence: "script loaded from " + h + ", not a base URL host nor allowlisted"})
-	}
-	return sig, foreign
+	out = append(out, handlerFindings(name, content)...)
+	return append(out, hostFindings(name, content, a.allowedScriptHosts(), a.ownHosts())...)
 }
 
-// contentResult turns the findings of a content check into its status.
-func contentResult(r CheckResult, scanned int, sig, foreign []Finding) CheckResult {
-	r.Evidence.Findings = append(append([]Finding{}, sig...), foreign...)
+// ownHosts are the store's own hosts without the operator's allowlist of
+// third parties: the domains a lookalike would imitate.
+func (a *dbAudit) ownHosts() []string {
+	a.allowedScriptHosts()
+	return a.own
+}
+
+// contentResult turns the findings of a content check into its status: a
+// confident finding (critical or high, not marked for a person) is a
+// compromise; anything else needs a person.
+func contentResult(r CheckResult, scanned int, fs []Finding) CheckResult {
+	r.Evidence.Findings = append([]Finding{}, fs...)
+	sure, person, foreign := 0, 0, 0
+	for _, f := range fs {
+		switch {
+		case f.CheckID == CheckContentForeignScript && f.SignatureID == "":
+			foreign++
+		case !f.NeedsPerson && (f.Severity == SeverityCritical || f.Severity == SeverityHigh):
+			sure++
+		default:
+			person++
+		}
+	}
 	switch {
-	case len(sig) > 0:
+	case sure > 0:
 		r.Status, r.Compromise = StatusFail, true
-		r.Fix = "Injected JavaScript matches a skimmer signature: treat the store as compromised (see the forensic appendix), remove the script from the rows listed, rotate every credential, and find how it got in before relying on the cleanup."
-	case len(foreign) > 0:
-		r.Status = StatusNeedsPerson
-		r.Fix = "Scripts load from hosts that are not the store's: confirm each is a service you use and add it to the audit's script-host allowlist, or remove it (skimmers hide in exactly these fields)."
+		r.Fix = fixDBSkimmer
+	case person > 0:
+		r.Status, r.Fix = StatusNeedsPerson, fixDBSuspect
+	case foreign > 0:
+		r.Status, r.Fix = StatusNeedsPerson, fixDBForeign
 	default:
 		r.Status = StatusPass
 	}
-	r.Evidence.Detail = fmt.Sprintf("%d value(s) scanned; %d signature match(es), %d foreign script host(s)", scanned, len(sig), len(foreign))
+	r.Evidence.Detail = fmt.Sprintf("%d value(s) scanned; %d skimmer finding(s), %d to review, %d foreign script host(s)", scanned, sure, person, foreign)
 	return r
 }
+
+// Fix texts of the database content checks.
+const (
+	fixDBSkimmer = "Injected JavaScript matches a skimmer signature: treat the store as compromised (see the forensic appendix), remove the script from the rows listed (System > Configuration > Design > HTML Head / Footer, CMS > Static Blocks / Pages), rotate every credential, and find how it got in before relying on the cleanup."
+	fixDBSuspect = "A value listed holds obfuscated or unusual browser-side code: read each excerpt, and remove the script unless you know who added it and what it does."
+	fixDBForeign = "Scripts load from hosts that are not the store's: confirm each is a service you use and add it to the audit's script-host allowlist, or remove it (skimmers hide in exactly these fields)."
+)
 
 func (a *dbAudit) configScripts() CheckResult {
 	r := newResult(CheckDBConfigScripts)
 	r.Evidence.Command = a.cmd
-	rows, err := a.configRows("path IN ('design/head/includes','design/footer/absolute_footer') OR path LIKE '%script%' OR path LIKE '%html%'")
+	rows, err := a.configRows(configContentPaths)
 	if err != nil {
 		return errResult(r, err)
 	}
-	var sig, foreign []Finding
+	var fs []Finding
 	for _, row := range rows {
 		if !row.value.Valid || row.value.String == "" {
 			continue
 		}
 		name := fmt.Sprintf("%score_config_data[%s@%s:%d]", a.p, row.path, row.scope, row.scopeID)
-		s, f := a.scanHTML(name, []byte(row.value.String))
-		sig, foreign = append(sig, s...), append(foreign, f...)
+		fs = append(fs, a.scanHTML(name, []byte(row.value.String))...)
 	}
-	return contentResult(r, len(rows), sig, foreign)
+	return contentResult(r, len(rows), fs)
+}
+
+// cmsTables are the CMS tables whose rows are rendered into pages, with
+// the columns that carry HTML or layout XML.
+var cmsTables = []struct{ table, id, key, store string }{
+	{"cms_block", "block_id", "identifier", "cms_block_store"},
+	{"cms_page", "page_id", "identifier", "cms_page_store"},
+}
+
+// cmsColumns are the HTML-bearing columns per CMS table: a page's layout
+// update XML can add a script block as well as its content can.
+var cmsColumns = map[string][]string{
+	"cms_block": {"content"},
+	"cms_page":  {"content", "layout_update_xml", "custom_layout_update_xml"},
 }
 
 func (a *dbAudit) cmsContent() CheckResult {
 	r := newResult(CheckDBCMSContent)
 	r.Evidence.Command = a.cmd
-	var sig, foreign []Finding
+	var fs []Finding
 	scanned := 0
-	for _, tbl := range []struct{ table, id, key string }{{"cms_block", "block_id", "identifier"}, {"cms_page", "page_id", "identifier"}} {
-		q := fmt.Sprintf("SELECT `%s`, `%s`, content FROM `%s%s`", tbl.id, tbl.key, a.p, tbl.table)
-		rows, err := a.db.QueryContext(a.ctx, q)
-		if err != nil {
-			return errResult(r, fmt.Errorf("query %s%s: %s", a.p, tbl.table, scrub(err.Error(), a.pw)))
-		}
-		for rows.Next() {
-			var id int64
-			var key, content sql.NullString
-			if err := rows.Scan(&id, &key, &content); err != nil {
-				rows.Close()
-				return errResult(r, err)
-			}
-			scanned++
-			name := fmt.Sprintf("%s%s[%d %s]", a.p, tbl.table, id, key.String)
-			s, f := a.scanHTML(name, []byte(content.String))
-			sig, foreign = append(sig, s...), append(foreign, f...)
-		}
-		err = rows.Err()
-		rows.Close()
+	for _, tbl := range cmsTables {
+		n, f, err := a.cmsTable(tbl.table, tbl.id, tbl.key, tbl.store)
 		if err != nil {
 			return errResult(r, err)
 		}
+		scanned, fs = scanned+n, append(fs, f...)
 	}
-	return contentResult(r, scanned, sig, foreign)
+	return contentResult(r, scanned, fs)
+}
+
+// cmsTable scans one CMS table's HTML columns. Findings are named
+// "<prefix>cms_page[<id> <identifier> stores:<ids>].<column>" (stores
+// 0 is all store views; inactive rows say so: they are not rendered now
+// but one click renders them).
+func (a *dbAudit) cmsTable(table, idCol, keyCol, storeTable string) (int, []Finding, error) {
+	stores := a.cmsStores(storeTable, idCol)
+	cols := cmsColumns[table]
+	q := fmt.Sprintf("SELECT `%s`, `%s`, is_active, %s FROM `%s%s` ORDER BY `%s`", idCol, keyCol, "`"+strings.Join(cols, "`, `")+"`", a.p, table, idCol)
+	rows, err := a.db.QueryContext(a.ctx, q)
+	if err != nil {
+		return 0, nil, fmt.Errorf("query %s%s: %s", a.p, table, scrub(err.Error(), a.pw))
+	}
+	defer rows.Close()
+	var fs []Finding
+	scanned := 0
+	for rows.Next() {
+		var id, active int64
+		var key sql.NullString
+		vals := make([]sql.NullString, len(cols))
+		dest := []any{&id, &key, &active}
+		for i := range vals {
+			dest = append(dest, &vals[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return 0, nil, err
+		}
+		scanned++
+		where := ""
+		if s, ok := stores[id]; ok {
+			where = " stores:" + s
+		}
+		if active != 1 {
+			where += " inactive"
+		}
+		for i, v := range vals {
+			if !v.Valid || v.String == "" {
+				continue
+			}
+			name := fmt.Sprintf("%s%s[%d %s%s]", a.p, table, id, key.String, where)
+			if cols[i] != "content" {
+				name += "." + cols[i]
+			}
+			fs = append(fs, a.scanHTML(name, []byte(v.String))...)
+		}
+	}
+	return scanned, fs, rows.Err()
+}
+
+// cmsStores maps a CMS row id to its store view ids ("0,2"). A store
+// table that cannot be read (older schema, no grant) leaves the scope out
+// of the names; the scan itself does not depend on it.
+func (a *dbAudit) cmsStores(storeTable, idCol string) map[int64]string {
+	q := fmt.Sprintf("SELECT `%s`, GROUP_CONCAT(store_id ORDER BY store_id) FROM `%s%s` GROUP BY `%s`", idCol, a.p, storeTable, idCol)
+	rows, err := a.db.QueryContext(a.ctx, q)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var s sql.NullString
+		if rows.Scan(&id, &s) == nil {
+			out[id] = s.String
+		}
+	}
+	return out
 }
 
 func (a *dbAudit) adminUsers() CheckResult {

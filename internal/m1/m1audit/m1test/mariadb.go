@@ -193,6 +193,8 @@ func M1Schema(prefix string) []string {
 			" layout_update_xml text, custom_theme varchar(100), custom_root_template varchar(255),\n"+
 			" custom_layout_update_xml text, custom_theme_from date, custom_theme_to date,\n"+
 			" PRIMARY KEY (page_id))", prefix),
+		fmt.Sprintf("CREATE TABLE `%scms_block_store` (block_id smallint NOT NULL, store_id smallint unsigned NOT NULL, PRIMARY KEY (block_id, store_id))", prefix),
+		fmt.Sprintf("CREATE TABLE `%scms_page_store` (page_id smallint NOT NULL, store_id smallint unsigned NOT NULL, PRIMARY KEY (page_id, store_id))", prefix),
 		fmt.Sprintf("CREATE TABLE `%sadmin_user` (\n"+
 			" user_id int unsigned NOT NULL AUTO_INCREMENT,\n"+
 			" firstname varchar(32), lastname varchar(32), email varchar(128),\n"+
