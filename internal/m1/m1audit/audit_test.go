@@ -40,7 +40,7 @@ func TestFileChecksBadStore(t *testing.T) {
 		"install.php":                                phpHead,
 		"RELEASE_NOTES.txt":                          "notes",
 		"dev/tests/functional/x.php":                 phpHead,
-		"app/code/local/Evil/Shell.php":              phpHead + "if (false) eval(base64_decode($x));\n",
+		"app/code/local/Evil/Shell.php":              phpHead + "if (false) eval(base64_decode($_POST['x']));\n",
 		"media/wysiwyg/x.php":                        phpHead + "// dropped\n",
 		"skin/frontend/base/default/images/logo.gif": "GIF89a\x01\x00<?php system('id'); ?>",
 		"app/code/local/Mine/Owned.php":              phpHead + "// owned by PHP user\n",

@@ -245,7 +245,7 @@ func (c *heurCtx) judgeChain(chain []piece) {
 	case hidingNames[name]:
 		c.add("heur.php.assembled_name", SeverityMedium, start, end, fmt.Sprintf("assembles the function name %q from pieces: obfuscation, read the file", name))
 	case name == "globals" || name == "_post" || name == "_get" || name == "_request" || name == "_cookie" || name == "_server":
-		c.add("heur.php.hidden_superglobal", SeverityHigh, start, end, fmt.Sprintf("writes %q in disguise: packed code reaching the request or globals", name))
+		c.add("heur.php.hidden_superglobal", SeverityMedium, start, end, fmt.Sprintf("writes %q in disguise: packed code reaching the request or globals", name))
 	case len(chain) == 1 && escaped && hexDense(c.data[start:end]) && wordy(joined):
 		c.add("heur.obfuscation.escaped_string", SeverityMedium, start, min(end, start+80), fmt.Sprintf("%d-byte string written as escapes", len(joined)))
 	case chrs >= 6:
@@ -303,8 +303,8 @@ func (c *heurCtx) evalDecoded() {
 		payload, steps, ok := phpDecodeCall(c.data, loc[1], 0)
 		if !ok {
 			if fn := leadingDecoder(c.data, loc[1]); fn != "" {
-				c.add("heur.php.eval_decoded_dynamic", SeverityCritical, start, min(len(c.data), loc[1]+40),
-					fmt.Sprintf("runs the output of %s() on data that is not in the file: packed backdoor loader", fn))
+				c.add("heur.php.eval_decoded_dynamic", SeverityMedium, start, min(len(c.data), loc[1]+40),
+					fmt.Sprintf("runs the output of %s() on data that is not in the file: a packed loader, or the licence check of an encoded extension; find where the data comes from", fn))
 			}
 			continue
 		}
@@ -330,11 +330,13 @@ func (c *heurCtx) evalDecoded() {
 const maxDecodedPerFile = 8
 
 // judgePayload matches decoded code against every PHP rule and returns the
-// first critical or high finding.
+// first critical finding: only code that is malicious in itself makes the
+// packing critical; commercial encoders pack licence checks in layers of
+// the same obfuscation, which stays "needs a person".
 func (c *heurCtx) judgePayload(payload []byte) *Finding {
 	sub := c.sigs.matchAll(payload, []Scope{ScopePHP}, c.depth+1, c.max)
 	for i := range sub {
-		if sub[i].Severity == SeverityCritical || sub[i].Severity == SeverityHigh {
+		if sub[i].Severity == SeverityCritical {
 			return &sub[i]
 		}
 	}

@@ -450,9 +450,13 @@ func (s *scanner) carriers(data []byte, rel, ext string) []Finding {
 	if loc == nil {
 		return nil
 	}
-	sev, person := SeverityHigh, false
-	if inDataDir(rel) || !strings.Contains(rel, "/") {
-		sev = SeverityCritical
+	// Outside data directories a PHP-bearing file with another name is most
+	// often a copy someone kept (Data.php-2.4, index.php.old): a person
+	// decides. In data directories and the docroot itself it is a planted
+	// loader target.
+	sev, person := SeverityMedium, true
+	if inDataDir(rel) || !strings.Contains(rel, "/") && !strings.Contains(base, ".php") {
+		sev, person = SeverityCritical, false
 	}
 	if inGeneratedDir(rel) && !strings.HasPrefix(rel, "var/session/") {
 		sev, person = SeverityMedium, true // cached pages may quote code

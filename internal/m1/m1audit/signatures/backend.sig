@@ -15,9 +15,9 @@ php.eval_request	regex	php	critical	(?i)\beval\s*\(\s*(stripslashes\s*\(\s*|base
 php.exec_request	regex	php	critical	(?i)\b(system|passthru|shell_exec|exec|popen|proc_open)\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\b	shell command taken straight from the request: command web shell
 php.call_request	regex	php	critical	\$_(POST|GET|REQUEST|COOKIE)\s*\[[^\]]{1,40}\]\s*\(	a request parameter called as a function: hides the real function name from scanners
 php.create_function_request	regex	php	critical	(?i)\bcreate_function\s*\([^;]{0,200}\$_(POST|GET|REQUEST|COOKIE)\b	create_function built from request data: disguised eval
-php.hex_eval	regex	php	high	(?i)\\x65\\x76\\x61\\x6c	the word eval written as hex escapes: obfuscation
-php.hex_base64_decode	regex	php	high	(?i)\\x62\\x61\\x73\\x65\\x36\\x34\\x5f	base64_ written as hex escapes: obfuscation
-php.globals_hex_index	regex	php	high	(?i)\$GLOBALS\s*\[\s*['\"]\\x[0-9a-f]{2}	$GLOBALS indexed with hex-escaped names: a common packer pattern
+php.hex_eval	regex	php	medium	(?i)\\x65\\x76\\x61\\x6c	the word eval written as hex escapes: obfuscation
+php.hex_base64_decode	regex	php	medium	(?i)\\x62\\x61\\x73\\x65\\x36\\x34\\x5f	base64_ written as hex escapes: obfuscation
+php.globals_hex_index	regex	php	medium	(?i)\$GLOBALS\s*\[\s*['\"]\\x[0-9a-f]{2}	$GLOBALS indexed with hex-escaped names: a common packer pattern
 php.filesman	literal	php	critical	FilesMan	marker of the FilesMan family of file-manager web shells
 php.visbot	regex	php	critical	(?i)visbot	Visbot card-stealing backdoor marker (answers to User-Agent Visbot/2.0)
 php.raw_uploader	regex	php	high	(?i)move_uploaded_file\s*\(\s*\$_FILES\s*\[[^\]]+\]\s*\[\s*['\"]tmp_name['\"]\s*\]\s*,\s*[^;]{0,80}\$_FILES\s*\[[^\]]+\]\s*\[\s*['\"]name['\"]\s*\]	saves an upload under the client-chosen name: drop-in uploader backdoor (Magento uses Varien_File_Uploader)
@@ -38,7 +38,7 @@ php.payment_post_exfil	regex	php	critical	(?is)(?:getPost\s*\(\s*["']payment["']
 php.admin_login_exfil	regex	php	critical	(?is)\bfunction\s+login\s*\([^)]{0,80}\$(?:username|login)\b.{0,800}\b(?:mail|file_put_contents|fwrite|curl_exec|fsockopen)\s*\([^;]{0,200}\$password	login code that mails, writes or sends the password: admin credential stealer
 php.upload_form	regex	php	high	(?is)<input[^>]{0,100}type\s*=\s*["']?file.{0,1000}move_uploaded_file\s*\(|move_uploaded_file\s*\(.{0,1000}<input[^>]{0,100}type\s*=\s*["']?file	a page that shows its own upload form and saves the file itself: drop-in uploader backdoor (Magento uploads go through Varien_File_Uploader)
 php.shell_probe	regex	php	high	(?i)\b(?:php_uname|posix_getpwuid|disk_free_space)\s*\(.{0,400}\b(?:shell_exec|passthru|system|proc_open|popen)\s*\(	system probing next to command execution: web shell information panel
-php.char_index_assembly	regex	php	high	(?:\$\w+\s*\[\s*\d+\s*\]\s*\.\s*){3,}\$\w+\s*\[\s*\d+\s*\]	a string assembled from single characters of another string ($a[3].$a[0].$a[4]...): packers build "_POST" or "assert" this way
+php.char_index_assembly	regex	php	medium	(?:\$\w+\s*\[\s*\d+\s*\]\s*\.\s*){3,}\$\w+\s*\[\s*\d+\s*\]	a string assembled from single characters of another string ($a[3].$a[0].$a[4]...): packers build "_POST" or "assert" this way
 php.mage_bootstrap_deep	regex	php	high	(?i)\b(?:include|require)(?:_once)?\s*\(?\s*["'](?:\.\./){3,}[^"'\n]{0,100}app/Mage\.php	a script that loads Magento from deep inside the tree through ../../..: order, payment and admin dumpers are dropped this way
 php.stored_card_read	regex	php	critical	(?i)addFieldToFilter\s*\(\s*["']cc_(?:number|cid)_enc	reads the stored (encrypted) card numbers of quotes or orders: card data dumper
 php.request_to_file	regex	php	high	(?i)\b(?:file_put_contents|fwrite|fputs|error_log)\s*\([^;]{0,200}(?:\$_(?:POST|REQUEST|GET|COOKIE)\b|serialize\s*\(\s*\$_|json_encode\s*\(\s*\$_)	request data (form fields, cookies) written to a file: credential and card logger
