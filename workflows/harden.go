@@ -125,7 +125,7 @@ func (r *hardenRun) run(ctx workflow.Context) (*m1audit.Report, error) {
 	}
 	var applied, after []m1audit.CheckResult
 	if r.in.Apply {
-		if applied, after, err = r.applyAndAuditAgain(ctx, &step); err != nil {
+		if applied, after, err = r.applyAndAuditAgain(ctx, &step, audit); err != nil {
 			return nil, err
 		}
 	}
@@ -183,11 +183,14 @@ func (r *hardenRun) discoverAndAudit(ctx workflow.Context) (agent.HardenStepInpu
 // again: which failures the changes closed (and proof that they broke no
 // check that passed). The target is read anew because remediation changed
 // what it describes (the pool's limit_extensions, the vhosts' auth); step
-// gets the new target.
-func (r *hardenRun) applyAndAuditAgain(ctx workflow.Context, step *agent.HardenStepInput) (applied, after []m1audit.CheckResult, err error) {
+// gets the new target. The apply step also gets the files the audit
+// flagged, so their times are recorded before anything changes.
+func (r *hardenRun) applyAndAuditAgain(ctx workflow.Context, step *agent.HardenStepInput, audit []m1audit.CheckResult) (applied, after []m1audit.CheckResult, err error) {
 	host := r.in.Host
 	r.phase(ctx, "apply", fmt.Sprintf("**Applying** fixes on %s: %d of %d checks fail", host, r.prog.Failing, r.prog.Audited))
-	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 10*time.Minute, 0), hardenActs.HardenApply, *step).Get(ctx, &applied); err != nil {
+	applyIn := *step
+	applyIn.Flagged = FlaggedFiles(audit)
+	if err := workflow.ExecuteActivity(hostCtx(ctx, host, 10*time.Minute, 0), hardenActs.HardenApply, applyIn).Get(ctx, &applied); err != nil {
 		return nil, nil, fmt.Errorf("apply: %w", err)
 	}
 	for _, c := range applied {

@@ -32,6 +32,8 @@ type hardenRig struct {
 	audit       func(n int) []m1audit.CheckResult
 	audits      int
 	discoverErr error
+	// applyIn is the input HardenApply got.
+	applyIn agent.HardenStepInput
 }
 
 func (r *hardenRig) called(s string) {
@@ -78,6 +80,9 @@ func newHardenRig(t *testing.T) *hardenRig {
 	r.env.OnActivity(h.HardenApply, mock.Anything, mock.Anything).Return(func(_ context.Context, in agent.HardenStepInput) ([]m1audit.CheckResult, error) {
 		r.called("apply")
 		require.True(t, in.Apply)
+		r.mu.Lock()
+		r.applyIn = in
+		r.mu.Unlock()
 		return []m1audit.CheckResult{{ID: "m1.fix.fpm.limit_extensions", Status: m1audit.StatusFixed}}, nil
 	})
 	r.env.OnActivity(h.HardenVerify, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ agent.HardenStepInput) ([]m1audit.CheckResult, error) {

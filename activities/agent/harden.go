@@ -80,7 +80,16 @@ type HardenRequest struct {
 type HardenStepInput struct {
 	HardenRequest
 	Target m1audit.Target
+	// Flagged are the files the audit's file checks named (slash paths
+	// relative to the web root, sorted, at most MaxFlagged): HardenApply
+	// records their times and hashes before it changes anything. Only the
+	// apply step gets them.
+	Flagged []string `json:",omitempty"`
 }
+
+// MaxFlagged bounds HardenStepInput.Flagged: a tree full of findings must
+// not make the activity input (and workflow history) unbounded.
+const MaxFlagged = 1000
 
 // HardenReportInput carries every step's results to the report step.
 type HardenReportInput struct {
@@ -287,6 +296,7 @@ func (h *HardenActivities) HardenApply(ctx context.Context, in HardenStepInput) 
 		PHPFPMBinary: hc.PHPFPM.Binary, PHPFPMConf: hc.PHPFPM.Conf, PHPFPMArgs: hc.PHPFPM.Args, ReloadPHPFPM: command(hc.PHPFPM.Reload),
 		SSHDBinary: hc.SSHD.Binary, SSHDArgs: sshdArgs(hc.SSHD), SSHDDropInDir: hc.SSHD.DropInDir, ReloadSSHD: command(hc.SSHD.Reload),
 		DeployUser: firstNonEmpty(hc.DeployUser, c.host.DeployUser), Writable: hc.Writable, StateDir: hc.StateDir,
+		Flagged: in.Flagged,
 	}
 	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "apply"} })
 	defer stop()
