@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mageflow/mageflow/internal/platform/units"
 )
 
 // MageVersion is what app/Mage.php says about the release.
@@ -126,17 +128,9 @@ func ParseAppliedPatches(src []byte) []string {
 func ParsePHPVersion(out string) (string, error) {
 	m := phpVersionRe.FindStringSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("no \"PHP x.y.z\" line in the -v output %q", firstLine(out))
+		return "", fmt.Errorf("no \"PHP x.y.z\" line in the -v output %q", units.FirstLine(out, 120))
 	}
 	return m[1] + "." + m[2] + "." + m[3], nil
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 120 {
-		s = s[:120]
-	}
-	return s
 }
 
 // PHPSupportAsOf is when PHPSupportEnds was last checked against
