@@ -31,7 +31,9 @@ import (
 
 const hardenHost = "m1web"
 
-// hardenConfig is the hosts: section for the fixture store.
+// hardenConfig is the hosts: section for the fixture store. Its
+// hardening.state_dir is below the store's temp dir, so forensic snapshots
+// never land in the machine's /var/lib/mageflow/harden.
 func hardenConfig(s *m1store.Store) string {
 	q := func(v []string) string {
 		b, _ := json.Marshal(v)
@@ -50,11 +52,13 @@ hosts:
       admin_rate_per_minute: 600
       known_admins: [%s]
       deploy_user: root
+      state_dir: %s
       timeout: 20s
       nginx: {args: %s, include_dir: %s, http_conf_dir: %s}
       php_fpm: {conf: %s, args: %s}
       sshd: {config: %s, host_keys: [%s], drop_in_dir: %s}
 `, hardenHost, filepath.Join(s.Base, "releases"), s.BaseURL(), m1store.ServerName, s.BaseURL(), m1store.Owner,
+		filepath.Join(s.Base, "harden-state"), // forensic snapshots stay in the test's temp dir
 		q(s.NginxArgs), s.IncludeDir, s.HTTPConfDir, s.FPMConf, q(s.FPMArgs), s.SSHDConfig, s.SSHDHostKey, s.SSHDDrop)
 }
 
