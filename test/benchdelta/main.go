@@ -108,6 +108,7 @@ func run(c config) error {
 		return err
 	}
 	rows = append(rows, full...)
+	fmt.Printf("measured: %+v\n", full[0])
 	if c.deltaProfile != "" {
 		f, err := os.Create(c.deltaProfile)
 		if err != nil {
@@ -125,6 +126,7 @@ func run(c config) error {
 			return err
 		}
 		rows = append(rows, r...)
+		fmt.Printf("measured: %+v\n", r[0])
 	}
 	printTable(c, v1, rows)
 	return nil
