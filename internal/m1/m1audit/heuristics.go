@@ -23,7 +23,8 @@ import (
 // file; they ride along in the signature automaton, so checking them is
 // free.
 var heurTriggers = []string{
-	"'.", "\".", "' .", "\" .", "chr(", "eval(", "eval (", "assert(", "assert (",
+	"'.", "\".", "' .", "\" .", "chr(", "'assert'", "\"assert\"", "'system'", "\"system\"", "'passthru'", "\"passthru\"",
+	"'shell_exec'", "\"shell_exec\"", "'create_function'", "\"create_function\"", "eval(", "eval (", "assert(", "assert (",
 	"str_rot13", "strrev", "base64_decode", "hex2bin", "gzinflate", "gzuncompress", "urldecode",
 	"$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files",
 	`\x`, `\u00`, "atob", "fromcharcode", "document.cookie", "decodeuricomponent", "unescape(", "settext",
@@ -103,6 +104,10 @@ func (c *heurCtx) phpHeuristics() {
 	if c.has("$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files") {
 		c.taintedCalls()
 	}
+	if c.has("'assert'", "\"assert\"", "'system'", "\"system\"", "'passthru'", "\"passthru\"", "'shell_exec'", "\"shell_exec\"",
+		"'create_function'", "\"create_function\"", "base64_decode", "gzinflate", "str_rot13", "gzuncompress") {
+		c.namedCalls()
+	}
 }
 
 // piece is one element of a concatenation chain.
@@ -161,6 +166,15 @@ func (c *heurCtx) concatNames() {
 			}
 			chain, dot = append(chain, piece{start: i, end: next, val: []byte{v}, isChr: true}), false
 			i = next
+		case b == '(' && dot && len(chain) > 0:
+			v, next, ok := arithPiece(d, i)
+			if !ok {
+				flush()
+				i++
+				continue
+			}
+			chain, dot = append(chain, piece{start: i, end: next, val: v}), false
+			i = next
 		case b == '/' && i+1 < len(d) && (d[i+1] == '/' || d[i+1] == '*'):
 			flush()
 			i = skipComment(d, i)
@@ -188,6 +202,37 @@ func wordy(b []byte) bool {
 		}
 	}
 	return n*10 >= len(b)*6
+}
+
+// arithPiece evaluates "(32*2)" in a concatenation: packers write
+// 'base'.(32*2).'_decode'.
+func arithPiece(d []byte, i int) ([]byte, int, bool) {
+	end := bytes.IndexByte(d[i:min(len(d), i+24)], ')')
+	if end < 0 {
+		return nil, i, false
+	}
+	var a, b int
+	var op string
+	if n, _ := fmt.Sscanf(strings.ReplaceAll(string(d[i+1:i+end]), " ", ""), "%d%1s%d", &a, &op, &b); n != 3 {
+		return nil, i, false
+	}
+	var v int
+	switch op {
+	case "*":
+		v = a * b
+	case "+":
+		v = a + b
+	case "-":
+		v = a - b
+	case "/":
+		if b == 0 {
+			return nil, i, false
+		}
+		v = a / b
+	default:
+		return nil, i, false
+	}
+	return []byte(fmt.Sprint(v)), i + end + 1, true
 }
 
 // chrCall parses "N)" or "0xN)" after "chr(".
@@ -370,8 +415,8 @@ var superglobals = [][]byte{[]byte("$_get"), []byte("$_post"), []byte("$_request
 
 // taintAssigns finds "$name = ...$_GET..." within one statement: for each
 // request array it looks back at most 80 bytes for the assignment.
-func taintAssigns(d, low []byte) (names []string, at []int) {
-	for _, g := range superglobals {
+func taintAssigns(d, low []byte) (names []string, at []int, direct []bool) {
+	for gi, g := range superglobals {
 		for off := 0; len(names) < 100; {
 			k := bytes.Index(low[off:], g)
 			if k < 0 {
@@ -379,26 +424,33 @@ func taintAssigns(d, low []byte) (names []string, at []int) {
 			}
 			p := off + k
 			off = p + len(g)
-			if name, start := assignedBefore(d, p); name != "" {
-				names, at = append(names, name), append(at, start)
+			if name, start, eq := assignedBefore(d, p); name != "" {
+				// Direct: "$x = $_POST..." or "$x .= ...$_POST" from a
+				// form array ($_SERVER and $_FILES are read by every
+				// upload and URL helper).
+				dir := gi < 4 && (len(bytes.TrimSpace(d[eq+1:p])) == 0 || eq > 0 && d[eq-1] == '.')
+				names, at, direct = append(names, name), append(at, start), append(direct, dir)
 			}
 		}
 	}
-	return names, at
+	return names, at, direct
 }
 
 // assignedBefore returns the variable assigned by the statement that
 // reaches position p, if the assignment is within 80 bytes.
-func assignedBefore(d []byte, p int) (string, int) {
+func assignedBefore(d []byte, p int) (string, int, int) {
 	for i := p - 1; i >= 0 && p-i <= 80; i-- {
 		switch d[i] {
 		case ';', '{', '}':
-			return "", 0
+			return "", 0, 0
 		case '=':
 			if i+1 < len(d) && (d[i+1] == '=' || d[i+1] == '>') || i > 0 && strings.IndexByte("=!<>", d[i-1]) >= 0 {
 				continue
 			}
 			j := i - 1
+			if j >= 0 && d[j] == '.' {
+				j--
+			}
 			for j >= 0 && (d[j] == ' ' || d[j] == '\t') {
 				j--
 			}
@@ -407,13 +459,46 @@ func assignedBefore(d []byte, p int) (string, int) {
 				j--
 			}
 			if j >= 0 && d[j] == '$' && e > j+1 {
-				return string(d[j+1 : e]), j
+				return string(d[j+1 : e]), j, i
 			}
-			return "", 0
+			return "", 0, 0
 		}
 	}
-	return "", 0
+	return "", 0, 0
 }
+
+var nameAssignRe = regexp.MustCompile(`\$(\w+)\s*=\s*["'](assert|system|passthru|shell_exec|exec|popen|proc_open|create_function|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|strrev)["']\s*;`)
+
+// namedCalls reports "$f = 'assert'; ... $f(...)": a function named in a
+// string and called through a variable, so its name never appears as a
+// call. Code-running functions are critical, decoders need a person.
+func (c *heurCtx) namedCalls() {
+	for _, m := range nameAssignRe.FindAllSubmatchIndex(c.data, 50) {
+		needle := append([]byte{'$'}, c.data[m[2]:m[3]]...)
+		fn := strings.ToLower(string(c.data[m[4]:m[5]]))
+		for off := m[1]; ; {
+			k := bytes.Index(c.data[off:], needle)
+			if k < 0 {
+				break
+			}
+			p := off + k + len(needle)
+			off = p
+			if p < len(c.data) && isIdent(c.data[p]) {
+				continue
+			}
+			if q := skipSpace(c.data, p); q < len(c.data) && c.data[q] == '(' {
+				if execNames[fn] {
+					c.add("heur.php.named_exec_call", SeverityCritical, m[0], m[1], fmt.Sprintf("%s() called through a variable at line %d", fn, lineAt(c.data, p)))
+				} else {
+					c.add("heur.php.named_decoder_call", SeverityMedium, m[0], m[1], fmt.Sprintf("%s() called through a variable at line %d: packer; read what it unpacks", fn, lineAt(c.data, p)))
+				}
+				break
+			}
+		}
+	}
+}
+
+var writeSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(mail|file_put_contents|fwrite|fputs|copy|move_uploaded_file)\s*\([^;{}]*$`)
 
 var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passthru|shell_exec|exec|popen|proc_open|pcntl_exec|create_function)\s*\([^;{}]*$`)
 
@@ -421,7 +506,8 @@ var execSinkRe = regexp.MustCompile(`(?i)(?:^|[^\w>:$])(eval|assert|system|passt
 // $_REQUEST['f']; $f($x) or eval($code) where $code came from the request.
 func (c *heurCtx) taintedCalls() {
 	seen := map[string]bool{}
-	names, at := taintAssigns(c.data, c.lower())
+	wrote := false
+	names, at, direct := taintAssigns(c.data, c.lower())
 	for i, name := range names {
 		if name == "this" || seen[name] {
 			continue
@@ -447,6 +533,10 @@ func (c *heurCtx) taintedCalls() {
 			if execSinkRe.Match(c.data[from:p]) {
 				c.add("heur.php.request_to_exec", SeverityCritical, m[0], off, fmt.Sprintf("$%s holds request data and is passed to code execution at line %d", name, lineAt(c.data, p)))
 				return
+			}
+			if !wrote && direct[i] && writeSinkRe.Match(c.data[from:p]) {
+				wrote = true
+				c.add("heur.php.request_to_write", SeverityHigh, m[0], off, fmt.Sprintf("$%s holds request data and is mailed, written or copied to a file at line %d: logger, uploader or mailer", name, lineAt(c.data, p)))
 			}
 		}
 	}
