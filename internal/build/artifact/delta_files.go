@@ -9,6 +9,7 @@ import (
 	"hash"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -205,24 +206,30 @@ func (d *delta) fetchFiles(ctx context.Context, idx []int) error {
 	if err != nil {
 		return err
 	}
-	defer dec.Close()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// On any return, stop the launcher and wait for the range reads in
+	// flight before closing the decoder they use.
+	var fetching sync.WaitGroup
+	defer func() {
+		cancel()
+		fetching.Wait()
+		dec.Close()
+	}()
 	results := make([]chan frameResult, len(frames))
 	for k := range results {
 		results[k] = make(chan frameResult, 1)
 	}
 	sem := make(chan struct{}, parallel)
-	go func() {
+	fetching.Go(func() {
 		for k, f := range frames {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
-			go func() { results[k] <- d.fetchFrame(ctx, dec, f) }()
+			fetching.Go(func() { results[k] <- d.fetchFrame(ctx, dec, f) })
 		}
-	}()
+	})
 	out, err := openDirStack(d.tmp)
 	if err != nil {
 		return err
