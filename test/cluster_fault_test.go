@@ -65,12 +65,13 @@ func killService(dir, svc string) (time.Duration, error) {
 	return 0, fmt.Errorf("temporal-%s was not restarted within 30s of its SIGKILL", svc)
 }
 
-// TestClusterKillHistoryMidDeploy SIGKILLs the cluster's history service at
-// a random point of each of 3 deploys under load; the supervisor restarts
-// it. Every deploy completes exactly once (one closed workflow run and one
-// deploy record per deploy, each release recorded once), and not one
-// storefront request fails. MAGEFLOW_KILL_SEED replays a run.
-func TestClusterKillHistoryMidDeploy(t *testing.T) {
+// TestClusterKillServiceMidDeploy SIGKILLs one of the cluster's Temporal
+// services (history, matching, then frontend) at a random point of each of
+// 3 deploys under load; the supervisor restarts it. Every deploy completes
+// exactly once (one closed workflow run and one deploy record per deploy,
+// each release recorded once), and not one storefront request fails.
+// MAGEFLOW_KILL_SEED replays a run.
+func TestClusterKillServiceMidDeploy(t *testing.T) {
 	dir := clusterDirOrSkip(t)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("MAGEFLOW_KILL_SEED"); v != "" {
@@ -80,14 +81,21 @@ func TestClusterKillHistoryMidDeploy(t *testing.T) {
 	}
 	t.Logf("kill seed %d (replay with MAGEFLOW_KILL_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0x68697374))
+	for _, svc := range []string{"history", "matching", "frontend"} {
+		t.Run(svc, func(t *testing.T) { killServiceMidDeploys(t, dir, svc, rng) })
+	}
+}
 
-	e := newDeployEnv(t, "histshop", deployEnvOptions{})
+// killServiceMidDeploys runs the deploys of TestClusterKillServiceMidDeploy
+// with svc as the victim.
+func killServiceMidDeploys(t *testing.T, dir, svc string, rng *rand.Rand) {
+	e := newDeployEnv(t, "kill"+svc, deployEnvOptions{})
 	first := e.build()
 	e.mustDeploy(first.ID)
 	const kills = 3
 	var ids []string
 	for i := range kills + 1 {
-		ids = append(ids, e.release(fmt.Sprintf("hist-%02d", i)).ID)
+		ids = append(ids, e.release(fmt.Sprintf("%s-%02d", svc, i)).ID)
 	}
 	load := deploystack.StartLoad(e.stack.BalancerURL, loadClients, loadPause)
 	defer load.Stop()
@@ -105,20 +113,20 @@ func TestClusterKillHistoryMidDeploy(t *testing.T) {
 		done := make(chan result, 1)
 		go func() {
 			time.Sleep(delay) // the fault's timing inside the deploy, not a wait
-			gone, err := killService(dir, "history")
+			gone, err := killService(dir, svc)
 			done <- result{gone, err}
 		}()
 		start := time.Now()
 		rec := e.mustDeploy(id)
 		r := <-done
 		require.NoError(t, r.err)
-		t.Logf("deploy %d: SIGKILL history at +%s, back after %s, deploy done in %s;%s", i+1, delay.Round(time.Millisecond),
+		t.Logf("deploy %d: SIGKILL %s at +%s, back after %s, deploy done in %s;%s", i+1, svc, delay.Round(time.Millisecond),
 			r.gone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), stepSeconds(rec))
 	}
 	samples := load.Stop()
 	sum := deploystack.Summarize(samples, nil)
 	t.Logf("storefront under load: %d requests, %d failed, p99 %s", sum.N, sum.Failed, sum.P99)
-	require.Zero(t, sum.Failed, "storefront requests failed while history was killed")
+	require.Zero(t, sum.Failed, "storefront requests failed while %s was killed", svc)
 	e.requireCurrent(ids[len(ids)-1])
 	requireDeployedOnce(t, e, append([]string{first.ID}, ids...))
 }
