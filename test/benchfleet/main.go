@@ -102,45 +102,15 @@ func run(ctx context.Context, kinds []string, reps, clients int, pause time.Dura
 		return err
 	}
 	defer dev.Stop()
-	bin, err := fleetstack.BuildStaticWorker(ctx, dir)
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	s, err := fleetstack.Start(ctx, fleetstack.Options{
-		Dir: filepath.Join(dir, "stack"), Temporal: dev.FrontendHostPort(), Queue: "bench-fleet",
-		Desired: 3, WarmPool: 1, WorkerBin: bin,
-		Log: func(f string, a ...any) { fmt.Printf("  "+f+"\n", a...) },
-	})
+	s, err := startStack(ctx, dir, dev.FrontendHostPort())
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	fmt.Printf("stack up in %s: group %s, 3 instances + warm pool of 1 behind nginx %s\n\n", time.Since(t0).Round(time.Millisecond), s.GroupName, s.BalancerURL)
 	b := &bench{s: s, clients: clients, pause: pause}
-
-	// The stack starts with a Stopped pool of 1. Each kind gets its own
-	// pool: drain the pool, then (for warm kinds) put the new one and wait
-	// until its instance went through the warm-pool entry readiness.
-	results := map[string][]scaleOut{}
-	for _, kind := range kinds {
-		pool, n := kindPool(kind)
-		if err := b.setPool(ctx, pool, n); err != nil {
-			return fmt.Errorf("%s: %w", kind, err)
-		}
-		for i := 0; i < reps; i++ {
-			if err := b.waitPool(ctx, pool.State, n); err != nil {
-				return err
-			}
-			r, err := b.scaleOut(ctx, kind)
-			if err != nil {
-				return fmt.Errorf("%s scale-out %d: %w", kind, i+1, err)
-			}
-			results[kind] = append(results[kind], r)
-			if err := b.scaleIn(ctx); err != nil {
-				return err
-			}
-		}
+	results, err := b.scaleOuts(ctx, kinds, reps)
+	if err != nil {
+		return err
 	}
 	if err := b.setPool(ctx, fleet.WarmPoolConfig{MinSize: 1, MaxPreparedCapacity: 4, State: fleet.PoolStopped}, 1); err != nil {
 		return err
@@ -152,7 +122,63 @@ func run(ctx context.Context, kinds []string, reps, clients int, pause time.Dura
 	if err != nil {
 		return err
 	}
+	printScaleOuts(kinds, results)
+	printMedians(kinds, results)
+	fmt.Printf("\nRefresh of 3 instances (batch 1, warm pool 1) under load: %s total, %s, nginx members min %d (desired 3), %d instances launched\n",
+		sec(ref.took), ref.load, ref.minMembers, ref.launched)
+	return nil
+}
 
+// startStack builds the static worker and starts the fleet stack: 3
+// instances and a Stopped warm pool of 1 behind nginx.
+func startStack(ctx context.Context, dir, temporal string) (*fleetstack.Stack, error) {
+	bin, err := fleetstack.BuildStaticWorker(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	s, err := fleetstack.Start(ctx, fleetstack.Options{
+		Dir: filepath.Join(dir, "stack"), Temporal: temporal, Queue: "bench-fleet",
+		Desired: 3, WarmPool: 1, WorkerBin: bin,
+		Log: func(f string, a ...any) { fmt.Printf("  "+f+"\n", a...) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("stack up in %s: group %s, 3 instances + warm pool of 1 behind nginx %s\n\n", time.Since(t0).Round(time.Millisecond), s.GroupName, s.BalancerURL)
+	return s, nil
+}
+
+// scaleOuts measures reps scale-outs of each kind. The stack starts with a
+// Stopped pool of 1. Each kind gets its own pool: drain the pool, then (for
+// warm kinds) put the new one and wait until its instance went through the
+// warm-pool entry readiness.
+func (b *bench) scaleOuts(ctx context.Context, kinds []string, reps int) (map[string][]scaleOut, error) {
+	results := map[string][]scaleOut{}
+	for _, kind := range kinds {
+		pool, n := kindPool(kind)
+		if err := b.setPool(ctx, pool, n); err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		for i := 0; i < reps; i++ {
+			if err := b.waitPool(ctx, pool.State, n); err != nil {
+				return nil, err
+			}
+			r, err := b.scaleOut(ctx, kind)
+			if err != nil {
+				return nil, fmt.Errorf("%s scale-out %d: %w", kind, i+1, err)
+			}
+			results[kind] = append(results[kind], r)
+			if err := b.scaleIn(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return results, nil
+}
+
+// printScaleOuts prints every scale-out measured, kind by kind.
+func printScaleOuts(kinds []string, results map[string][]scaleOut) {
 	fmt.Println("\nScale-out: SetDesired(+1) → first request served by the new instance through nginx")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\ttotal\tto launch\tinstance boot\tto readiness start\tagent polls at\tprepare starts at\tprepare\tswitch+reload\twarm+health\tnginx add\tmageflow orchestration\t")
@@ -163,8 +189,12 @@ func run(ctx context.Context, kinds []string, reps, clients int, pause time.Dura
 		}
 	}
 	tw.Flush()
+}
+
+// printMedians prints each kind's medians and its speed-up over cold.
+func printMedians(kinds []string, results map[string][]scaleOut) {
 	fmt.Println("\nMedians (3 runs each unless -reps says otherwise)")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\ttotal\tcold/kind\tinstance boot\tchecks\tprepare\tmageflow orchestration\t")
 	cold := median(results["cold"], func(r scaleOut) time.Duration { return r.total })
 	for _, kind := range kinds {
@@ -181,9 +211,6 @@ func run(ctx context.Context, kinds []string, reps, clients int, pause time.Dura
 			sec(median(rs, scaleOut.orchestration)))
 	}
 	tw.Flush()
-	fmt.Printf("\nRefresh of 3 instances (batch 1, warm pool 1) under load: %s total, %s, nginx members min %d (desired 3), %d instances launched\n",
-		sec(ref.took), ref.load, ref.minMembers, ref.launched)
-	return nil
 }
 
 // scaleOut is one measured scale-out.
@@ -276,41 +303,62 @@ func (b *bench) scaleOut(ctx context.Context, kind string) (scaleOut, error) {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	agents := watchAgents(wctx, s, events, old, t0)
-	var served deploystack.Sample
-	for served.Start.IsZero() {
-		for _, smp := range load.Samples() {
-			if smp.OK() && smp.Host != "" && !old[smp.Host] && smp.Start.After(t0) {
-				served = smp
-				break
-			}
-		}
-		if served.Start.IsZero() {
-			select {
-			case <-wctx.Done():
-				return r, fmt.Errorf("no request served by a new instance within 2 minutes (is X-Mageflow-Host the instance id?)")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	served, err := firstServedByNew(wctx, load, old, t0)
+	if err != nil {
+		return r, err
 	}
 	load.Stop()
 	r.instance, r.total = served.Host, served.End().Sub(t0)
 
-	// The instance's own time: from the engine's first event for it (a
-	// creation, or a warm container's start) to its agent polling, as the
-	// Temporal server saw it.
-	var launched time.Time
-	for _, e := range append(events.All(), events.Starts()...) {
-		if e.Instance == r.instance && e.At.After(t0) && (launched.IsZero() || e.At.Before(launched)) {
-			launched = e.At
-		}
-	}
+	launched := firstLaunch(events, r.instance, t0)
 	agentUp := agents()[r.instance]
 	run, hist, err := readiness(ctx, s, r.instance, t0)
 	if err != nil {
 		return r, err
 	}
 	r.toWorkflow = run.Sub(t0)
-	spans := activitySpans(hist)
+	r.addSpans(activitySpans(hist), t0, launched, agentUp)
+	fmt.Printf("  %s scale-out: %s served its first request %s after SetDesired\n", kind, r.instance, sec(r.total))
+	return r, nil
+}
+
+// errNoNewServer is the failure of a scale-out whose new instance served
+// nothing within the wait.
+var errNoNewServer = errors.New("no request served by a new instance within 2 minutes (is X-Mageflow-Host the instance id?)")
+
+// firstServedByNew waits for the first request after t0 served by an
+// instance not in old.
+func firstServedByNew(ctx context.Context, load *deploystack.Load, old map[string]bool, t0 time.Time) (deploystack.Sample, error) {
+	for {
+		for _, smp := range load.Samples() {
+			if smp.OK() && smp.Host != "" && !old[smp.Host] && smp.Start.After(t0) {
+				return smp, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return deploystack.Sample{}, errNoNewServer
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// firstLaunch is the engine's first event for the instance after t0 (a
+// creation, or a warm container's start); zero if none.
+func firstLaunch(events *fleetstack.Launches, instance string, t0 time.Time) time.Time {
+	var launched time.Time
+	for _, e := range append(events.All(), events.Starts()...) {
+		if e.Instance == instance && e.At.After(t0) && (launched.IsZero() || e.At.Before(launched)) {
+			launched = e.At
+		}
+	}
+	return launched
+}
+
+// addSpans splits the scale-out's time by the readiness activities' spans.
+// The instance's own time runs from its launch to its agent polling, as
+// the Temporal server saw it.
+func (r *scaleOut) addSpans(spans map[string]span, t0, launched, agentUp time.Time) {
 	if agentUp.IsZero() {
 		agentUp = spans["CheckAgents"].end // missed by the 50 ms poll
 	}
@@ -332,8 +380,6 @@ func (b *bench) scaleOut(ctx context.Context, kind string) (scaleOut, error) {
 	}
 	r.switchReload = spans["Switch"].ran + spans["ReloadPHP"].ran
 	r.nginx = spans["SetMembers"].ran
-	fmt.Printf("  %s scale-out: %s served its first request %s after SetDesired\n", kind, r.instance, sec(r.total))
-	return r, nil
 }
 
 // scaleIn returns the group to 3 and waits until nginx serves 3 and the
