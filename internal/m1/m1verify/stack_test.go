@@ -10,8 +10,8 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/mageflow/mageflow/internal/m1/m1audit"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/m1/m1audit"
 )
 
 const (
