@@ -177,31 +177,9 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 	}
 	defer copyBufPool.Put(p.buf)
 
-	err = p.run(manifest)
-	if err == nil {
-		err = p.checkLinks()
-	}
-	var indexSum string
-	var dataEnd int64
-	if err == nil {
-		indexSum, dataEnd, err = p.writeIndex()
-	}
-	if err == nil {
-		err = p.tw.Close()
-	}
+	indexSum, err := p.pack(manifest, io.MultiWriter(w, sum, cw), cw)
 	if err != nil {
-		enc.abort()
 		return res, err
-	}
-	if err := enc.Close(); err != nil {
-		return res, fmt.Errorf("artifact: finish zstd stream: %w", err)
-	}
-	out := io.MultiWriter(w, sum, cw)
-	if _, err := out.Write(indexEncoder.EncodeAll(p.indexBuf.Bytes(), nil)); err != nil {
-		return res, fmt.Errorf("artifact: write index: %w", err)
-	}
-	if _, err := out.Write(appendTrailer(nil, dataEnd, cw.n-dataEnd)); err != nil {
-		return res, fmt.Errorf("artifact: write index trailer: %w", err)
 	}
 	if p.progress != nil {
 		p.progress(p.files, p.bytes)
@@ -214,6 +192,38 @@ func Write(ctx context.Context, w io.Writer, srcDir string, manifest []byte, opt
 		TarSize:           tarCount.n,
 		IndexSHA256:       indexSum,
 	}, nil
+}
+
+// pack writes the whole artifact: the tree, the index (compressed on its
+// own) and the trailer, written to out after the frames, at offset cw.n.
+// It returns the index's sha256.
+func (p *packer) pack(manifest []byte, out io.Writer, cw *countWriter) (string, error) {
+	err := p.run(manifest)
+	if err == nil {
+		err = p.checkLinks()
+	}
+	var indexSum string
+	var dataEnd int64
+	if err == nil {
+		indexSum, dataEnd, err = p.writeIndex()
+	}
+	if err == nil {
+		err = p.tw.Close()
+	}
+	if err != nil {
+		p.enc.abort()
+		return "", err
+	}
+	if err := p.enc.Close(); err != nil {
+		return "", fmt.Errorf("artifact: finish zstd stream: %w", err)
+	}
+	if _, err := out.Write(indexEncoder.EncodeAll(p.indexBuf.Bytes(), nil)); err != nil {
+		return "", fmt.Errorf("artifact: write index: %w", err)
+	}
+	if _, err := out.Write(appendTrailer(nil, dataEnd, cw.n-dataEnd)); err != nil {
+		return "", fmt.Errorf("artifact: write index trailer: %w", err)
+	}
+	return indexSum, nil
 }
 
 // indexEncoder compresses the index (the tar stream's last member and
