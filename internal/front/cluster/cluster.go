@@ -185,13 +185,9 @@ func (c *Cluster) startPostgres(ctx context.Context) error {
 	if created {
 		c.say("cluster: initialized PostgreSQL in %s", pg.dataDir)
 	}
-	p, err := pg.start(ctx, c.password)
-	if err != nil {
+	if _, err := c.startPostgresProc(ctx, nil); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
 	c.say("cluster: PostgreSQL 15 on %s:%d (data %s)", c.opts.IP, c.opts.Ports.Postgres, pg.dataDir)
 	return pg.createDatabases(ctx, c.password)
 }
@@ -241,7 +237,7 @@ func (c *Cluster) startServices(ctx context.Context) error {
 		if err := writeFileAtomic(filepath.Join(cfgDir, svc.Name+".yaml"), b, 0o600); err != nil {
 			return err
 		}
-		p, err := c.startService(svc.Name)
+		p, err := c.startService(svc.Name, nil)
 		if err != nil {
 			return err
 		}
@@ -303,8 +299,9 @@ func (c *Cluster) waitClusterMetadata(ctx context.Context, exited func() error) 
 }
 
 // startService starts one Temporal service process named temporal-<name>
-// and writes its pid to <dir>/run/temporal-<name>.pid (fault tests).
-func (c *Cluster) startService(name string) (*Proc, error) {
+// (in old's place when it replaces one) and writes its pid to
+// <dir>/run/temporal-<name>.pid (fault tests).
+func (c *Cluster) startService(name string, old *Proc) (*Proc, error) {
 	cmd := exec.Command(filepath.Join(c.opts.Bin, "temporal-server"), "--root", c.opts.Dir, "--config", "config",
 		"--env", name, "--allow-no-auth", "start", "--service", name)
 	cmd.Dir = c.opts.Dir
@@ -312,16 +309,42 @@ func (c *Cluster) startService(name string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	stopped := c.stopped
-	if !stopped {
-		c.procs = append(c.procs, p)
-	}
-	c.mu.Unlock()
-	if stopped { // Stop ran meanwhile: this one is not in its list
-		return nil, errors.Join(errStopped, p.Stop(stopGrace))
+	if err := c.adopt(p, old); err != nil {
+		return nil, errors.Join(err, p.Stop(stopGrace))
 	}
 	return p, c.writePid(p)
+}
+
+// startPostgresProc starts PostgreSQL (in old's place when it replaces
+// one), waits until it answers and writes its pid file.
+func (c *Cluster) startPostgresProc(ctx context.Context, old *Proc) (*Proc, error) {
+	p, err := c.pg.start(ctx, c.password)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.adopt(p, old); err != nil {
+		return nil, errors.Join(err, p.Stop(stopGrace))
+	}
+	return p, c.writePid(p)
+}
+
+// adopt records p as running, in old's place when it replaces one, so
+// Stop still ends the processes in reverse start order (PostgreSQL last).
+// After Stop it refuses: p is not in the list Stop went through.
+func (c *Cluster) adopt(p, old *Proc) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return errStopped
+	}
+	for i, q := range c.procs {
+		if old != nil && q == old {
+			c.procs[i] = p
+			return nil
+		}
+	}
+	c.procs = append(c.procs, p)
+	return nil
 }
 
 // writePid records p's pid under <dir>/run.
@@ -355,9 +378,9 @@ func (c *Cluster) startUI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
+	if err := c.adopt(p, nil); err != nil {
+		return errors.Join(err, p.Stop(stopGrace))
+	}
 	c.UIURL = "http://" + net.JoinHostPort(c.opts.IP, strconv.Itoa(c.opts.Ports.UI))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -402,8 +425,8 @@ const (
 )
 
 // Supervise watches the processes until ctx ends (nil). A Temporal service
-// that exits is started again, as systemd's Restart=always would, at most
-// restartLimit times a minute; PostgreSQL or the UI exiting is an error.
+// or PostgreSQL that exits is started again, as systemd's Restart=always
+// would, at most restartLimit times a minute; the UI exiting is an error.
 func (c *Cluster) Supervise(ctx context.Context) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -414,11 +437,10 @@ func (c *Cluster) Supervise(ctx context.Context) error {
 		case <-tick.C:
 		}
 		for _, p := range c.exitedProcs() {
-			svc, ok := strings.CutPrefix(p.Name, "temporal-")
-			if !ok || svc == "ui" {
+			if p.Name == "temporal-ui" {
 				return fmt.Errorf("%s exited (%v): see %s", p.Name, p.Err(), filepath.Join(c.logDir(), p.Name+".log"))
 			}
-			if err := c.restart(svc, p); err != nil {
+			if err := c.restart(ctx, p); err != nil {
 				return err
 			}
 		}
@@ -438,8 +460,9 @@ func (c *Cluster) exitedProcs() []*Proc {
 	return out
 }
 
-// restart replaces the exited process old of service svc.
-func (c *Cluster) restart(svc string, old *Proc) error {
+// restart replaces the exited process old (PostgreSQL or a Temporal
+// service) with a new one in its place.
+func (c *Cluster) restart(ctx context.Context, old *Proc) error {
 	now := time.Now()
 	c.mu.Lock()
 	if c.stopped {
@@ -450,24 +473,27 @@ func (c *Cluster) restart(svc string, old *Proc) error {
 		c.restarts = map[string][]time.Time{}
 	}
 	var recent []time.Time
-	for _, t := range c.restarts[svc] {
+	for _, t := range c.restarts[old.Name] {
 		if now.Sub(t) < restartWindow {
 			recent = append(recent, t)
 		}
 	}
-	c.restarts[svc] = append(recent, now)
-	for i, p := range c.procs {
-		if p == old {
-			c.procs = append(c.procs[:i], c.procs[i+1:]...)
-			break
-		}
-	}
+	c.restarts[old.Name] = append(recent, now)
 	c.mu.Unlock()
 	if len(recent) >= restartLimit {
 		return fmt.Errorf("%s exited %d times within %s (last: %v): see %s", old.Name, len(recent)+1, restartWindow, old.Err(), filepath.Join(c.logDir(), old.Name+".log"))
 	}
 	c.say("cluster: %s exited (%v); restarting it", old.Name, old.Err())
-	_, err := c.startService(svc)
+	if old.Name == "postgres" {
+		// Backends outlive a killed postmaster for a moment and hold its
+		// shared memory: a new one refuses to start until they are gone.
+		if err := reapGroup(old, 10*time.Second); err != nil {
+			return err
+		}
+		_, err := c.startPostgresProc(ctx, old)
+		return err
+	}
+	_, err := c.startService(strings.TrimPrefix(old.Name, "temporal-"), old)
 	return err
 }
 

@@ -101,3 +101,18 @@ func (p *Proc) Kill() {
 	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 	<-p.done
 }
+
+// reapGroup SIGKILLs what is left of the exited process p's group (its
+// children) and waits until none is left.
+func reapGroup(p *Proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes of %s's group %d still run after %s", p.Name, p.Pid(), timeout)
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the kernel to reap them
+	}
+}

@@ -55,7 +55,10 @@ func waitNewPid(t *testing.T, c *Cluster, name string, old int) int {
 
 func TestSuperviseRestartsAKilledServiceUpToTheLimit(t *testing.T) {
 	c := fakeCluster(t)
-	if _, err := c.startService("history"); err != nil {
+	if _, err := c.startService("history", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.startService("matching", nil); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Stop()
@@ -71,6 +74,15 @@ func TestSuperviseRestartsAKilledServiceUpToTheLimit(t *testing.T) {
 		pid = waitNewPid(t, c, "temporal-history", pid)
 		if c.Proc("temporal-history") == nil {
 			t.Fatalf("restart %d: no running temporal-history", i+1)
+		}
+		// The new process takes the old one's place: Stop keeps the
+		// reverse start order (PostgreSQL, when restarted, still last).
+		c.mu.Lock()
+		names := []string{c.procs[0].Name, c.procs[1].Name}
+		n := len(c.procs)
+		c.mu.Unlock()
+		if n != 2 || names[0] != "temporal-history" || names[1] != "temporal-matching" {
+			t.Fatalf("restart %d: processes %v (%d)", i+1, names, n)
 		}
 	}
 	// One death more than the limit within the window: left down, reported.
@@ -89,17 +101,17 @@ func TestSuperviseRestartsAKilledServiceUpToTheLimit(t *testing.T) {
 
 func TestNoRestartAfterStop(t *testing.T) {
 	c := fakeCluster(t)
-	p, err := c.startService("matching")
+	p, err := c.startService("matching", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.restart("matching", p); err != nil {
+	if err := c.restart(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.startService("matching"); err == nil {
+	if _, err := c.startService("matching", nil); err == nil {
 		t.Fatal("a service started after Stop")
 	}
 	if c.Proc("temporal-matching") != nil {
