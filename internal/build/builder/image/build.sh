@@ -32,73 +32,16 @@ PACKAGES="php-cli php-bcmath php-curl php-gd php-intl php-mbstring php-mysql \
 php-soap php-xml php-zip composer git unzip nodejs npm yarnpkg ca-certificates"
 
 script_dir=$(cd "$(dirname "$0")" && pwd)
-sum=$(sha256sum "$script_dir/build.sh" | cut -d' ' -f1)
-
-if [ "${FORCE:-0}" != 1 ]; then
-	have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL_KEY\"}}" "$TAG" 2>/dev/null || true)
-	if [ "$have" = "$sum" ]; then
-		echo "builder image $TAG is up to date (script sha256 $sum)"
-		exit 0
-	fi
-fi
-
-if [ "$(id -u)" != 0 ]; then
-	echo "build.sh needs root for debootstrap/chroot: run it with sudo" >&2
-	exit 1
-fi
-docker version >/dev/null 2>&1 || {
-	echo "Docker engine not reachable: start it (systemctl start docker) and retry" >&2
-	exit 1
-}
-if ! command -v debootstrap >/dev/null 2>&1; then
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
-fi
-
+lib="$script_dir/../../../platform/debimage/rootfs.sh"
+KIND=builder
+# shellcheck source=../../../platform/debimage/rootfs.sh
+. "$lib"
+debimage_uptodate "$script_dir/build.sh" "$lib"
+debimage_preflight
 start=$(date +%s)
-root=$(mktemp -d /tmp/mageflow-builder-rootfs.XXXXXX)
-cleanup() {
-	# Unmount anything still mounted under the rootfs before deleting it, or
-	# rm would descend into the host's /proc.
-	for m in proc dev/pts dev sys; do
-		umount "$root/$m" 2>/dev/null || true
-	done
-	rm -rf "$root"
-}
-trap cleanup EXIT INT TERM
+debimage_rootfs
+debimage_install "$PACKAGES"
 
-echo "==> debootstrap bookworm into $root"
-debootstrap --variant=minbase bookworm "$root" "$MIRROR"
-
-cat >"$root/etc/apt/sources.list" <<EOF
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb $SECURITY_MIRROR bookworm-security main
-EOF
-# Never keep downloaded .debs or install docs/recommends: keeps the image lean.
-cat >"$root/etc/apt/apt.conf.d/90mageflow" <<'EOF'
-APT::Install-Recommends "false";
-APT::Install-Suggests "false";
-Dpkg::Options { "--force-confold"; };
-EOF
-cat >"$root/etc/dpkg/dpkg.cfg.d/90mageflow-nodoc" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-include /usr/share/locale/locale.alias
-EOF
-
-mount -t proc proc "$root/proc"
-echo "==> apt-get install $PACKAGES"
-chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-	sh -euc "apt-get update -q && apt-get -y -q upgrade && apt-get install -y -q $PACKAGES && apt-get clean"
-umount "$root/proc"
-
-# Drop caches and logs that only describe this build.
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old \
-	"$root"/var/log/* "$root"/tmp/* "$root"/root/.npm "$root"/root/.cache
 # /cache is where the runner mounts its named cache volume; Docker copies these
 # world-writable dirs into a fresh volume, so a non-root build user can write.
 # Debian names yarn "yarnpkg"; recipes call it yarn.

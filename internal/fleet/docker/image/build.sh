@@ -28,73 +28,16 @@ LABEL_KEY="org.mageflow.instance.script-sha256"
 PACKAGES="php8.2-fpm php8.2-cli php8.2-xml php8.2-mbstring nginx-light ca-certificates procps"
 
 script_dir=$(cd "$(dirname "$0")" && pwd)
-sum=$(sha256sum "$script_dir/build.sh" | cut -d' ' -f1)
-
-if [ "${FORCE:-0}" != 1 ]; then
-	have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL_KEY\"}}" "$TAG" 2>/dev/null || true)
-	if [ "$have" = "$sum" ]; then
-		echo "instance image $TAG is up to date (script sha256 $sum)"
-		exit 0
-	fi
-fi
-
-if [ "$(id -u)" != 0 ]; then
-	echo "build.sh needs root for debootstrap/chroot: run it with sudo" >&2
-	exit 1
-fi
-docker version >/dev/null 2>&1 || {
-	echo "Docker engine not reachable: start it (systemctl start docker) and retry" >&2
-	exit 1
-}
-if ! command -v debootstrap >/dev/null 2>&1; then
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
-fi
-
+lib="$script_dir/../../../platform/debimage/rootfs.sh"
+KIND=instance
+# shellcheck source=../../../platform/debimage/rootfs.sh
+. "$lib"
+debimage_uptodate "$script_dir/build.sh" "$lib"
+debimage_preflight
 start=$(date +%s)
-root=$(mktemp -d /tmp/mageflow-instance-rootfs.XXXXXX)
-cleanup() {
-	for m in proc dev/pts dev sys; do
-		umount "$root/$m" 2>/dev/null || true
-	done
-	rm -rf "$root"
-}
-trap cleanup EXIT INT TERM
+debimage_rootfs
+debimage_install "$PACKAGES"
 
-echo "==> debootstrap bookworm into $root"
-debootstrap --variant=minbase bookworm "$root" "$MIRROR"
-
-cat >"$root/etc/apt/sources.list" <<SRC
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb $SECURITY_MIRROR bookworm-security main
-SRC
-cat >"$root/etc/apt/apt.conf.d/90mageflow" <<'CONF'
-APT::Install-Recommends "false";
-APT::Install-Suggests "false";
-Dpkg::Options { "--force-confold"; };
-CONF
-cat >"$root/etc/dpkg/dpkg.cfg.d/90mageflow-nodoc" <<'CONF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-include /usr/share/locale/locale.alias
-CONF
-# Packages must not start services inside the chroot.
-printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-chmod 755 "$root/usr/sbin/policy-rc.d"
-
-mount -t proc proc "$root/proc"
-echo "==> apt-get install $PACKAGES"
-chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-	sh -euc "apt-get update -q && apt-get -y -q upgrade && apt-get install -y -q $PACKAGES && apt-get clean"
-umount "$root/proc"
-rm -f "$root/usr/sbin/policy-rc.d"
-
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old \
-	"$root"/var/log/* "$root"/tmp/* "$root"/root/.cache
 mkdir -p "$root/var/log/nginx" "$root/opt/mageflow" "$root/run/php" "$root/srv/mageflow"
 
 cat >"$root/usr/local/bin/mageflow-instance" <<'ENTRY'
