@@ -13,11 +13,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/front/cluster"
 	"github.com/mageflow/mageflow/test/benchdeploy/deploystack"
+	"github.com/mageflow/mageflow/test/fixtures"
 	"github.com/mageflow/mageflow/workflows"
 )
 
@@ -36,9 +38,14 @@ func clusterDirOrSkip(t *testing.T) string {
 	return dir
 }
 
-// servicePid reads the pid the cluster's supervisor recorded for svc.
+// servicePid reads the pid the cluster's supervisor recorded for svc
+// (postgres, or a Temporal service: history, matching, frontend, worker).
 func servicePid(dir, svc string) (int, error) {
-	b, err := os.ReadFile(cluster.PidFile(dir, "temporal-"+svc))
+	name := "temporal-" + svc
+	if svc == "postgres" {
+		name = svc
+	}
+	b, err := os.ReadFile(cluster.PidFile(dir, name))
 	if err != nil {
 		return 0, err
 	}
@@ -53,7 +60,7 @@ func killService(dir, svc string) (time.Duration, error) {
 		return 0, err
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return 0, fmt.Errorf("SIGKILL temporal-%s (pid %d): %w", svc, pid, err)
+		return 0, fmt.Errorf("SIGKILL %s (pid %d): %w", svc, pid, err)
 	}
 	killed := time.Now()
 	for time.Since(killed) < 30*time.Second {
@@ -62,7 +69,7 @@ func killService(dir, svc string) (time.Duration, error) {
 			return time.Since(killed), nil
 		}
 	}
-	return 0, fmt.Errorf("temporal-%s was not restarted within 30s of its SIGKILL", svc)
+	return 0, fmt.Errorf("%s was not restarted within 30s of its SIGKILL", svc)
 }
 
 // TestClusterKillServiceMidDeploy SIGKILLs one of the cluster's Temporal
@@ -172,5 +179,67 @@ func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
 		d, err := e.client.DescribeWorkflowExecution(ctx, id, run)
 		require.NoError(t, err)
 		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "run %s", run)
+	}
+}
+
+// TestClusterRestartPostgresMidBuild SIGKILLs PostgreSQL at a random point
+// of each of 3 builds; the supervisor reaps its backends and starts it
+// again. Every build completes exactly once: one release per commit in the
+// catalog, one completed BuildRelease run per build.
+func TestClusterRestartPostgresMidBuild(t *testing.T) {
+	dir := clusterDirOrSkip(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0x7067))
+	const app = "pgshop"
+	repo := fixtures.Magento2App(t)
+	h := newHarness(t, localApp(app, repo))
+	t0 := time.Now()
+	first, _, err := h.build(app, "main", 3*time.Minute)
+	require.NoError(t, err)
+	bound := time.Since(t0) * 7 / 10
+	ids := []string{first.ID}
+	for i := range 3 {
+		require.NoError(t, deploystack.CommitMarker(repo, fmt.Sprintf("pg-%02d", i)))
+		delay := time.Duration(rng.Int64N(int64(bound)))
+		done := make(chan error, 1)
+		var gone time.Duration
+		go func() {
+			time.Sleep(delay) // the fault's timing inside the build, not a wait
+			var err error
+			gone, err = killService(dir, "postgres")
+			done <- err
+		}()
+		start := time.Now()
+		m, _, err := h.build(app, "main", 3*time.Minute)
+		require.NoError(t, <-done)
+		require.NoError(t, err, "build %d (PostgreSQL killed %s after its start)", i+1, delay)
+		t.Logf("build %d: %s, SIGKILL PostgreSQL at +%s, back after %s, build done in %s", i+1, m.ID, delay.Round(time.Millisecond),
+			gone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		ids = append(ids, m.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rels, err := catalog.List(ctx, h.acts.Store, app)
+	require.NoError(t, err)
+	var got []string
+	for _, r := range rels {
+		got = append(got, r.ID)
+	}
+	require.ElementsMatch(t, ids, got, "one release per build, none twice")
+	q := fmt.Sprintf("WorkflowType = 'BuildRelease' AND WorkflowId STARTS_WITH 'build/%s/'", app)
+	var runs []*workflowpb.WorkflowExecutionInfo
+	require.Eventually(t, func() bool {
+		resp, err := h.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: testNamespace, Query: q, PageSize: 100})
+		if err != nil {
+			return false
+		}
+		runs = resp.GetExecutions()
+		return len(runs) == len(ids)
+	}, 20*time.Second, 200*time.Millisecond, "visibility must list exactly the %d builds of %s", len(ids), app)
+	for _, x := range runs {
+		d, err := h.client.DescribeWorkflowExecution(ctx, x.GetExecution().GetWorkflowId(), x.GetExecution().GetRunId())
+		require.NoError(t, err)
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "build %s", x.GetExecution().GetWorkflowId())
 	}
 }
