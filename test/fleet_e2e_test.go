@@ -50,9 +50,11 @@ func TestFleetDocker(t *testing.T) {
 	dir := t.TempDir()
 	bin, err := fleetstack.BuildStaticWorker(ctx, dir)
 	require.NoError(t, err)
+	agentBin, err := fleetstack.BuildStaticAgent(ctx, dir)
+	require.NoError(t, err)
 	s, err := fleetstack.Start(ctx, fleetstack.Options{
 		Dir: filepath.Join(dir, "stack"), Temporal: dev.FrontendHostPort(), Queue: "it-" + t.Name(),
-		Desired: fleetDesired, WarmPool: fleetWarmPool, WorkerBin: bin, Log: t.Logf,
+		Desired: fleetDesired, WarmPool: fleetWarmPool, WorkerBin: bin, AgentBin: agentBin, Log: t.Logf,
 	})
 	require.NoError(t, err)
 	t.Cleanup(s.Close)

@@ -136,10 +136,14 @@ func startStack(ctx context.Context, dir, temporal string) (*fleetstack.Stack, e
 	if err != nil {
 		return nil, err
 	}
+	agentBin, err := fleetstack.BuildStaticAgent(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	s, err := fleetstack.Start(ctx, fleetstack.Options{
 		Dir: filepath.Join(dir, "stack"), Temporal: temporal, Queue: "bench-fleet",
-		Desired: 3, WarmPool: 1, WorkerBin: bin,
+		Desired: 3, WarmPool: 1, WorkerBin: bin, AgentBin: agentBin,
 		Log: func(f string, a ...any) { fmt.Printf("  "+f+"\n", a...) },
 	})
 	if err != nil {

@@ -100,13 +100,27 @@ func (f *Forwarder) Close() {
 }
 
 // BuildStaticWorker compiles bin/mageflow-worker without cgo into dir: the
-// instances bind-mount it, and a static binary runs on any image.
+// control worker the stack runs.
 func BuildStaticWorker(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "mageflow-worker")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/mageflow/mageflow/worker")
+	return buildStatic(ctx, dir, "mageflow-worker", "github.com/mageflow/mageflow/worker")
+}
+
+// BuildStaticAgent compiles bin/mageflow-agent without cgo into dir: the
+// agent every instance mounts and runs (--serve-web). MAGEFLOW_AGENT_BIN
+// names a prebuilt one (make test builds it once).
+func BuildStaticAgent(ctx context.Context, dir string) (string, error) {
+	if p := os.Getenv("MAGEFLOW_AGENT_BIN"); p != "" {
+		return p, nil
+	}
+	return buildStatic(ctx, dir, "mageflow-agent", "github.com/mageflow/mageflow/worker/agent")
+}
+
+func buildStatic(ctx context.Context, dir, name, pkg string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("fleetstack: CGO_ENABLED=0 go build ./worker: %v\n%s", err, out)
+		return "", fmt.Errorf("fleetstack: CGO_ENABLED=0 go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

@@ -51,9 +51,11 @@ type Options struct {
 	Desired, Max, WarmPool int
 	// Image the group launches (default BaseImage).
 	Image string
-	// WorkerBin is a CGO_ENABLED=0 mageflow-worker (BuildStaticWorker):
-	// mounted into instances and run as the control worker.
+	// WorkerBin is the control worker (BuildStaticWorker).
 	WorkerBin string
+	// AgentBin is a CGO_ENABLED=0 mageflow-agent (BuildStaticAgent),
+	// mounted into every instance as its agent.
+	AgentBin string
 	// Log receives progress lines (nil: none).
 	Log func(format string, args ...any)
 }
@@ -115,8 +117,8 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if opt.Image == "" {
 		opt.Image = BaseImage
 	}
-	if opt.WorkerBin == "" {
-		return nil, errors.New("fleetstack: Options.WorkerBin is empty: build one with BuildStaticWorker")
+	if opt.WorkerBin == "" || opt.AgentBin == "" {
+		return nil, errors.New("fleetstack: Options.WorkerBin and AgentBin are needed: build them with BuildStaticWorker and BuildStaticAgent")
 	}
 	dir, err := filepath.Abs(opt.Dir)
 	if err != nil {
@@ -424,7 +426,7 @@ func (s *Stack) groupYAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "    provider: docker\n    name: %s\n    host: {root: /srv/mageflow}\n", s.GroupName)
 	fmt.Fprintf(&b, "    docker:\n      image: %q\n      min: 0\n      max: %d\n      desired: %d\n      agent: %q\n",
-		s.Opt.Image, s.Opt.Max, s.Opt.Desired, s.Opt.WorkerBin)
+		s.Opt.Image, s.Opt.Max, s.Opt.Desired, s.Opt.AgentBin)
 	if s.Opt.WarmPool > 0 {
 		fmt.Fprintf(&b, "      warm_pool: {min_size: %d, max_prepared_capacity: %d}\n", s.Opt.WarmPool, s.Opt.Desired+s.Opt.WarmPool)
 	}
