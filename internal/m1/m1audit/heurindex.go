@@ -1,6 +1,7 @@
 package m1audit
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -14,9 +15,13 @@ import (
 // chain against the literal last assigned to the variable and judges the
 // spelled word. Stock code never spells identifiers this way.
 
-// charAssignRe finds `$name = "` / `$name='`; the literal itself is read by
-// phpString.
-var charAssignRe = regexp.MustCompile(`\$(\w{1,64})\s*=\s*["']`)
+// charAssignRe finds `$name = "`, `$name='` or `$name = urldecode(` (and
+// the other decoders); the value is read by phpDecodeCall.
+var charAssignRe = regexp.MustCompile(`(?i)\$(\w{1,64})\s*=\s*(?:["']|(?:urldecode|rawurldecode|base64_decode|str_rot13|strrev)\s*\()`)
+
+// chainTargetRe finds `$name =` or `$name .=` right before a chain, so a
+// name spelled across several statements is joined.
+var chainTargetRe = regexp.MustCompile(`\$(\w{1,64})\s*(\.?)=\s*(?:\w+\s*\(\s*)?$`)
 
 // charChainRe finds three or more $v[N] / $v{N} pieces joined by dots.
 var charChainRe = regexp.MustCompile(`(?:\$\w{1,64}\s*(?:\[\s*\d{1,4}\s*\]|\{\s*\d{1,4}\s*\})\s*\.\s*){2,}\$\w{1,64}\s*(?:\[\s*\d{1,4}\s*\]|\{\s*\d{1,4}\s*\})`)
@@ -42,17 +47,24 @@ func (c *heurCtx) charIndexNames() {
 	}
 	lits := map[string][]charLit{}
 	for _, m := range charAssignRe.FindAllSubmatchIndex(c.data, 5000) {
-		v, _, ok := phpString(c.data, m[1]-1)
+		v, _, ok := phpDecodeCall(c.data, m[3]+bytes.IndexByte(c.data[m[3]:m[1]], '=')+1, 0)
 		if ok && len(v) > 0 && len(v) <= maxAlphabet {
 			name := string(c.data[m[2]:m[3]])
 			lits[name] = append(lits[name], charLit{at: m[0], val: v})
 		}
 	}
 	reported := 0
+	acc := map[string]string{}
 	for _, ch := range chains {
 		word, ok := resolveCharChain(c.data[ch[0]:ch[1]], ch[0], lits)
 		if !ok {
 			continue
+		}
+		if t := chainTargetRe.FindSubmatch(c.data[max(0, ch[0]-80):ch[0]]); t != nil {
+			if len(t[2]) > 0 {
+				word = acc[string(t[1])] + word
+			}
+			acc[string(t[1])] = word
 		}
 		if c.judgeCharWord(word, ch[0], ch[1]) {
 			reported++
@@ -97,8 +109,10 @@ func (c *heurCtx) judgeCharWord(word string, start, end int) bool {
 		c.add("heur.php.char_index_exec", SeverityCritical, start, end, fmt.Sprintf("spells %q one character at a time: a hidden function that runs code", name))
 	case superglobalNames[name]:
 		c.add("heur.php.char_index_superglobal", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code reaching the request", name))
+	case decoderNames[name]:
+		c.add("heur.php.char_index_decoder", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code hiding its decoder", name))
 	case hidingNames[name]:
-		c.add("heur.php.char_index_name", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code hiding its decoder", name))
+		c.add("heur.php.char_index_name", SeverityMedium, start, end, fmt.Sprintf("spells %q one character at a time: packed code hiding what it calls (also seen in licence checks): read the file", name))
 	default:
 		return false
 	}
@@ -108,4 +122,10 @@ func (c *heurCtx) judgeCharWord(word string, start, end int) bool {
 // superglobalNames are the request and global arrays, lower-case, without $.
 var superglobalNames = map[string]bool{
 	"_post": true, "_get": true, "_request": true, "_cookie": true, "_server": true, "_files": true, "globals": true,
+}
+
+// decoderNames are the unpacking functions; spelling one character by
+// character is a packer's doing (licence checks seen spell file functions).
+var decoderNames = map[string]bool{
+	"base64_decode": true, "gzinflate": true, "gzuncompress": true, "gzdecode": true, "str_rot13": true, "hex2bin": true,
 }

@@ -119,6 +119,7 @@ type piece struct {
 	start, end int
 	val        []byte
 	isChr      bool
+	isArith    bool
 	escaped    bool
 }
 
@@ -177,7 +178,7 @@ func (c *heurCtx) concatNames() {
 				i++
 				continue
 			}
-			chain, dot = append(chain, piece{start: i, end: next, val: v}), false
+			chain, dot = append(chain, piece{start: i, end: next, val: v, isArith: true}), false
 			i = next
 		case b == '/' && i+1 < len(d) && (d[i+1] == '/' || d[i+1] == '*'):
 			flush()
@@ -275,11 +276,14 @@ func (c *heurCtx) judgeChain(chain []piece) {
 		return
 	}
 	var joined []byte
-	chrs, escaped := 0, false
+	chrs, arith, escaped := 0, 0, false
 	for _, p := range chain {
 		joined = append(joined, p.val...)
 		if p.isChr {
 			chrs++
+		}
+		if p.isArith {
+			arith++
 		}
 		escaped = escaped || p.escaped
 	}
@@ -291,6 +295,8 @@ func (c *heurCtx) judgeChain(chain []piece) {
 	switch {
 	case execNames[name]:
 		c.add("heur.php.assembled_exec_name", SeverityCritical, start, end, fmt.Sprintf("assembles %q, a function that runs code or commands", name))
+	case hidingNames[name] && (arith > 0 || len(chain) >= 5):
+		c.add("heur.php.disguised_decoder_name", SeverityHigh, start, end, fmt.Sprintf("assembles %q with arithmetic or from many pieces: packed code hiding its decoder", name))
 	case hidingNames[name]:
 		c.add("heur.php.assembled_name", SeverityMedium, start, end, fmt.Sprintf("assembles the function name %q from pieces: obfuscation, read the file", name))
 	case name == "globals" || name == "_post" || name == "_get" || name == "_request" || name == "_cookie" || name == "_server":

@@ -92,6 +92,9 @@ var badSamples = []sample{
 	{"php.standalone_db_dumper", "app/code/local/A/db.php", phpHead + "$l = mysqli_connect('h', 'u', 'p');\n$q = 'SELECT * FROM admin_user';\n", 3},
 	{"php.local_xml_credentials", "app/code/local/A/lx.php", phpHead + "$x = simplexml_load_file('app/etc/local.xml'); $l = mysql_connect('h', 'u', 'p');\n", 3},
 	{"php.md5_request_gate", "app/code/local/A/gt.php", phpHead + "if (md5($_POST['p']) == '00000000000000000000000000000000') { echo 1; }\n", 3},
+	{"php.globals_encoded_names", "app/code/local/A/ge.php", phpHead + "$GLOBALS['_1234_'] = Array(base64_decode('eA=='));\n", 3},
+	{"php.substitution_decoder", "app/code/local/A/sd.php", phpHead + "for ($i = 0; $i < strlen($s); $i++) { $o .= isset($t[$s[$i]]) ? $t[$s[$i]] : $s[$i]; } $f = base64_decode($o);\n", 3},
+	{"php.upload_named_by_client", "app/code/local/A/un.php", phpHead + "$n = $_FILES['f']['name']; move_uploaded_file($t, $d . $n);\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
