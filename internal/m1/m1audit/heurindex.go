@@ -109,6 +109,8 @@ func (c *heurCtx) judgeCharWord(word string, start, end int) bool {
 		c.add("heur.php.char_index_exec", SeverityCritical, start, end, fmt.Sprintf("spells %q one character at a time: a hidden function that runs code", name))
 	case superglobalNames[name]:
 		c.add("heur.php.char_index_superglobal", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code reaching the request", name))
+	case evalModifierRe.MatchString(word):
+		c.add("heur.php.char_index_eval_regex", SeverityCritical, start, end, fmt.Sprintf("spells the regular expression %q with the /e modifier one character at a time: preg_replace made to run code", clip([]byte(word), 40)))
 	case decoderNames[name]:
 		c.add("heur.php.char_index_decoder", SeverityHigh, start, end, fmt.Sprintf("spells %q one character at a time: packed code hiding its decoder", name))
 	case hidingNames[name]:
@@ -129,3 +131,6 @@ var superglobalNames = map[string]bool{
 var decoderNames = map[string]bool{
 	"base64_decode": true, "gzinflate": true, "gzuncompress": true, "gzdecode": true, "str_rot13": true, "hex2bin": true,
 }
+
+// evalModifierRe is a whole PCRE pattern whose modifiers include e.
+var evalModifierRe = regexp.MustCompile(`^([/#~|!@%]).{0,200}[/#~|!@%][a-zA-Z]*e[a-zA-Z]*$`)

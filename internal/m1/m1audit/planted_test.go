@@ -118,6 +118,10 @@ func plantedSet() []planted {
 		{"php_backdoor", loc + "Model/Dc.php", phpHead + "function look_decrypt($s, $k) { return $s; }\nif (false) { eval(look_decrypt(base64_decode($s), 'k')); }\n", "php.eval_decrypted"},
 		{"php_backdoor", loc + "Model/Rv.php", phpHead + "$d = strrev('esab') . '64_' . strrev('edoced');\n", "php.reversed_name_fragment"},
 		{"php_backdoor", loc + "Model/Nv.php", phpHead + "$a = 'trim'; $b = 'trim'; $c = 'trim'; $d = 'trim';\nif (false) { $a($b($c($d($x)))); }\n", "php.nested_variable_calls"},
+		{"php_backdoor", loc + "Model/Ci3.php", phpHead + "$k = '/.e*';\n$r = $k[0].$k[1].$k[3].$k[0].$k[2];\nif (false) { preg_replace($r, $x, ''); }\n", "heur.php.char_index_eval_regex"},
+		{"php_backdoor", loc + "Model/En.php", phpHead + "$a = 'trim'; $b = 'trim';\nif (false) { eval($a($b($x))); }\n", "php.eval_nested_variable_calls"},
+		{"php_tool", "app/code/local/So.php", phpHead + "if (false) { file_put_contents('./look-alike.so', $bin); }\n", "php.writes_shared_library"},
+		{"php_tool", "app/code/local/Bot.php", phpHead + "if (false) { @system('killall -9 look-alike'); }\n", "php.bot_shell_commands"},
 		{"php_backdoor", "app/code/local/db.php", phpHead + "/** look-alike of a single-file DB manager: @link https://www.adminer.org/ */\nclass Adminer { function name() { return 'look-alike'; } }\n", "php.adminer"},
 
 		// Browser-side skimmers in JavaScript files.
@@ -189,6 +193,7 @@ func stockShaped(t *testing.T, root string) {
 		"app/code/community/Vendor/Ext/Model/Geo.php":                     phpHead + "class Vendor_Ext_Model_Geo {\n    public function country($ip)\n    {\n        $r = file_get_contents('https://ipinfo.io/' . urlencode($ip) . '/country');\n        return strrev(strrev(trim($r)));\n    }\n}\n",
 		"app/code/community/Vendor/Ext/Model/Notify.php":                  phpHead + "class Vendor_Ext_Model_Notify {\n    public function placed($o)\n    {\n        $order = $o->getEvent()->getOrder();\n        $ch = curl_init(Mage::getStoreConfig('vendor_ext/api/url'));\n        curl_setopt($ch, CURLOPT_POSTFIELDS, array('id' => $order->getIncrementId()));\n        curl_exec($ch);\n    }\n}\n",
 		"app/code/community/Vendor/Ext/Helper/Mask.php":                   phpHead + "class Vendor_Ext_Helper_Mask {\n    public function mask($s, $k)\n    {\n        return base64_encode($s ^ str_repeat($k, strlen($s)));\n    }\n    public function palindrome($w)\n    {\n        return strrev($w) === $w;\n    }\n    public function apply($f, $g, $x)\n    {\n        return $f($g($x));\n    }\n}\n",
+		"app/code/community/Vendor/Ext/Model/Shell.php":                   phpHead + "class Vendor_Ext_Model_Shell {\n    public function reindex()\n    {\n        exec('php shell/indexer.php reindexall', $out);\n        return preg_replace('/\\s+/', ' ', implode(' ', $out));\n    }\n    public function so($f)\n    {\n        return file_put_contents(Mage::getBaseDir('var') . '/export/so.csv', $f);\n    }\n}\n",
 		"lib/Vendor/Db.php":                                               phpHead + "class Vendor_Db {\n    public function connect($cfg)\n    {\n        return new PDO($cfg['dsn'], $cfg['user'], $cfg['pass']);\n    }\n    public function hash($p)\n    {\n        return md5($_SERVER['HTTP_HOST'] . $p);\n    }\n}\n",
 		"js/vendor/ext/widget.js":                                         "(function(){var cfg={url:'https://api.example.invalid/widget'};\nfunction load(){var x=new XMLHttpRequest();x.open('GET',cfg.url);x.send();}\n})();\n",
 		"app/design/frontend/base/default/template/payment/form/cc.phtml": "<input type=\"text\" id=\"<?php echo $_code ?>_cc_number\" name=\"payment[cc_number]\" />\n<a href=\"https://www.example.invalid/cvv-help\">What is this?</a>\n",

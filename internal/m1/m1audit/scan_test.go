@@ -107,6 +107,9 @@ var badSamples = []sample{
 	{"php.eval_decrypted", "app/code/local/A/ed.php", phpHead + "if (false) eval(xxtea_decrypt($s, 'k'));\n", 3},
 	{"php.reversed_name_fragment", "app/code/local/A/rn.php", phpHead + "$d = strrev('edoced');\n", 3},
 	{"php.nested_variable_calls", "app/code/local/A/nv.php", phpHead + "if (false) $a($b($c($d($x))));\n", 3},
+	{"php.eval_nested_variable_calls", "app/code/local/A/en.php", phpHead + "if (false) eval($a($b($x)));\n", 3},
+	{"php.writes_shared_library", "app/code/local/A/so.php", phpHead + "file_put_contents('x.so', $b);\n", 3},
+	{"php.bot_shell_commands", "app/code/local/A/bs.php", phpHead + "if (false) system('nohup ./x &');\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
