@@ -19,6 +19,7 @@ import (
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/catalog"
+	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/host/webstack"
@@ -174,8 +175,10 @@ func TestDeployAutoRollback(t *testing.T) {
 	t.Logf("rolled back: %s;%s", rec.Error, stepSeconds(rec))
 }
 
-// TestDeployDiskFull puts web2's root on a 2 MiB tmpfs: a release too big
-// for it fails in prepare, before any host switched, naming the disk.
+// TestDeployDiskFull puts web2's root on a 2 MiB tmpfs. A delta needs
+// room only for the files it writes: a 1 MiB change fits although a full
+// prepare (artifact plus unpacked tree) would not. A change bigger than the
+// disk fails in prepare, before any host switched, naming the disk.
 func TestDeployDiskFull(t *testing.T) {
 	requireRoot(t, "this test mounts a tmpfs")
 	small := t.TempDir()
@@ -191,15 +194,13 @@ func TestDeployDiskFull(t *testing.T) {
 	first := e.build()
 	e.mustDeploy(first.ID)
 
-	// 1.5 MB that zstd cannot shrink: 3× the artifact is more than the
-	// tmpfs holds.
-	blob := make([]byte, 1536<<10)
-	_, _ = rand.Read(blob)
-	require.NoError(t, os.WriteFile(filepath.Join(e.repo, "app/code/Vendor/Module/blob.bin"), blob, 0o644))
-	require.NoError(t, deploystack.Commit(e.repo, "Add a big file"))
-	big := e.build()
-	require.Greater(t, big.Artifact.Size, int64(1<<20))
+	// 1 MiB that zstd cannot shrink: the artifact plus its unpacked tree
+	// would not fit beside the first release, the delta's new bytes do.
+	fits := e.commitBlob(1<<20, "fits.bin")
+	rec := e.mustDeploy(fits.ID)
+	requireTransfers(t, rec, []string{"web2"}, catalog.TransferDelta, first.ID)
 
+	big := e.commitBlob(3<<20, "big.bin")
 	rec, err := e.deploy("production", big.ID)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "prepare failed, nothing was switched")
@@ -209,8 +210,21 @@ func TestDeployDiskFull(t *testing.T) {
 	for _, st := range rec.Steps {
 		require.NotEqual(t, "switch", st.Name, "no switch may have started")
 	}
-	e.requireCurrent(first.ID)
+	e.requireCurrent(fits.ID)
 	t.Logf("%s", rec.Error)
+}
+
+// commitBlob commits n random bytes (zstd cannot shrink them) as name and
+// builds the commit.
+func (e *deployEnv) commitBlob(n int, name string) *release.Meta {
+	e.t.Helper()
+	blob := make([]byte, n)
+	_, _ = rand.Read(blob)
+	require.NoError(e.t, os.WriteFile(filepath.Join(e.repo, "app/code/Vendor/Module", name), blob, 0o644))
+	require.NoError(e.t, deploystack.Commit(e.repo, "Add "+name))
+	m := e.build()
+	require.Greater(e.t, m.Artifact.Size, int64(n*9/10))
+	return m
 }
 
 // TestDeploySerialised holds a deploy at its approval: a second request is
