@@ -31,7 +31,7 @@ var heurTriggers = []string{
 	"cc_number", "cc_num", "cc_cid", "cc_exp", "cvv", "cvc", "cardnumber", "card_number", "card-number", "cc-number", "payment[cc", "securitycode", "security_code",
 	"new image", "sendbeacon", "fetch(", "websocket", "xmlhttprequest", ".ajax(", ".post(", "createelement('img", "createelement(\"img", ".open('post", ".open(\"post",
 	"http://", "https://", "wss://", "ws://", "'//", "\"//",
-	"].", "] .", "}.", "} .",
+	"].$", "] .$", "]. $", "] . $", "}.$", "} .$", "}. $", "} . $",
 }
 
 // execNames are PHP functions that run code or commands: assembling one of
@@ -102,7 +102,7 @@ func (c *heurCtx) phpHeuristics() {
 	if c.has("eval(", "eval (", "assert(", "assert (") && c.depth < maxDepth {
 		c.evalDecoded()
 	}
-	if c.has("].", "] .", "}.", "} .") {
+	if c.has("].$", "] .$", "]. $", "] . $", "}.$", "} .$", "}. $", "} . $") {
 		c.charIndexNames()
 	}
 	if c.has("$_get", "$_post", "$_request", "$_cookie", "$_server", "$_files") {
