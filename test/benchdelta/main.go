@@ -36,11 +36,12 @@ import (
 	"time"
 
 	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/testkit/treegen"
 )
 
 type config struct {
 	treeDir, outDir string
-	params          genParams
+	params          treegen.Params
 	runs            int
 	cpuProfile      string
 	deltaProfile    string
@@ -76,7 +77,7 @@ type variant struct {
 func run(c config) error {
 	ctx := context.Background()
 	t0 := time.Now()
-	reused, err := ensureTree(c.treeDir, c.params)
+	reused, err := treegen.Ensure(c.treeDir, c.params)
 	if err != nil {
 		return fmt.Errorf("generate tree: %w", err)
 	}

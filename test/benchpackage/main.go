@@ -35,6 +35,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/testkit/treegen"
 )
 
 func main() {
@@ -73,7 +74,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*treeDir, *outDir, genParams{Seed: *seed, Files: *files, Bytes: *sizeMB * 1e6}, strings.Split(*levels, ","), *gzipRun); err != nil {
+	if err := run(*treeDir, *outDir, treegen.Params{Seed: *seed, Files: *files, Bytes: *sizeMB * 1e6}, strings.Split(*levels, ","), *gzipRun); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-package:", err)
 		os.Exit(1)
 	}
@@ -94,7 +95,7 @@ func runChild(src, out, level string) error {
 		return err
 	}
 	res, err := artifact.Write(context.Background(), f, src, []byte(`{"bench":true}`), artifact.Options{
-		Exclude: []string{markerName},
+		Exclude: []string{treegen.MarkerName},
 		ModTime: time.Unix(1700000000, 0),
 		Level:   lvl,
 	})
@@ -158,7 +159,7 @@ func measure(name string, cmd *exec.Cmd, outFile string) (measurement, []byte, e
 	}, out, nil
 }
 
-func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) error {
+func run(treeDir, outDir string, p treegen.Params, levels []string, withGzip bool) error {
 	fmt.Printf("load average at start: %s", loadavg())
 	nBytes, err := prepareTree(treeDir, p)
 	if err != nil {
@@ -174,7 +175,7 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 	var ms []measurement
 	if withGzip {
 		out := filepath.Join(outDir, "tree.tar.gz")
-		m, _, err := measure("tar -czf (gzip -6)", exec.Command("tar", "-C", treeDir, "--exclude="+markerName, "-czf", out, "."), out)
+		m, _, err := measure("tar -czf (gzip -6)", exec.Command("tar", "-C", treeDir, "--exclude="+treegen.MarkerName, "-czf", out, "."), out)
 		if err != nil {
 			return fmt.Errorf("%w (is GNU tar with gzip installed?)", err)
 		}
@@ -182,7 +183,7 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 	}
 	if _, err := exec.LookPath("zstd"); err == nil {
 		out := filepath.Join(outDir, "tree.tar.zst-cli")
-		sh := fmt.Sprintf("tar -C %q --exclude=%s -cf - . | zstd -q -3 -T0 -o %q -f", treeDir, markerName, out)
+		sh := fmt.Sprintf("tar -C %q --exclude=%s -cf - . | zstd -q -3 -T0 -o %q -f", treeDir, treegen.MarkerName, out)
 		m, _, err := measure("tar | zstd -3 -T0 (reference)", exec.Command("sh", "-c", sh), out)
 		if err != nil {
 			return err
@@ -210,9 +211,9 @@ func run(treeDir, outDir string, p genParams, levels []string, withGzip bool) er
 
 // prepareTree generates the tree unless a matching one exists and warms
 // the page cache with it; it returns the tree's size in bytes.
-func prepareTree(treeDir string, p genParams) (int64, error) {
+func prepareTree(treeDir string, p treegen.Params) (int64, error) {
 	t0 := time.Now()
-	reused, err := ensureTree(treeDir, p)
+	reused, err := treegen.Ensure(treeDir, p)
 	if err != nil {
 		return 0, fmt.Errorf("generate tree: %w", err)
 	}
@@ -288,7 +289,7 @@ func checkOutput(path string, res artifact.Result) error {
 func warm(dir string) (files int, bytes int64, err error) {
 	buf := make([]byte, 1<<20)
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() || d.Name() == markerName {
+		if err != nil || !d.Type().IsRegular() || d.Name() == treegen.MarkerName {
 			return err
 		}
 		f, err := os.Open(p)

@@ -119,6 +119,7 @@ var layers = map[string]layer{
 
 	"internal/testkit/testenv":             testhelper,
 	"internal/testkit/fakerepo":            testhelper,
+	"internal/testkit/treegen":             testhelper,
 	"internal/build/artifact/artifacttest": testhelper,
 	"internal/m1/m1audit/m1test":           testhelper,
 }

@@ -1,4 +1,8 @@
-package main
+// Package treegen generates Magento-shaped release trees for benchmarks
+// (test/benchpackage, test/benchdelta): tens of thousands of PHP, XML, JS,
+// CSS, template and image files, deterministic from a seed, reused when a
+// tree with the same parameters exists.
+package treegen
 
 import (
 	"encoding/json"
@@ -11,9 +15,9 @@ import (
 	"sync"
 )
 
-// genParams identifies a generated tree; the tree is reused when the
-// marker file in its directory holds the same parameters.
-type genParams struct {
+// Params identifies a generated tree; the tree is reused when the marker
+// file in its directory holds the same parameters.
+type Params struct {
 	Version int    `json:"version"`
 	Seed    uint64 `json:"seed"`
 	Files   int    `json:"files"`
@@ -22,13 +26,15 @@ type genParams struct {
 
 const genVersion = 1
 
-const markerName = ".bench-tree.json"
+// MarkerName is the file in a generated tree that records its Params:
+// leave it out of what is measured.
+const MarkerName = ".bench-tree.json"
 
-// ensureTree generates (or reuses) a Magento-like tree under dir.
-func ensureTree(dir string, p genParams) (reused bool, err error) {
+// Ensure generates (or reuses) a Magento-like tree under dir.
+func Ensure(dir string, p Params) (reused bool, err error) {
 	p.Version = genVersion
 	want, _ := json.Marshal(p)
-	if have, err := os.ReadFile(filepath.Join(dir, markerName)); err == nil && string(have) == string(want) {
+	if have, err := os.ReadFile(filepath.Join(dir, MarkerName)); err == nil && string(have) == string(want) {
 		return true, nil
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -64,7 +70,7 @@ func ensureTree(dir string, p genParams) (reused bool, err error) {
 	if err := <-errs; err != nil {
 		return false, err
 	}
-	return false, os.WriteFile(filepath.Join(dir, markerName), want, 0o644)
+	return false, os.WriteFile(filepath.Join(dir, MarkerName), want, 0o644)
 }
 
 type kind struct {
@@ -89,14 +95,14 @@ var kinds = []kind{
 }
 
 type generator struct {
-	p         genParams
+	p         Params
 	words     []string
 	vendors   []string
 	textMean  float64
 	imageMean float64
 }
 
-func newGenerator(p genParams) *generator {
+func newGenerator(p Params) *generator {
 	r := rand.New(rand.NewPCG(p.Seed, 0x6d616765))
 	syll := []string{"ca", "ta", "log", "pro", "duct", "quo", "te", "or", "der", "cus", "tom", "er", "sal", "es", "rule", "in", "ven", "to", "ry", "pay", "ment", "ship", "ping", "tax", "price", "in", "dex", "mo", "del", "re", "so", "ur", "ce", "fac", "to", "ry", "con", "fig", "man", "ag", "er", "store", "view", "lay", "out", "block", "tem", "plate", "cache", "ses", "sion", "wish", "list", "cart", "item", "op", "tion", "at", "tri", "bute", "set", "grid", "col", "lec", "tion"}
 	words := make([]string, 4000)
