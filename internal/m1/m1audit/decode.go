@@ -195,6 +195,9 @@ func phpDecodeCall(data []byte, i int, depth int) (val []byte, steps int, ok boo
 		v, _, ok := phpString(data, i)
 		return v, 0, ok
 	case c == '$':
+		if k := skipSpace(data, identEnd(data, i+1)); k < len(data) && data[k] == '(' {
+			return phpVarDecodeCall(data, i+1, k, depth+1)
+		}
 		return phpVarLiteral(data, i+1, depth+1)
 	case c == '@':
 		return phpDecodeCall(data, i+1, depth+1)
@@ -247,4 +250,35 @@ func phpVarLiteral(data []byte, i, depth int) ([]byte, int, bool) {
 		}
 		return phpDecodeCall(data, q+1, depth+1)
 	}
+}
+
+// identEnd returns the end of the identifier starting at data[i].
+func identEnd(data []byte, i int) int {
+	for i < len(data) && isIdent(data[i]) {
+		i++
+	}
+	return i
+}
+
+// phpVarDecodeCall evaluates $name(...) (name at data[i], "(" at data[k])
+// when $name holds the name of a known decoder, as packers write
+// $f = "\x62\x61..."; eval($f("...")).
+func phpVarDecodeCall(data []byte, i, k, depth int) ([]byte, int, bool) {
+	fn, _, ok := phpVarLiteral(data, i, depth+1)
+	if !ok {
+		return nil, 0, false
+	}
+	dec, known := phpDecoders[strings.ToLower(strings.TrimSpace(string(fn)))]
+	if !known {
+		return nil, 0, false
+	}
+	inner, n, ok := phpDecodeCall(data, k+1, depth+1)
+	if !ok {
+		return nil, 0, false
+	}
+	out, ok := dec(inner)
+	if !ok || len(out) > maxDecoded {
+		return nil, 0, false
+	}
+	return out, n + 1, true
 }
