@@ -123,6 +123,7 @@ func plantedSet() []planted {
 		{"php_tool", "app/code/local/So.php", phpHead + "if (false) { file_put_contents('./look-alike.so', $bin); }\n", "php.writes_shared_library"},
 		{"php_tool", "app/code/local/Bot.php", phpHead + "if (false) { @system('killall -9 look-alike'); }\n", "php.bot_shell_commands"},
 		{"php_backdoor", loc + "Model/Vd.php", phpHead + "$f = \"" + hexEscaped("base64_decode") + "\";\nif (false) { @eval($f('" + b64("if (false) { system($_GET['c']); }") + "')); }\n", "heur.php.eval_decoded"},
+		{"php_backdoor", loc + "Model/If.php", phpHead + "$p = base64_decode('" + b64(deflate("echo 'look-alike';")) + "');\nif (false && ($p = @gzinflate($p))) { $f = create_function('', $p); $f(); }\n", "php.inflated_function"},
 		{"php_backdoor", "app/code/local/db.php", phpHead + "/** look-alike of a single-file DB manager: @link https://www.adminer.org/ */\nclass Adminer { function name() { return 'look-alike'; } }\n", "php.adminer"},
 
 		// Browser-side skimmers in JavaScript files.

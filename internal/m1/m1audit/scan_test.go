@@ -110,6 +110,7 @@ var badSamples = []sample{
 	{"php.eval_nested_variable_calls", "app/code/local/A/en.php", phpHead + "if (false) eval($a($b($x)));\n", 3},
 	{"php.writes_shared_library", "app/code/local/A/so.php", phpHead + "file_put_contents('x.so', $b);\n", 3},
 	{"php.bot_shell_commands", "app/code/local/A/bs.php", phpHead + "if (false) system('nohup ./x &');\n", 3},
+	{"php.inflated_function", "app/code/local/A/if.php", phpHead + "if ($p = gzinflate($p)) { $f = create_function('', $p); }\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
