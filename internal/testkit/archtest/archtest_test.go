@@ -60,6 +60,7 @@ var layers = map[string]layer{
 	"test/benchfleet":       program,
 	"test/m1manifest":       program,
 	"test/benchdelta":       program,
+	"test/benchscale":       program,
 
 	"internal/front/cli": cli,
 

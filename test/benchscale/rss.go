@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// proc is one line of /proc: pid, parent and command name.
+type proc struct {
+	pid, ppid int
+	comm      string
+}
+
+// procs lists every process.
+func procs() []proc {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var ps []proc
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		ppid, _ := strconv.Atoi(f[1])
+		ps = append(ps, proc{pid: pid, ppid: ppid, comm: string(b[open+1 : end])})
+	}
+	return ps
+}
+
+// childNamed is the first child of parent whose command is comm (0: none).
+func childNamed(parent int, comm string) int {
+	for _, p := range procs() {
+		if p.ppid == parent && p.comm == comm {
+			return p.pid
+		}
+	}
+	return 0
+}
+
+// tree is root and its descendants.
+func tree(root int) []proc {
+	ps := procs()
+	in := map[int]bool{root: true}
+	var out []proc
+	for changed := true; changed; {
+		changed = false
+		for _, p := range ps {
+			if (in[p.ppid] || p.pid == root) && !contains(out, p.pid) {
+				in[p.pid] = true
+				out = append(out, p)
+				changed = true
+			}
+		}
+	}
+	return out
+}
+
+func contains(ps []proc, pid int) bool {
+	for _, p := range ps {
+		if p.pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// vmRSS is a process's VmRSS in bytes.
+func vmRSS(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// rssPeak samples the tree under root every half second and keeps the
+// peak sums of PostgreSQL's processes and of everything else (Temporal;
+// the cluster supervisor, bin/mageflow, is counted with Temporal).
+type rssPeak struct {
+	mu               sync.Mutex
+	postgres, server int64
+	stop             chan struct{}
+	done             chan struct{}
+}
+
+func sampleRSS(root int) *rssPeak {
+	r := &rssPeak{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			r.sample(root)
+			select {
+			case <-r.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return r
+}
+
+func (r *rssPeak) sample(root int) {
+	if root == 0 {
+		return
+	}
+	var pg, srv int64
+	for _, p := range tree(root) {
+		if strings.HasPrefix(p.comm, "postgres") {
+			pg += vmRSS(p.pid)
+		} else {
+			srv += vmRSS(p.pid)
+		}
+	}
+	r.mu.Lock()
+	r.postgres, r.server = max(r.postgres, pg), max(r.server, srv)
+	r.mu.Unlock()
+}
+
+// end stops sampling and returns the peaks.
+func (r *rssPeak) end() (postgres, server int64) {
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.postgres, r.server
+}
