@@ -83,8 +83,10 @@ func printTable(w io.Writer, o options, rs []*result) {
 		{"builds: workflows/s", func(r *result) float64 { return float64(r.builds.n) / r.builds.wall.Seconds() }, ""},
 		{"builds: activity schedule-to-start p50", func(r *result) float64 { return ms(pct(r.builds.latencies, .5)) }, "ms"},
 		{"builds: activity schedule-to-start p99", func(r *result) float64 { return ms(pct(r.builds.latencies, .99)) }, "ms"},
-		{"PostgreSQL peak RSS", func(r *result) float64 { return float64(r.postgres) / (1 << 20) }, "MiB"},
-		{"Temporal server peak RSS", func(r *result) float64 { return float64(r.server) / (1 << 20) }, "MiB"},
+		{"PostgreSQL peak RSS (sum of VmRSS)", func(r *result) float64 { return mib(r.mem.postgres) }, "MiB"},
+		{"PostgreSQL peak PSS (shared pages counted once)", func(r *result) float64 { return mib(r.mem.pgPSS) }, "MiB"},
+		{"Temporal server peak RSS (sum of VmRSS)", func(r *result) float64 { return mib(r.mem.server) }, "MiB"},
+		{"Temporal server peak PSS", func(r *result) float64 { return mib(r.mem.serverPSS) }, "MiB"},
 	}
 	fmt.Fprint(w, "| |")
 	for _, r := range rs {
@@ -120,3 +122,5 @@ func printTable(w io.Writer, o options, rs []*result) {
 		fmt.Fprintf(w, "\n%s: %d deploy and %d build activity samples\n", r.target, len(r.deploys.latencies), len(r.builds.latencies))
 	}
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

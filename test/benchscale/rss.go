@@ -80,15 +80,23 @@ func contains(ps []proc, pid int) bool {
 }
 
 // vmRSS is a process's VmRSS in bytes.
-func vmRSS(pid int) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+func vmRSS(pid int) int64 { return procKB(pid, "status", "VmRSS:") }
+
+// pss is a process's proportional set size in bytes: shared pages (like
+// PostgreSQL's shared_buffers) divided among the processes mapping them,
+// so a sum over processes does not count them many times as VmRSS does.
+func pss(pid int) int64 { return procKB(pid, "smaps_rollup", "Pss:") }
+
+// procKB reads the "<field> N kB" line of /proc/<pid>/<file>, in bytes.
+func procKB(pid int, file, field string) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/" + file)
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}
@@ -102,6 +110,7 @@ func vmRSS(pid int) int64 {
 type rssPeak struct {
 	mu               sync.Mutex
 	postgres, server int64
+	pgPSS, serverPSS int64
 	stop             chan struct{}
 	done             chan struct{}
 }
@@ -128,24 +137,31 @@ func (r *rssPeak) sample(root int) {
 	if root == 0 {
 		return
 	}
-	var pg, srv int64
+	var pg, srv, pgP, srvP int64
 	for _, p := range tree(root) {
 		if strings.HasPrefix(p.comm, "postgres") {
-			pg += vmRSS(p.pid)
+			pg, pgP = pg+vmRSS(p.pid), pgP+pss(p.pid)
 		} else {
-			srv += vmRSS(p.pid)
+			srv, srvP = srv+vmRSS(p.pid), srvP+pss(p.pid)
 		}
 	}
 	r.mu.Lock()
 	r.postgres, r.server = max(r.postgres, pg), max(r.server, srv)
+	r.pgPSS, r.serverPSS = max(r.pgPSS, pgP), max(r.serverPSS, srvP)
 	r.mu.Unlock()
 }
 
 // end stops sampling and returns the peaks.
-func (r *rssPeak) end() (postgres, server int64) {
+func (r *rssPeak) end() memory {
 	close(r.stop)
 	<-r.done
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.postgres, r.server
+	return memory{postgres: r.postgres, server: r.server, pgPSS: r.pgPSS, serverPSS: r.serverPSS}
+}
+
+// memory is the peak memory of a server's processes, in bytes.
+type memory struct {
+	postgres, server int64 // sum of VmRSS
+	pgPSS, serverPSS int64 // sum of Pss
 }

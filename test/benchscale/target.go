@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/front/start"
+	"github.com/mageflow/mageflow/internal/front/tclient"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/internal/platform/config"
@@ -34,9 +36,9 @@ type phase struct {
 
 // result is one server's figures.
 type result struct {
-	target           string
-	deploys, builds  phase
-	postgres, server int64
+	target          string
+	deploys, builds phase
+	mem             memory
 }
 
 // smallRepo is a git repository with a tiny web root.
@@ -138,7 +140,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 	if err != nil {
 		return nil, err
 	}
-	c, err := deploystack.Dial(cfg)
+	c, err := dial(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +181,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 	}
 	_, r.builds = buildAll(ctx, c, cfg, "b", o.builds, head)
 	fmt.Printf("%s: %d builds in %s, %d errors %v\n", target, r.builds.n, r.builds.wall.Round(time.Millisecond), r.builds.errors, errOrNil(r.builds.firstErr))
-	r.postgres, r.server = rss.end()
+	r.mem = rss.end()
 	return r, nil
 }
 
@@ -272,4 +274,19 @@ func (p *phase) tally(errs []error) {
 			}
 		}
 	}
+}
+
+// dial connects like deploystack.Dial, with the SDK's log at warnings only
+// (its debug lines would bury the figures).
+func dial(cfg *config.Config) (client.Client, error) {
+	dc, _, err := tclient.DataConverter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts, err := tclient.Options(cfg, logger, dc, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(opts)
 }
