@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,7 +54,9 @@ func TestClusterKillControlWorkerMidBuild(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	const app = "wkshop"
+	// Its own app name per run: visibility lists builds by app, and a
+	// rerun in the same namespace must not count the last run's.
+	app := fmt.Sprintf("wkshop-%d", seed%1_000_000)
 	repo := fixtures.Magento2App(t)
 	wc := startControlWorkers(ctx, t, app, repo)
 
@@ -88,16 +91,30 @@ func TestClusterKillControlWorkerMidBuild(t *testing.T) {
 		time.Sleep(time.Second) // the victim stays down a second
 		killed <- victim.Start()
 	}()
-	ids := []string{first.ID}
-	done := make([]string, len(runs))
+	type result struct {
+		meta release.Meta
+		err  error
+		at   time.Duration
+	}
+	results := make([]result, len(runs))
+	var wg sync.WaitGroup
 	for i, run := range runs {
-		var m release.Meta
-		require.NoError(t, run.Get(ctx, &m), "build %d of %s (SIGKILL of %s %s after the burst started)", i+1, commits[i], victim.Name, delay.Round(time.Millisecond))
-		require.Equal(t, commits[i], m.Commit, "build %d", i+1)
-		ids = append(ids, m.ID)
-		// When each build was seen done (in start order: a build killed
-		// with its worker waits out its activity's heartbeat timeout).
-		done[i] = time.Since(start).Round(10 * time.Millisecond).String()
+		wg.Go(func() {
+			r := &results[i]
+			r.err = run.Get(ctx, &r.meta)
+			r.at = time.Since(start)
+		})
+	}
+	wg.Wait()
+	ids := []string{first.ID}
+	var done []string
+	for i, r := range results {
+		require.NoError(t, r.err, "build %d of %s (SIGKILL of %s %s after the burst started)", i+1, commits[i], victim.Name, delay.Round(time.Millisecond))
+		require.Equal(t, commits[i], r.meta.Commit, "build %d", i+1)
+		ids = append(ids, r.meta.ID)
+		// A build whose activity died with its worker waits out the
+		// activity's heartbeat timeout before another worker retries it.
+		done = append(done, r.at.Round(10*time.Millisecond).String())
 	}
 	burst := time.Since(start)
 	require.NoError(t, <-killed)
