@@ -102,11 +102,24 @@ func capFindings(r *CheckResult, fs []Finding) {
 	r.Evidence.Findings = fs
 }
 
+// fileChecks runs the checks that read the web root's files: the scan,
+// Magento Connect, version control, world-writable paths, writable code
+// and developer files, in that order.
 func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 	root := t.WebRoot
-	var out []CheckResult
+	out := scanChecks(ctx, root, o)
+	out = append(out, downloaderCheck(root))
+	w := walkTree(ctx, t)
+	out = append(out, vcsCheck(w.vcs), worldWritableCheck(root, w))
+	out = append(out, writableChecks(ctx, t, o)...)
+	out = append(out, devFilesCheck(t))
+	return out
+}
 
-	// Malware, PHP in images and static dirs, oversized files.
+// scanChecks reports malware, PHP in images and static dirs, and oversized
+// files from one scan of root.
+func scanChecks(ctx context.Context, root string, o AuditOptions) []CheckResult {
+	var out []CheckResult
 	scanIDs := []string{CheckSignature, CheckPHPInImage, CheckPHPInStatic, CheckUnscanned}
 	findings, scanErr := ScanFiles(ctx, root, o.Signatures, o.Scan)
 	byID := map[string][]Finding{}
@@ -114,37 +127,44 @@ func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 		byID[f.CheckID] = append(byID[f.CheckID], f)
 	}
 	for _, id := range scanIDs {
-		r := newResult(id)
-		r.Evidence.Command = "scan " + root
-		fs := byID[id]
-		capFindings(&r, fs)
-		allPerson := true
-		for _, f := range fs {
-			if !f.NeedsPerson {
-				allPerson = false
-			}
-		}
-		switch {
-		case len(fs) == 0 && scanErr != nil:
-			r = errResult(r, scanErr) // nothing found, but not everything was read
-		case len(fs) == 0:
-			r.Status = StatusPass
-			r.Evidence.Detail = fmt.Sprintf("%d signatures over %s", o.Signatures.Len(), root)
-		case allPerson:
-			r.Status = StatusNeedsPerson
-			r.Fix = "Review the files listed: remove them if nothing uses them."
-		default:
-			r.Status = StatusFail
-			r.Compromise = id != CheckUnscanned
-			r.Fix = "Treat the store as compromised: keep copies of the files listed with their times (forensic appendix), remove them, restore code from a trusted release, and rotate every credential."
-		}
-		if scanErr != nil && len(fs) > 0 {
-			r.Evidence.Detail = strings.TrimPrefix(r.Evidence.Detail+"; "+scanErr.Error(), "; ")
-		}
-		out = append(out, r)
+		out = append(out, scanCheck(id, root, byID[id], scanErr, o))
 	}
+	return out
+}
 
-	// downloader/ and var/connect.
+// scanCheck is the result of check id from its findings fs.
+func scanCheck(id, root string, fs []Finding, scanErr error, o AuditOptions) CheckResult {
+	r := newResult(id)
+	r.Evidence.Command = "scan " + root
+	capFindings(&r, fs)
+	allPerson := true
+	for _, f := range fs {
+		if !f.NeedsPerson {
+			allPerson = false
+		}
+	}
+	switch {
+	case len(fs) == 0 && scanErr != nil:
+		r = errResult(r, scanErr) // nothing found, but not everything was read
+	case len(fs) == 0:
+		r.Status = StatusPass
+		r.Evidence.Detail = fmt.Sprintf("%d signatures over %s", o.Signatures.Len(), root)
+	case allPerson:
+		r.Status = StatusNeedsPerson
+		r.Fix = "Review the files listed: remove them if nothing uses them."
+	default:
+		r.Status = StatusFail
+		r.Compromise = id != CheckUnscanned
+		r.Fix = "Treat the store as compromised: keep copies of the files listed with their times (forensic appendix), remove them, restore code from a trusted release, and rotate every credential."
+	}
+	if scanErr != nil && len(fs) > 0 {
+		r.Evidence.Detail = strings.TrimPrefix(r.Evidence.Detail+"; "+scanErr.Error(), "; ")
+	}
+	return r
+}
+
+// downloaderCheck reports downloader/ and var/connect under root.
+func downloaderCheck(root string) CheckResult {
 	r := newResult(CheckDownloader)
 	var present []string
 	for _, p := range []string{"downloader", "var/connect", "var/package", "downloader/pearlib"} {
@@ -161,9 +181,25 @@ func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 		r.Status = StatusPass
 		r.Evidence.Detail = "no downloader/ or var/connect under " + root
 	}
-	out = append(out, r)
+	return r
+}
 
-	// One walk for world-writable paths and version-control directories.
+// treeWalk is one walk for world-writable paths and version-control
+// directories, over the web root and the document roots outside it.
+type treeWalk struct {
+	ctx      context.Context
+	root     string
+	docroots map[string]bool
+	worldW   []Finding
+	vcs      []string
+	walkErrs []string
+	walked   map[string]bool
+}
+
+// walkTree walks the web root, then each document root elsewhere (a
+// staging copy: only version control matters there); vcs comes sorted.
+func walkTree(ctx context.Context, t *Target) *treeWalk {
+	root := t.WebRoot
 	docroots := map[string]bool{t.DocRoot: true}
 	if t.DocRoot == "" {
 		docroots[root] = true
@@ -173,55 +209,66 @@ func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 			docroots[v.Root] = true
 		}
 	}
-	var worldW []Finding
-	var vcs []string
-	walkErrs := []string{}
-	walked := map[string]bool{}
-	walk := func(base string, vcsOnly bool) {
-		_ = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				walkErrs = append(walkErrs, err.Error())
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			name := d.Name()
-			if name == ".git" || name == ".svn" || name == ".hg" || name == ".bzr" {
-				for dr := range docroots {
-					if dr != "" && (p == dr || strings.HasPrefix(p, dr+"/")) {
-						vcs = append(vcs, p)
-						break
-					}
-				}
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-			}
-			if vcsOnly || d.Type()&fs.ModeSymlink != 0 {
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return nil
-			}
-			if fi.Mode().Perm()&0o002 != 0 {
-				rel, _ := filepath.Rel(root, p)
-				worldW = append(worldW, Finding{CheckID: CheckWorldWritable, Severity: SeverityHigh, Path: filepath.ToSlash(rel),
-					Evidence: fmt.Sprintf("mode %v", fi.Mode())})
-			}
-			return nil
-		})
-		walked[base] = true
-	}
-	walk(root, false)
+	w := &treeWalk{ctx: ctx, root: root, docroots: docroots, walkErrs: []string{}, walked: map[string]bool{}}
+	w.walk(root, false)
 	for dr := range docroots {
-		if dr != "" && !walked[dr] && !strings.HasPrefix(dr, root+"/") && fileExists(dr) {
-			walk(dr, true) // a staging copy elsewhere: only version control matters here
+		if dr != "" && !w.walked[dr] && !strings.HasPrefix(dr, root+"/") && fileExists(dr) {
+			w.walk(dr, true) // a staging copy elsewhere: only version control matters here
 		}
 	}
-	sort.Strings(vcs)
-	r = newResult(CheckVCS)
+	sort.Strings(w.vcs)
+	return w
+}
+
+// walk walks base, noting version-control directories under a document
+// root and, unless vcsOnly, world-writable paths.
+func (w *treeWalk) walk(base string, vcsOnly bool) {
+	_ = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			w.walkErrs = append(w.walkErrs, err.Error())
+			return nil
+		}
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		name := d.Name()
+		if name == ".git" || name == ".svn" || name == ".hg" || name == ".bzr" {
+			w.noteVCS(p)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		if vcsOnly || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if fi.Mode().Perm()&0o002 != 0 {
+			rel, _ := filepath.Rel(w.root, p)
+			w.worldW = append(w.worldW, Finding{CheckID: CheckWorldWritable, Severity: SeverityHigh, Path: filepath.ToSlash(rel),
+				Evidence: fmt.Sprintf("mode %v", fi.Mode())})
+		}
+		return nil
+	})
+	w.walked[base] = true
+}
+
+// noteVCS records version-control metadata at p when p is under a
+// document root.
+func (w *treeWalk) noteVCS(p string) {
+	for dr := range w.docroots {
+		if dr != "" && (p == dr || strings.HasPrefix(p, dr+"/")) {
+			w.vcs = append(w.vcs, p)
+			break
+		}
+	}
+}
+
+// vcsCheck reports version-control metadata under a document root.
+func vcsCheck(vcs []string) CheckResult {
+	r := newResult(CheckVCS)
 	r.Evidence.Files = vcs
 	if len(vcs) > 0 {
 		r.Status = StatusFail
@@ -230,33 +277,37 @@ func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 	} else {
 		r.Status = StatusPass
 	}
-	out = append(out, r)
+	return r
+}
 
-	r = newResult(CheckWorldWritable)
+// worldWritableCheck reports the world-writable paths the walk found, and
+// what it could not read.
+func worldWritableCheck(root string, w *treeWalk) CheckResult {
+	r := newResult(CheckWorldWritable)
 	r.Evidence.Command = "find " + root + " -perm -o+w"
-	capFindings(&r, worldW)
-	if len(worldW) > 0 {
+	capFindings(&r, w.worldW)
+	if len(w.worldW) > 0 {
 		r.Status = StatusFail
 		r.Fix = "Remove the world-write bit (chmod -R o-w) from the paths listed, and the umask(0) call old Magento 1 index.php files make; any local user or compromised service can plant code there."
 	} else {
 		r.Status = StatusPass
 	}
-	if len(walkErrs) > 0 {
-		r.Evidence.Detail = "unreadable: " + strings.Join(firstN(walkErrs, 5), "; ")
+	if len(w.walkErrs) > 0 {
+		r.Evidence.Detail = "unreadable: " + strings.Join(firstN(w.walkErrs, 5), "; ")
 		if r.Status == StatusPass {
 			r.Status = StatusError
 		}
 	}
-	out = append(out, r)
+	return r
+}
 
-	out = append(out, writableChecks(ctx, t, o)...)
-
-	// Developer and installer files.
-	r = newResult(CheckDevFiles)
+// devFilesCheck reports developer and installer files in the document root.
+func devFilesCheck(t *Target) CheckResult {
+	r := newResult(CheckDevFiles)
 	for _, p := range []string{"install.php", "RELEASE_NOTES.txt", "dev/tests", "phpinfo.php", "adminer.php", "magmi"} {
 		base := t.DocRoot
 		if base == "" {
-			base = root
+			base = t.WebRoot
 		}
 		if fileExists(filepath.Join(base, p)) {
 			r.Evidence.Files = append(r.Evidence.Files, p)
@@ -269,8 +320,7 @@ func fileChecks(ctx context.Context, t *Target, o AuditOptions) []CheckResult {
 	} else {
 		r.Status = StatusPass
 	}
-	out = append(out, r)
-	return out
+	return r
 }
 
 // phpIdentity resolves the pool user to uid and gids.
