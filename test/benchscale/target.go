@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/mageflow/mageflow/activities"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/front/start"
 	"github.com/mageflow/mageflow/internal/front/tclient"
+	"github.com/mageflow/mageflow/internal/front/workerapp"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/platform/codec"
 	"github.com/mageflow/mageflow/internal/platform/config"
@@ -145,7 +147,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 		return nil, err
 	}
 	defer c.Close()
-	stopControl, err := deploystack.StartControl(ctx, c, cfg)
+	stopControl, err := startControl(ctx, c, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -289,4 +291,21 @@ func dial(cfg *config.Config) (client.Client, error) {
 		return nil, err
 	}
 	return client.Dial(opts)
+}
+
+// startControl runs the control worker in this process, registered as
+// deploystack.StartControl does but with the worker options
+// bin/mageflow-worker uses (workerapp.WorkerOptions), so the activity slots
+// measured are production's.
+func startControl(ctx context.Context, c client.Client, cfg *config.Config) (stop func(), err error) {
+	acts, err := workerapp.NewBuildActivities(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := worker.New(c, cfg.Temporal.TaskQueue, workerapp.WorkerOptions(cfg))
+	workerapp.Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	return w.Stop, nil
 }

@@ -147,12 +147,18 @@ func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus
 		return nil, "", err
 	}
 	queue := cfg.Temporal.TaskQueue
-	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds})
+	w := worker.New(c, queue, WorkerOptions(cfg))
 	Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c, Fleet: activities.OpenFleet})
 	if err := startFleet(ctx, cfg, c, logger); err != nil {
 		return nil, "", err
 	}
 	return w, queue, nil
+}
+
+// WorkerOptions are the control worker's SDK options (test/benchscale
+// measures with them).
+func WorkerOptions(cfg *config.Config) worker.Options {
+	return worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds}
 }
 
 // serveMetrics serves reg's Prometheus metrics on listen until closeFn.
