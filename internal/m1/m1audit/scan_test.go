@@ -111,6 +111,8 @@ var badSamples = []sample{
 	{"php.writes_shared_library", "app/code/local/A/so.php", phpHead + "file_put_contents('x.so', $b);\n", 3},
 	{"php.bot_shell_commands", "app/code/local/A/bs.php", phpHead + "if (false) system('nohup ./x &');\n", 3},
 	{"php.inflated_function", "app/code/local/A/if.php", phpHead + "if ($p = gzinflate($p)) { $f = create_function('', $p); }\n", 3},
+	{"php.request_udp_sender", "app/code/local/A/ud.php", phpHead + "$h = $_GET['h']; $fp = fsockopen('udp://' . $h, 9);\n", 3},
+	{"php.escaped_request_index", "app/code/local/A/ei.php", phpHead + "$u = $_SERVER[\"\\x48\\x54\\x54\\x50\"];\n", 3},
 	{"html.script_atob", "errors/default/page.html", "<html>\n<script>var u=atob(\"aHR0cHM6Ly9leGFtcGxlLmludmFsaWQ=\");var s=document.createElement(\"script\");</script>\n</html>\n", 2},
 }
 
