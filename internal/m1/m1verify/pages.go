@@ -191,112 +191,160 @@ func (v *verifier) get(ctx context.Context, path string) ([]response, string, er
 // nor allowed. Skimmers are injected into the database (design/head/includes,
 // CMS blocks), so only the rendered page shows them.
 func (v *verifier) pages(ctx context.Context) ([]m1audit.CheckResult, error) {
-	sigRes := m1audit.CheckResult{ID: CheckPageSignatures, Title: "Rendered pages and their scripts match no skimmer signature", Severity: m1audit.SeverityCritical}
-	hostRes := m1audit.CheckResult{ID: CheckScriptHosts, Title: "Rendered pages load scripts only from the store and allowed hosts", Severity: m1audit.SeverityHigh}
 	m, err := newMatcher(v.o.Signatures)
 	if err != nil {
 		return nil, err
 	}
-	storeHost := v.o.Host
-	if h, _, err := net.SplitHostPort(storeHost); err == nil {
-		storeHost = h
+	ps := &pageScan{
+		v:          v,
+		m:          m,
+		sigRes:     m1audit.CheckResult{ID: CheckPageSignatures, Title: "Rendered pages and their scripts match no skimmer signature", Severity: m1audit.SeverityCritical},
+		hostRes:    m1audit.CheckResult{ID: CheckScriptHosts, Title: "Rendered pages load scripts only from the store and allowed hosts", Severity: m1audit.SeverityHigh},
+		storeHost:  v.o.Host,
+		scheme:     v.f.base.Scheme,
+		seenScript: map[string]bool{},
+		foreign:    map[string]bool{},
 	}
-	scheme := v.f.base.Scheme
-	var scripts []string // same-origin script paths, in page order
-	seenScript := map[string]bool{}
-	foreign := map[string]bool{}
-	pagesOK, skipped := 0, 0
-	var pageNotes []string
+	if h, _, err := net.SplitHostPort(ps.storeHost); err == nil {
+		ps.storeHost = h
+	}
 	for _, p := range v.o.Pages {
-		hops, final, err := v.get(ctx, p)
-		for i, r := range hops {
-			note := "rendered page"
-			if i < len(hops)-1 {
-				note = "redirect (followed)"
-			}
-			sigRes.Evidence.HTTP = append(sigRes.Evidence.HTTP, r.evidence(false, note))
-		}
-		if err != nil {
+		if err := ps.page(ctx, p); err != nil {
 			return nil, err
 		}
-		last := hops[len(hops)-1]
-		if last.err != nil || last.status != 200 {
-			pageNotes = append(pageNotes, fmt.Sprintf("%s answered %d", p, last.status))
-			continue
-		}
-		pagesOK++
-		// Relative script sources resolve against the page that answered
-		// (/checkout/onepage/ redirects to the cart when it is empty).
-		pageURL := scheme + "://" + v.o.Host + final
-		sigRes.Evidence.Findings = append(sigRes.Evidence.Findings, m.match(last.body, pageURL, CheckPageSignatures, m1audit.ScopeHTML)...)
-		srcs, inline := pageScripts(last.body)
-		for i, code := range inline {
-			sigRes.Evidence.Findings = append(sigRes.Evidence.Findings, m.match(code, fmt.Sprintf("%s (inline script %d)", pageURL, i+1), CheckPageSignatures, m1audit.ScopeJS)...)
-		}
-		base, _ := url.Parse(pageURL)
-		for _, src := range srcs {
-			u, err := base.Parse(src)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-				// data:, javascript: and unparsable sources hide their
-				// origin: a person must look.
-				key := pageURL + " " + src
-				if !foreign[key] {
-					foreign[key] = true
-					hostRes.Evidence.Findings = append(hostRes.Evidence.Findings, m1audit.Finding{CheckID: CheckScriptHosts, Severity: m1audit.SeverityHigh,
-						Path: pageURL, Evidence: excerpt([]byte(src), 200), NeedsPerson: true})
-				}
-				continue
-			}
-			if strings.EqualFold(u.Hostname(), storeHost) {
-				rel := u.EscapedPath()
-				if u.RawQuery != "" {
-					rel += "?" + u.RawQuery
-				}
-				if !seenScript[rel] {
-					seenScript[rel] = true
-					scripts = append(scripts, rel)
-				}
-				continue
-			}
-			if hostAllowed(u.Hostname(), storeHost, v.o.AllowedScriptHosts) {
-				continue
-			}
-			key := pageURL + " " + u.String()
-			if !foreign[key] {
-				foreign[key] = true
-				hostRes.Evidence.Findings = append(hostRes.Evidence.Findings, m1audit.Finding{CheckID: CheckScriptHosts, Severity: m1audit.SeverityHigh,
-					Path: pageURL, Evidence: "script from " + u.Hostname() + ": " + excerpt([]byte(u.String()), 200), NeedsPerson: true})
-			}
-		}
 	}
-	if len(scripts) > v.o.MaxScripts {
-		skipped = len(scripts) - v.o.MaxScripts
-		scripts = scripts[:v.o.MaxScripts]
+	if err := ps.fetchScripts(ctx); err != nil {
+		return nil, err
 	}
-	for _, s := range scripts {
+	ps.finishSignatures()
+	ps.finishHosts()
+	return []m1audit.CheckResult{ps.sigRes, ps.hostRes}, nil
+}
+
+// pageScan is one run of (*verifier).pages: the two results it fills and
+// what it has seen so far.
+type pageScan struct {
+	v                *verifier
+	m                *matcher
+	sigRes, hostRes  m1audit.CheckResult
+	storeHost        string
+	scheme           string
+	scripts          []string // same-origin script paths, in page order
+	seenScript       map[string]bool
+	foreign          map[string]bool
+	pagesOK, skipped int
+	pageNotes        []string
+}
+
+// page fetches page p (following redirects), matches its HTML and inline
+// scripts and sorts its script sources.
+func (ps *pageScan) page(ctx context.Context, p string) error {
+	hops, final, err := ps.v.get(ctx, p)
+	for i, r := range hops {
+		note := "rendered page"
+		if i < len(hops)-1 {
+			note = "redirect (followed)"
+		}
+		ps.sigRes.Evidence.HTTP = append(ps.sigRes.Evidence.HTTP, r.evidence(false, note))
+	}
+	if err != nil {
+		return err
+	}
+	last := hops[len(hops)-1]
+	if last.err != nil || last.status != 200 {
+		ps.pageNotes = append(ps.pageNotes, fmt.Sprintf("%s answered %d", p, last.status))
+		return nil
+	}
+	ps.pagesOK++
+	// Relative script sources resolve against the page that answered
+	// (/checkout/onepage/ redirects to the cart when it is empty).
+	pageURL := ps.scheme + "://" + ps.v.o.Host + final
+	ps.sigRes.Evidence.Findings = append(ps.sigRes.Evidence.Findings, ps.m.match(last.body, pageURL, CheckPageSignatures, m1audit.ScopeHTML)...)
+	srcs, inline := pageScripts(last.body)
+	for i, code := range inline {
+		ps.sigRes.Evidence.Findings = append(ps.sigRes.Evidence.Findings, ps.m.match(code, fmt.Sprintf("%s (inline script %d)", pageURL, i+1), CheckPageSignatures, m1audit.ScopeJS)...)
+	}
+	base, _ := url.Parse(pageURL)
+	for _, src := range srcs {
+		ps.scriptSource(base, pageURL, src)
+	}
+	return nil
+}
+
+// scriptSource sorts one script source of pageURL: same-origin scripts are
+// queued for fetching, foreign and hidden origins listed for a person.
+func (ps *pageScan) scriptSource(base *url.URL, pageURL, src string) {
+	u, err := base.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		// data:, javascript: and unparsable sources hide their
+		// origin: a person must look.
+		ps.addForeign(pageURL+" "+src, excerpt([]byte(src), 200), pageURL)
+		return
+	}
+	if strings.EqualFold(u.Hostname(), ps.storeHost) {
+		rel := u.EscapedPath()
+		if u.RawQuery != "" {
+			rel += "?" + u.RawQuery
+		}
+		if !ps.seenScript[rel] {
+			ps.seenScript[rel] = true
+			ps.scripts = append(ps.scripts, rel)
+		}
+		return
+	}
+	if hostAllowed(u.Hostname(), ps.storeHost, ps.v.o.AllowedScriptHosts) {
+		return
+	}
+	ps.addForeign(pageURL+" "+u.String(), "script from "+u.Hostname()+": "+excerpt([]byte(u.String()), 200), pageURL)
+}
+
+// addForeign lists a script source for a person, once per key.
+func (ps *pageScan) addForeign(key, evidence, pageURL string) {
+	if ps.foreign[key] {
+		return
+	}
+	ps.foreign[key] = true
+	ps.hostRes.Evidence.Findings = append(ps.hostRes.Evidence.Findings, m1audit.Finding{CheckID: CheckScriptHosts, Severity: m1audit.SeverityHigh,
+		Path: pageURL, Evidence: evidence, NeedsPerson: true})
+}
+
+// fetchScripts fetches up to MaxScripts same-origin scripts and matches
+// them.
+func (ps *pageScan) fetchScripts(ctx context.Context) error {
+	v := ps.v
+	if len(ps.scripts) > v.o.MaxScripts {
+		ps.skipped = len(ps.scripts) - v.o.MaxScripts
+		ps.scripts = ps.scripts[:v.o.MaxScripts]
+	}
+	for _, s := range ps.scripts {
 		r, err := v.f.do(ctx, http.MethodGet, v.o.Host, s, nil, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		note := "same-origin script"
 		if r.err == nil && r.status == 200 {
-			fs := m.match(r.body, scheme+"://"+v.o.Host+s, CheckPageSignatures, m1audit.ScopeJS)
-			sigRes.Evidence.Findings = append(sigRes.Evidence.Findings, fs...)
+			fs := ps.m.match(r.body, ps.scheme+"://"+v.o.Host+s, CheckPageSignatures, m1audit.ScopeJS)
+			ps.sigRes.Evidence.Findings = append(ps.sigRes.Evidence.Findings, fs...)
 			if len(fs) > 0 {
 				note += ": signature match"
 			}
 		} else {
 			note += ": not scanned (no 200)"
 		}
-		sigRes.Evidence.HTTP = append(sigRes.Evidence.HTTP, r.evidence(false, note))
+		ps.sigRes.Evidence.HTTP = append(ps.sigRes.Evidence.HTTP, r.evidence(false, note))
 	}
+	return nil
+}
 
-	detail := fmt.Sprintf("%d of %d pages rendered, %d same-origin scripts scanned", pagesOK, len(v.o.Pages), len(scripts))
-	if skipped > 0 {
-		detail += fmt.Sprintf(" (%d more not fetched: MaxScripts)", skipped)
+// finishSignatures sets the signature result's detail and status.
+func (ps *pageScan) finishSignatures() {
+	sigRes := &ps.sigRes
+	detail := fmt.Sprintf("%d of %d pages rendered, %d same-origin scripts scanned", ps.pagesOK, len(ps.v.o.Pages), len(ps.scripts))
+	if ps.skipped > 0 {
+		detail += fmt.Sprintf(" (%d more not fetched: MaxScripts)", ps.skipped)
 	}
-	if len(pageNotes) > 0 {
-		detail += "; " + strings.Join(pageNotes, ", ")
+	if len(ps.pageNotes) > 0 {
+		detail += "; " + strings.Join(ps.pageNotes, ", ")
 	}
 	sigRes.Evidence.Detail = detail
 	switch {
@@ -304,25 +352,28 @@ func (v *verifier) pages(ctx context.Context) ([]m1audit.CheckResult, error) {
 		sigRes.Status = m1audit.StatusFail
 		sigRes.Compromise = true
 		sigRes.Fix = "Find where the matched code comes from (core_config_data design/head/includes and design/footer/absolute_footer, cms_block, cms_page, theme and js/ files), remove it, then follow the compromise checklist: rotate admin, database and SSH credentials and the crypt key."
-	case pagesOK == 0:
+	case ps.pagesOK == 0:
 		sigRes.Status = m1audit.StatusError
 		sigRes.Fix = "No page answered 200: check hosts.<name>.hardening.base_url (the origin), server_name (the Host header) and pages (paths that answer 200)."
 	default:
 		sigRes.Status = m1audit.StatusPass
 	}
+}
 
+// finishHosts sets the script-host result's detail and status.
+func (ps *pageScan) finishHosts() {
+	hostRes := &ps.hostRes
 	hostRes.Evidence.Detail = "allowed: the store's host"
-	if len(v.o.AllowedScriptHosts) > 0 {
-		hostRes.Evidence.Detail += ", " + strings.Join(v.o.AllowedScriptHosts, ", ")
+	if len(ps.v.o.AllowedScriptHosts) > 0 {
+		hostRes.Evidence.Detail += ", " + strings.Join(ps.v.o.AllowedScriptHosts, ", ")
 	}
 	switch {
 	case len(hostRes.Evidence.Findings) > 0:
 		hostRes.Status = m1audit.StatusNeedsPerson
 		hostRes.Fix = "For each listed script: if it is a known service, add its host to hosts.<name>.hardening.allowed_script_hosts; otherwise treat it as a skimmer (remove it from the database or theme and follow the compromise checklist)."
-	case pagesOK == 0:
+	case ps.pagesOK == 0:
 		hostRes.Status = m1audit.StatusError
 	default:
 		hostRes.Status = m1audit.StatusPass
 	}
-	return []m1audit.CheckResult{sigRes, hostRes}, nil
 }
