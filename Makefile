@@ -212,7 +212,7 @@ bench: deps fleet-image $(BIN)/mageflow-agent
 	$(GO) test ./internal/front/server -run '^$$' -bench BenchmarkHook -benchmem
 	$(GO) run ./test/benchdeploy
 	$(GO) run ./test/benchfleet
-	$(GO) run ./test/benchscale
+	@$(MAKE) --no-print-directory deps-cluster $(CLUSTER_BINS) $(BIN)/temporal $(BIN)/mageflow && $(GO) run ./test/benchscale
 	$(GO) test ./internal/m1/m1audit -run '^$$' -bench 'Audit|ScanFiles' -benchtime 3x
 
 FUZZTIME ?= 30s
