@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,7 +108,7 @@ func printTable(w io.Writer, o options, rs []*result) {
 	for _, rw := range rows {
 		fmt.Fprintf(w, "| %s |", rw.name)
 		for _, r := range rs {
-			fmt.Fprintf(w, " %.1f %s |", rw.get(r), rw.unit)
+			fmt.Fprintf(w, " %s |", strings.TrimSpace(fmt.Sprintf("%.1f %s", rw.get(r), rw.unit)))
 		}
 		if both {
 			if d := rw.get(rs[0]); d != 0 {
