@@ -102,21 +102,7 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if err := deploystack.RequireBinaries(); err != nil {
 		return nil, err
 	}
-	if opt.App == "" {
-		opt.App = "fleetshop"
-	}
-	if opt.GroupKey == "" {
-		opt.GroupKey = "web"
-	}
-	if opt.Desired == 0 {
-		opt.Desired = 3
-	}
-	if opt.Max == 0 {
-		opt.Max = opt.Desired + 2
-	}
-	if opt.Image == "" {
-		opt.Image = BaseImage
-	}
+	opt = opt.withDefaults()
 	if opt.WorkerBin == "" || opt.AgentBin == "" {
 		return nil, errors.New("fleetstack: Options.WorkerBin and AgentBin are needed: build them with BuildStaticWorker and BuildStaticAgent")
 	}
@@ -133,76 +119,120 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
-	if err := os.MkdirAll(s.Logs, 0o755); err != nil {
+	if err := s.startServices(ctx); err != nil {
 		return nil, err
+	}
+	if err := s.buildRelease(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startFleet(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// withDefaults fills the options left zero.
+func (opt Options) withDefaults() Options {
+	if opt.App == "" {
+		opt.App = "fleetshop"
+	}
+	if opt.GroupKey == "" {
+		opt.GroupKey = "web"
+	}
+	if opt.Desired == 0 {
+		opt.Desired = 3
+	}
+	if opt.Max == 0 {
+		opt.Max = opt.Desired + 2
+	}
+	if opt.Image == "" {
+		opt.Image = BaseImage
+	}
+	return opt
+}
+
+// startServices connects to Docker and the fleet provider, forwards
+// Temporal to the instances, writes the config, dials Temporal, opens the
+// artifact store and starts the balancer.
+func (s *Stack) startServices(ctx context.Context) (err error) {
+	dir, opt := s.Dir, s.Opt
+	if err := os.MkdirAll(s.Logs, 0o755); err != nil {
+		return err
 	}
 	if s.Docker, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation()); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := s.Docker.ImageInspect(ctx, opt.Image); err != nil {
-		return nil, fmt.Errorf("fleetstack: image %s: %w (build it: sudo internal/fleet/docker/image/build.sh)", opt.Image, err)
+		return fmt.Errorf("fleetstack: image %s: %w (build it: sudo internal/fleet/docker/image/build.sh)", opt.Image, err)
 	}
 	// The control worker's controller records the fleet here (work_dir is
 	// ./work beside the config).
 	if s.Provider, err = dockerfleet.New(dockerfleet.Options{StateDir: filepath.Join(dir, "mageflow", "work", "fleet"), Network: dockerfleet.DefaultNetwork, Docker: s.Docker}); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Gateway, err = s.Provider.Gateway(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	// Temporal as the instances see it.
 	if s.fwd, err = Forward(net.JoinHostPort(s.Gateway, "0"), opt.Temporal); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.writeConfig(); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Client, err = deploystack.Dial(s.Cfg); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Store, err = store.NewLocal(s.Cfg.Artifacts.Dir); err != nil {
-		return nil, err
+		return err
 	}
-	if err := s.startBalancer(ctx); err != nil {
-		return nil, err
-	}
-	// The release exists before any instance: ScaleOutReadiness puts the
-	// environment's release on every instance it lets in. The build runs
-	// on a worker in this process, before the control worker (and with it
-	// the fleet's controller) starts.
-	if _, err := deploystack.FixtureRepo(filepath.Join(dir, "repo")); err != nil {
-		return nil, err
+	return s.startBalancer(ctx)
+}
+
+// buildRelease builds the release and makes it production's current one.
+// The release exists before any instance: ScaleOutReadiness puts the
+// environment's release on every instance it lets in. The build runs on a
+// worker in this process, before the control worker (and with it the
+// fleet's controller) starts.
+func (s *Stack) buildRelease(ctx context.Context) (err error) {
+	opt := s.Opt
+	if _, err := deploystack.FixtureRepo(filepath.Join(s.Dir, "repo")); err != nil {
+		return err
 	}
 	stopBuild, err := deploystack.StartControl(ctx, s.Client, s.Cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	t0 := time.Now()
 	s.Release, err = deploystack.Build(ctx, s.Client, s.Cfg, opt.App, "main")
 	stopBuild()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.logf("built %s in %s", s.Release.ID, time.Since(t0).Round(time.Millisecond))
-	if err := catalog.PutEnv(ctx, s.Store, &catalog.EnvState{App: opt.App, Env: "production", Current: s.Release.ID, Release: s.Release,
-		DeployedAt: time.Now().UTC(), DeployedBy: "fleetstack"}); err != nil {
-		return nil, err
-	}
+	return catalog.PutEnv(ctx, s.Store, &catalog.EnvState{App: opt.App, Env: "production", Current: s.Release.ID, Release: s.Release,
+		DeployedAt: time.Now().UTC(), DeployedBy: "fleetstack"})
+}
+
+// startFleet starts the control worker and waits until the group's
+// members are in nginx and the warm pool is full.
+func (s *Stack) startFleet(ctx context.Context) (err error) {
+	opt := s.Opt
 	if s.Control, err = deploystack.StartProcess("control worker", opt.WorkerBin, filepath.Join(s.Logs, "control.log"),
 		"--config", s.CfgPath, "--log-level", "warn"); err != nil {
-		return nil, err
+		return err
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if _, err := WaitMembers(wctx, s.VerifyURL, func(ids []string) bool { return len(ids) == opt.Desired }); err != nil {
-		return nil, fmt.Errorf("fleetstack: the group never reached %d members in nginx: %w", opt.Desired, err)
+		return fmt.Errorf("fleetstack: the group never reached %d members in nginx: %w", opt.Desired, err)
 	}
 	if err := s.WaitPool(wctx, opt.WarmPool); err != nil {
-		return nil, err
+		return err
 	}
 	s.logf("%d instances in nginx and %d in the warm pool after %s", opt.Desired, opt.WarmPool, time.Since(t0).Round(time.Millisecond))
-	return s, nil
+	return nil
 }
 
 // startBalancer starts the balancer's agent (in this process) and nginx,
