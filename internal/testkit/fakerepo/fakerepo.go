@@ -96,88 +96,114 @@ func Generate(gitDir string, o Options) (string, error) {
 
 // write emits the fast-import stream.
 func write(dst io.Writer, o Options) error {
-	w := bufio.NewWriterSize(dst, 1<<20)
-	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	mark := 0
-	t := o.StartTime
-	made := 0
-	mainRef := "refs/heads/" + o.Branch
-	var mainline []int // marks of main-line commits, for fork points
-
-	// commit writes one commit to ref with the given parents ("" parent
-	// means continue from o.From, or a root commit when that is empty too).
-	commit := func(ref string, parents []string, msg string) int {
-		mark++
-		t += 1 + int64(rng.IntN(600))
-		fmt.Fprintf(w, "commit %s\nmark :%d\n", ref, mark)
-		fmt.Fprintf(w, "author Dev %d <dev%d@example.com> %d +0000\n", mark%7, mark%7, t)
-		fmt.Fprintf(w, "committer Dev %d <dev%d@example.com> %d +0000\n", mark%7, mark%7, t)
-		fmt.Fprintf(w, "data %d\n%s\n", len(msg), msg)
-		for i, p := range parents {
-			if i == 0 {
-				fmt.Fprintf(w, "from %s\n", p)
-			} else {
-				fmt.Fprintf(w, "merge %s\n", p)
-			}
-		}
-		content := fmt.Sprintf("change %d\n", mark)
-		fmt.Fprintf(w, "M 100644 inline src/file%d.txt\ndata %d\n%s\n", mark%97, len(content), content)
-		made++
-		return mark
+	h := &history{
+		w:       bufio.NewWriterSize(dst, 1<<20),
+		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
+		t:       o.StartTime,
+		mainRef: "refs/heads/" + o.Branch,
 	}
-	ref := func(m int) string { return fmt.Sprintf(":%d", m) }
-
-	var tip []string
 	if o.From != "" {
-		tip = []string{o.From}
+		h.tip = []string{o.From}
 	}
-	// "develop" is a long-lived branch merged both ways with main, which
-	// produces criss-cross merges.
-	developRef := "refs/heads/develop"
-	develop := 0
-	for made < o.Commits {
-		left := o.Commits - made
-		switch x := rng.IntN(100); {
+	for h.made < o.Commits {
+		left := o.Commits - h.made
+		switch x := h.rng.IntN(100); {
 		case x < 70 || left < 12:
-			m := commit(mainRef, tip, fmt.Sprintf("main change %d", mark+1))
-			tip = []string{ref(m)}
-			mainline = append(mainline, m)
-		case x < 88 && len(mainline) > 0:
-			// Feature branch forked a little back, merged into main.
-			fork := mainline[max(0, len(mainline)-1-rng.IntN(min(50, len(mainline))))]
-			side := ref(fork)
-			for k := 1 + rng.IntN(6); k > 0; k-- {
-				side = ref(commit("refs/heads/feature", []string{side}, fmt.Sprintf("feature work %d", mark+1)))
-			}
-			m := commit(mainRef, append(tip, side), "Merge branch 'feature'")
-			tip = []string{ref(m)}
-			mainline = append(mainline, m)
-		case x < 96 && len(mainline) > 0:
-			// develop and main merge into each other: criss-cross.
-			if develop == 0 {
-				develop = mainline[0]
-			}
-			d := commit(developRef, []string{ref(develop)}, fmt.Sprintf("develop work %d", mark+1))
-			before := tip
-			m := commit(mainRef, append(tip, ref(d)), "Merge branch 'develop'")
-			develop = commit(developRef, []string{ref(d), before[0]}, "Merge branch 'main' into develop")
-			tip = []string{ref(m)}
-			mainline = append(mainline, m)
-		case len(mainline) > 2:
-			// Octopus merge of two short branches.
-			a := commit("refs/heads/octo-a", []string{ref(mainline[len(mainline)-2])}, "octo a")
-			b := commit("refs/heads/octo-b", []string{ref(mainline[len(mainline)-3])}, "octo b")
-			m := commit(mainRef, append(tip, ref(a), ref(b)), "Merge branches 'octo-a' and 'octo-b'")
-			tip = []string{ref(m)}
-			mainline = append(mainline, m)
+			h.mainCommit(fmt.Sprintf("main change %d", h.mark+1))
+		case x < 88 && len(h.mainline) > 0:
+			h.featureMerge()
+		case x < 96 && len(h.mainline) > 0:
+			h.crissCross()
+		case len(h.mainline) > 2:
+			h.octopus()
 		default:
-			m := commit(mainRef, tip, "main change")
-			tip = []string{ref(m)}
-			mainline = append(mainline, m)
+			h.mainCommit("main change")
 		}
-		if len(mainline) > 0 && rng.IntN(500) == 0 {
-			fmt.Fprintf(w, "reset refs/tags/v%d\nfrom :%d\n\n", mark, mainline[len(mainline)-1])
+		if len(h.mainline) > 0 && h.rng.IntN(500) == 0 {
+			fmt.Fprintf(h.w, "reset refs/tags/v%d\nfrom :%d\n\n", h.mark, h.mainline[len(h.mainline)-1])
 		}
 	}
-	return w.Flush()
+	return h.w.Flush()
+}
+
+// history is the fast-import stream write is producing and where its
+// branches stand.
+type history struct {
+	w        *bufio.Writer
+	rng      *rand.Rand
+	mark     int
+	t        int64
+	made     int
+	mainRef  string
+	mainline []int    // marks of main-line commits, for fork points
+	tip      []string // main's parent for the next commit ("" at the start: o.From or a root)
+	// develop is the tip of "develop", a long-lived branch merged both ways
+	// with main, which produces criss-cross merges (0: not forked yet).
+	develop int
+}
+
+// developRef is the long-lived branch merged both ways with main.
+const developRef = "refs/heads/develop"
+
+// commit writes one commit to branch with the given parents (no parents
+// means continue from o.From, or a root commit when that is empty too).
+func (h *history) commit(branch string, parents []string, msg string) int {
+	h.mark++
+	h.t += 1 + int64(h.rng.IntN(600))
+	fmt.Fprintf(h.w, "commit %s\nmark :%d\n", branch, h.mark)
+	fmt.Fprintf(h.w, "author Dev %d <dev%d@example.com> %d +0000\n", h.mark%7, h.mark%7, h.t)
+	fmt.Fprintf(h.w, "committer Dev %d <dev%d@example.com> %d +0000\n", h.mark%7, h.mark%7, h.t)
+	fmt.Fprintf(h.w, "data %d\n%s\n", len(msg), msg)
+	for i, p := range parents {
+		if i == 0 {
+			fmt.Fprintf(h.w, "from %s\n", p)
+		} else {
+			fmt.Fprintf(h.w, "merge %s\n", p)
+		}
+	}
+	content := fmt.Sprintf("change %d\n", h.mark)
+	fmt.Fprintf(h.w, "M 100644 inline src/file%d.txt\ndata %d\n%s\n", h.mark%97, len(content), content)
+	h.made++
+	return h.mark
+}
+
+// ref names the commit with mark m.
+func ref(m int) string { return fmt.Sprintf(":%d", m) }
+
+// mainCommit commits to main with the given extra parents and advances it.
+func (h *history) mainCommit(msg string, merged ...string) {
+	m := h.commit(h.mainRef, append(h.tip, merged...), msg)
+	h.tip = []string{ref(m)}
+	h.mainline = append(h.mainline, m)
+}
+
+// featureMerge makes a feature branch forked a little back and merges it
+// into main.
+func (h *history) featureMerge() {
+	fork := h.mainline[max(0, len(h.mainline)-1-h.rng.IntN(min(50, len(h.mainline))))]
+	side := ref(fork)
+	for k := 1 + h.rng.IntN(6); k > 0; k-- {
+		side = ref(h.commit("refs/heads/feature", []string{side}, fmt.Sprintf("feature work %d", h.mark+1)))
+	}
+	h.mainCommit("Merge branch 'feature'", side)
+}
+
+// crissCross merges develop and main into each other.
+func (h *history) crissCross() {
+	if h.develop == 0 {
+		h.develop = h.mainline[0]
+	}
+	d := h.commit(developRef, []string{ref(h.develop)}, fmt.Sprintf("develop work %d", h.mark+1))
+	before := h.tip
+	m := h.commit(h.mainRef, append(h.tip, ref(d)), "Merge branch 'develop'")
+	h.develop = h.commit(developRef, []string{ref(d), before[0]}, "Merge branch 'main' into develop")
+	h.tip = []string{ref(m)}
+	h.mainline = append(h.mainline, m)
+}
+
+// octopus merges two short branches into main at once.
+func (h *history) octopus() {
+	a := h.commit("refs/heads/octo-a", []string{ref(h.mainline[len(h.mainline)-2])}, "octo a")
+	b := h.commit("refs/heads/octo-b", []string{ref(h.mainline[len(h.mainline)-3])}, "octo b")
+	h.mainCommit("Merge branches 'octo-a' and 'octo-b'", ref(a), ref(b))
 }
