@@ -115,6 +115,21 @@ func (d *Docker) Run(ctx context.Context, checkoutDir string, step Step, log io.
 	if err != nil {
 		return -1, err
 	}
+	id, err := d.create(ctx, abs, step)
+	if err != nil {
+		return -1, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+		defer cancel()
+		_ = d.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: false})
+	}()
+	return d.attachAndRun(ctx, id, log)
+}
+
+// create creates the step's container with the checkout at abs and the
+// cache volume mounted, and returns its id.
+func (d *Docker) create(ctx context.Context, abs string, step Step) (string, error) {
 	dir, _ := cleanRelDir(step.Dir)
 	env := map[string]string{
 		"HOME":             "/tmp",
@@ -145,15 +160,14 @@ func (d *Docker) Run(ctx context.Context, checkoutDir string, step Step, log io.
 			},
 		}, nil, nil, "")
 	if err != nil {
-		return -1, fmt.Errorf("create build container from %s: %w", d.opts.Image, err)
+		return "", fmt.Errorf("create build container from %s: %w", d.opts.Image, err)
 	}
-	id := created.ID
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
-		defer cancel()
-		_ = d.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: false})
-	}()
+	return created.ID, nil
+}
 
+// attachAndRun attaches to container id, starts it and returns its exit
+// code once it exits, stopping it when ctx ends first.
+func (d *Docker) attachAndRun(ctx context.Context, id string, log io.Writer) (int, error) {
 	// Attach before start so no output is lost, independent of the
 	// daemon's log driver.
 	att, err := d.cli.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
