@@ -287,86 +287,109 @@ func trunc(s string, n int) string {
 // does (in place, later values win). Relative include patterns are taken
 // relative to the including file's directory. Units: s (default), m, h, d.
 func ProcessControlTimeout(path string) (time.Duration, error) {
-	var (
-		val   string
-		where string
-		// Like php-fpm, an included file continues in the section the
-		// include appeared in until it opens its own.
-		section = "global"
-	)
-	seen := map[string]bool{}
-	var parse func(p string, depth int) error
-	parse = func(p string, depth int) error {
-		if depth > 10 {
-			return fmt.Errorf("php-fpm config: include nesting deeper than 10 at %s", p)
-		}
-		abs, _ := filepath.Abs(p)
-		if seen[abs] {
-			return nil
-		}
-		seen[abs] = true
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("read php-fpm config: %w; set hosts.*.php_fpm.config to php-fpm.conf (e.g. /etc/php/8.2/fpm/php-fpm.conf)", err)
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		line := 0
-		for sc.Scan() {
-			line++
-			s := strings.TrimSpace(sc.Text())
-			if s == "" || s[0] == ';' || s[0] == '#' {
-				continue
-			}
-			if s[0] == '[' && strings.HasSuffix(s, "]") {
-				section = strings.ToLower(strings.TrimSpace(s[1 : len(s)-1]))
-				continue
-			}
-			k, v, ok := strings.Cut(s, "=")
-			if !ok {
-				continue
-			}
-			k = strings.TrimSpace(k)
-			v = strings.TrimSpace(v)
-			if q := v[:min(len(v), 1)]; q == `"` || q == "'" {
-				if end := strings.Index(v[1:], q); end >= 0 {
-					v = v[1 : end+1]
-				}
-			} else if i := strings.Index(v, ";"); i >= 0 {
-				v = strings.TrimSpace(v[:i])
-			}
-			switch {
-			case k == "include":
-				pat := v
-				if !filepath.IsAbs(pat) {
-					pat = filepath.Join(filepath.Dir(p), pat)
-				}
-				matches, err := filepath.Glob(pat)
-				if err != nil {
-					return fmt.Errorf("%s:%d: bad include pattern %q: %w", p, line, v, err)
-				}
-				for _, m := range matches {
-					if err := parse(m, depth+1); err != nil {
-						return err
-					}
-				}
-			case k == "process_control_timeout" && section == "global":
-				val, where = v, fmt.Sprintf("%s:%d", p, line)
-			}
-		}
-		return sc.Err()
-	}
-	if err := parse(path, 0); err != nil {
+	// Like php-fpm, an included file continues in the section the
+	// include appeared in until it opens its own.
+	p := &pctParser{section: "global", seen: map[string]bool{}}
+	if err := p.parse(path, 0); err != nil {
 		return 0, err
 	}
-	if val == "" {
+	if p.val == "" {
 		return 0, nil
 	}
-	d, err := parseFPMDuration(val)
+	d, err := parseFPMDuration(p.val)
 	if err != nil {
-		return 0, fmt.Errorf("%s: process_control_timeout = %q: %w", where, val, err)
+		return 0, fmt.Errorf("%s: process_control_timeout = %q: %w", p.where, p.val, err)
 	}
 	return d, nil
+}
+
+// pctParser reads php-fpm configuration files, following includes, for the
+// global process_control_timeout.
+type pctParser struct {
+	val     string // the last global process_control_timeout value
+	where   string // file:line of val
+	section string // the section the current line is in
+	seen    map[string]bool
+}
+
+// parse reads file p (at include depth depth).
+func (pp *pctParser) parse(p string, depth int) error {
+	if depth > 10 {
+		return fmt.Errorf("php-fpm config: include nesting deeper than 10 at %s", p)
+	}
+	abs, _ := filepath.Abs(p)
+	if pp.seen[abs] {
+		return nil
+	}
+	pp.seen[abs] = true
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("read php-fpm config: %w; set hosts.*.php_fpm.config to php-fpm.conf (e.g. /etc/php/8.2/fpm/php-fpm.conf)", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || s[0] == ';' || s[0] == '#' {
+			continue
+		}
+		if s[0] == '[' && strings.HasSuffix(s, "]") {
+			pp.section = strings.ToLower(strings.TrimSpace(s[1 : len(s)-1]))
+			continue
+		}
+		k, v, ok := fpmKeyValue(s)
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "include":
+			if err := pp.include(p, line, v, depth); err != nil {
+				return err
+			}
+		case k == "process_control_timeout" && pp.section == "global":
+			pp.val, pp.where = v, fmt.Sprintf("%s:%d", p, line)
+		}
+	}
+	return sc.Err()
+}
+
+// include parses the files matching pattern v, included at p:line.
+func (pp *pctParser) include(p string, line int, v string, depth int) error {
+	pat := v
+	if !filepath.IsAbs(pat) {
+		pat = filepath.Join(filepath.Dir(p), pat)
+	}
+	matches, err := filepath.Glob(pat)
+	if err != nil {
+		return fmt.Errorf("%s:%d: bad include pattern %q: %w", p, line, v, err)
+	}
+	for _, m := range matches {
+		if err := pp.parse(m, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fpmKeyValue splits a "key = value" line, unquoting the value or cutting
+// a trailing ; comment.
+func fpmKeyValue(s string) (k, v string, ok bool) {
+	k, v, ok = strings.Cut(s, "=")
+	if !ok {
+		return "", "", false
+	}
+	k = strings.TrimSpace(k)
+	v = strings.TrimSpace(v)
+	if q := v[:min(len(v), 1)]; q == `"` || q == "'" {
+		if end := strings.Index(v[1:], q); end >= 0 {
+			v = v[1 : end+1]
+		}
+	} else if i := strings.Index(v, ";"); i >= 0 {
+		v = strings.TrimSpace(v[:i])
+	}
+	return k, v, true
 }
 
 func parseFPMDuration(v string) (time.Duration, error) {
