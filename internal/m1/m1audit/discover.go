@@ -127,66 +127,34 @@ func serves(names []string, name string) bool {
 	return false
 }
 
+// vhostCand is a server block whose root holds a Magento 1 store at root.
+type vhostCand struct {
+	s    nginxServer
+	root string
+}
+
+// chooseVhost picks the store to audit among the nginx server blocks (the
+// root or server name given, else the only store served) and records its
+// vhosts and staging copies in t.
 func chooseVhost(t *Target, servers []nginxServer, o DiscoverOptions) error {
-	type cand struct {
-		s    nginxServer
-		root string
-	}
-	var mage []cand
+	var mage []vhostCand
 	for _, s := range servers {
 		if r, ok := magentoRoot(s.Root); ok {
-			mage = append(mage, cand{s, r})
+			mage = append(mage, vhostCand{s, r})
 		}
 	}
-	var chosen *cand
+	var chosen *vhostCand
+	var err error
 	switch {
 	case o.Root != "":
-		root := filepath.Clean(o.Root)
-		if !fileExists(filepath.Join(root, "app", "Mage.php")) {
-			return fmt.Errorf("%s/app/Mage.php does not exist; pass the Magento 1 root (the directory holding app/ and index.php)", root)
-		}
-		t.WebRoot, t.DocRoot = root, root
-		for i := range mage {
-			if mage[i].root == root && (o.ServerName == "" || serves(mage[i].s.ServerNames, o.ServerName)) {
-				chosen = &mage[i]
-				break
-			}
-		}
+		chosen, err = chooseByRoot(t, mage, o)
 	case o.ServerName != "":
-		for i := range mage {
-			if serves(mage[i].s.ServerNames, o.ServerName) {
-				chosen = &mage[i]
-				break
-			}
-		}
-		if chosen == nil {
-			return fmt.Errorf("no nginx server block serving %q has a root holding app/Mage.php (or ../app/Mage.php for a pub/ docroot); check server_name and root, or pass the web root", o.ServerName)
-		}
+		chosen, err = chooseByName(mage, o.ServerName)
 	default:
-		roots := map[string]bool{}
-		for i := range mage {
-			if !mage[i].s.Staging {
-				roots[mage[i].root] = true
-				if chosen == nil {
-					chosen = &mage[i]
-				}
-			}
-		}
-		if len(roots) > 1 {
-			var list []string
-			for _, c := range mage {
-				if !c.s.Staging {
-					list = append(list, fmt.Sprintf("%s (%s, %s)", c.root, strings.Join(c.s.ServerNames, " "), c.s.File))
-				}
-			}
-			return fmt.Errorf("several Magento stores are served by nginx: %s; pass the server name of the one to audit", strings.Join(list, "; "))
-		}
-		if chosen == nil && len(mage) > 0 {
-			chosen = &mage[0] // only staging copies: audit the first
-		}
-		if chosen == nil {
-			return fmt.Errorf("no nginx server block has a root holding app/Mage.php (or ../app/Mage.php for a pub/ docroot) among %d server blocks; pass the web root explicitly", len(servers))
-		}
+		chosen, err = chooseOnly(mage, len(servers))
+	}
+	if err != nil {
+		return err
 	}
 	if chosen != nil {
 		t.WebRoot = chosen.root
@@ -210,6 +178,63 @@ func chooseVhost(t *Target, servers []nginxServer, o DiscoverOptions) error {
 	return nil
 }
 
+// chooseByRoot takes the web root given (which must hold app/Mage.php) and
+// the server block serving it, if any.
+func chooseByRoot(t *Target, mage []vhostCand, o DiscoverOptions) (*vhostCand, error) {
+	root := filepath.Clean(o.Root)
+	if !fileExists(filepath.Join(root, "app", "Mage.php")) {
+		return nil, fmt.Errorf("%s/app/Mage.php does not exist; pass the Magento 1 root (the directory holding app/ and index.php)", root)
+	}
+	t.WebRoot, t.DocRoot = root, root
+	for i := range mage {
+		if mage[i].root == root && (o.ServerName == "" || serves(mage[i].s.ServerNames, o.ServerName)) {
+			return &mage[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// chooseByName takes the first store whose server block serves name.
+func chooseByName(mage []vhostCand, name string) (*vhostCand, error) {
+	for i := range mage {
+		if serves(mage[i].s.ServerNames, name) {
+			return &mage[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no nginx server block serving %q has a root holding app/Mage.php (or ../app/Mage.php for a pub/ docroot); check server_name and root, or pass the web root", name)
+}
+
+// chooseOnly takes the only non-staging store (or, with only staging
+// copies, the first), refusing to guess among several.
+func chooseOnly(mage []vhostCand, nServers int) (*vhostCand, error) {
+	var chosen *vhostCand
+	roots := map[string]bool{}
+	for i := range mage {
+		if !mage[i].s.Staging {
+			roots[mage[i].root] = true
+			if chosen == nil {
+				chosen = &mage[i]
+			}
+		}
+	}
+	if len(roots) > 1 {
+		var list []string
+		for _, c := range mage {
+			if !c.s.Staging {
+				list = append(list, fmt.Sprintf("%s (%s, %s)", c.root, strings.Join(c.s.ServerNames, " "), c.s.File))
+			}
+		}
+		return nil, fmt.Errorf("several Magento stores are served by nginx: %s; pass the server name of the one to audit", strings.Join(list, "; "))
+	}
+	if chosen == nil && len(mage) > 0 {
+		chosen = &mage[0] // only staging copies: audit the first
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("no nginx server block has a root holding app/Mage.php (or ../app/Mage.php for a pub/ docroot) among %d server blocks; pass the web root explicitly", nServers)
+	}
+	return chosen, nil
+}
+
 // fastcgiFrom records v's fastcgi_pass as the FPM address when none is
 // known yet.
 func (t *Target) fastcgiFrom(v Vhost) {
@@ -221,6 +246,8 @@ func (t *Target) fastcgiFrom(v Vhost) {
 // fpmVersionDirRe finds X.Y in /etc/php/X.Y/fpm/php-fpm.conf.
 var fpmVersionDirRe = regexp.MustCompile(`/php/(\d+\.\d+)/fpm/`)
 
+// discoverFPM finds the PHP-FPM pool listening on t.FPMListen and records
+// its user, group, extensions, clear_env and logs, then the PHP version.
 func discoverFPM(ctx context.Context, t *Target, o DiscoverOptions) {
 	confs := []string{o.PHPFPMConf}
 	if o.PHPFPMConf == "" {
@@ -246,37 +273,49 @@ func discoverFPM(ctx context.Context, t *Target, o DiscoverOptions) {
 			continue
 		}
 		usedConf = c
-		t.FPMPoolFile = pool.File
-		t.PHPUser = pool.Settings["user"]
-		t.PHPGroup = pool.Settings["group"]
-		if t.PHPGroup == "" {
-			t.PHPGroup = t.PHPUser // php-fpm uses the user's group; record the name to look up
-		}
-		if v, ok := pool.Settings["security.limit_extensions"]; ok {
-			t.LimitExt = strings.Fields(v)
-			if t.LimitExt == nil {
-				t.LimitExt = []string{}
-			}
-		} else {
-			t.LimitExt, t.LimitExtDefault = []string{".php", ".phar"}, true
-		}
-		t.ClearEnv = pool.Settings["clear_env"]
-		if t.ClearEnv == "" {
-			t.ClearEnv = "yes"
-		}
-		for _, k := range []string{"slowlog", "access.log", "php_admin_value[error_log]", "php_value[error_log]"} {
-			if v := pool.Settings[k]; v != "" {
-				t.Logs = append(t.Logs, v)
-			}
-		}
-		if v := cfg.Global["error_log"]; v != "" && v != "syslog" {
-			t.Logs = append(t.Logs, v)
-		}
+		t.recordPool(cfg, pool)
 		break
 	}
 	if t.FPMPoolFile == "" && t.FPMListen != "" {
 		t.Notes = append(t.Notes, fmt.Sprintf("no PHP-FPM pool listens on %s (looked in %s); pass the php-fpm.conf path", t.FPMListen, strings.Join(confs, ", ")))
 	}
+	discoverPHPVersion(ctx, t, o, usedConf)
+}
+
+// recordPool records what the audit needs from the store's pool and its
+// configuration.
+func (t *Target) recordPool(cfg *FPMConfig, pool *FPMPool) {
+	t.FPMPoolFile = pool.File
+	t.PHPUser = pool.Settings["user"]
+	t.PHPGroup = pool.Settings["group"]
+	if t.PHPGroup == "" {
+		t.PHPGroup = t.PHPUser // php-fpm uses the user's group; record the name to look up
+	}
+	if v, ok := pool.Settings["security.limit_extensions"]; ok {
+		t.LimitExt = strings.Fields(v)
+		if t.LimitExt == nil {
+			t.LimitExt = []string{}
+		}
+	} else {
+		t.LimitExt, t.LimitExtDefault = []string{".php", ".phar"}, true
+	}
+	t.ClearEnv = pool.Settings["clear_env"]
+	if t.ClearEnv == "" {
+		t.ClearEnv = "yes"
+	}
+	for _, k := range []string{"slowlog", "access.log", "php_admin_value[error_log]", "php_value[error_log]"} {
+		if v := pool.Settings[k]; v != "" {
+			t.Logs = append(t.Logs, v)
+		}
+	}
+	if v := cfg.Global["error_log"]; v != "" && v != "syslog" {
+		t.Logs = append(t.Logs, v)
+	}
+}
+
+// discoverPHPVersion asks the FPM binary of usedConf, else php, for its
+// version.
+func discoverPHPVersion(ctx context.Context, t *Target, o DiscoverOptions, usedConf string) {
 	// PHP version: the FPM binary of that configuration, else php.
 	var bins []string
 	if o.PHPFPMBinary != "" {
