@@ -255,9 +255,9 @@ func requireBuiltOnce(ctx context.Context, t *testing.T, w *controlWorkers, app 
 		_, known := perCommit[wid]
 		require.True(t, known, "build workflow %s is of no commit of the burst", wid)
 		perCommit[wid]++
-		d, err := w.client.DescribeWorkflowExecution(ctx, wid, run)
+		d, err := w.client.DescribeWorkflow(ctx, wid, run)
 		require.NoError(t, err)
-		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "build %s", wid)
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.RawResponse.GetWorkflowExecutionInfo().GetStatus(), "build %s", wid)
 	}
 	for wid, n := range perCommit {
 		require.Equal(t, 1, n, "runs of %s", wid)
