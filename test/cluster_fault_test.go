@@ -176,9 +176,9 @@ func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
 	}, 20*time.Second, 200*time.Millisecond, "visibility must list exactly the %d deploy runs of %s", len(ids), id)
 	for _, run := range listed {
 		require.True(t, runs[run], "run %s has no deploy record", run)
-		d, err := e.client.DescribeWorkflowExecution(ctx, id, run)
+		d, err := e.client.DescribeWorkflow(ctx, id, run)
 		require.NoError(t, err)
-		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "run %s", run)
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.Status, "run %s", run)
 	}
 }
 
@@ -238,8 +238,8 @@ func TestClusterRestartPostgresMidBuild(t *testing.T) {
 		return len(runs) == len(ids)
 	}, 20*time.Second, 200*time.Millisecond, "visibility must list exactly the %d builds of %s", len(ids), app)
 	for _, x := range runs {
-		d, err := h.client.DescribeWorkflowExecution(ctx, x.GetExecution().GetWorkflowId(), x.GetExecution().GetRunId())
+		d, err := h.client.DescribeWorkflow(ctx, x.GetExecution().GetWorkflowId(), x.GetExecution().GetRunId())
 		require.NoError(t, err)
-		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus(), "build %s", x.GetExecution().GetWorkflowId())
+		require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.Status, "build %s", x.GetExecution().GetWorkflowId())
 	}
 }

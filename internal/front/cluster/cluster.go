@@ -394,7 +394,7 @@ func (c *Cluster) startUI(ctx context.Context) error {
 			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
 		if p.Exited() || time.Now().After(deadline) {
-			return fmt.Errorf("Web UI on %s not serving (%v): see %s", c.UIURL, err, filepath.Join(c.logDir(), "temporal-ui.log"))
+			return fmt.Errorf("the Web UI on %s is not serving (%v): see %s", c.UIURL, err, filepath.Join(c.logDir(), "temporal-ui.log"))
 		}
 		select {
 		case <-ctx.Done():

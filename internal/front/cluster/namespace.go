@@ -36,7 +36,7 @@ func waitHealthy(ctx context.Context, addr string, timeout time.Duration, exited
 		}
 		last = err
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("Temporal frontend %s not healthy after %s: %v", addr, timeout, last)
+			return nil, fmt.Errorf("the Temporal frontend %s is not healthy after %s: %v", addr, timeout, last)
 		}
 		select {
 		case <-ctx.Done():
