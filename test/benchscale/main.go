@@ -38,6 +38,7 @@ type options struct {
 	metricsPort     int
 	uiPort          int
 	only            string
+	controlSlots    int
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.IntVar(&o.metricsPort, "metrics-port", 8461, "cluster metrics port")
 	flag.IntVar(&o.uiPort, "ui-port", 8561, "cluster UI port (unused with --temporal-only, but reserved)")
 	flag.StringVar(&o.only, "only", "", "run only \"dev\" or \"cluster\"")
+	flag.IntVar(&o.controlSlots, "control-slots", 0, "control worker's activity slots (0: workerapp.WorkerOptions, production's)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

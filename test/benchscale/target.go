@@ -147,7 +147,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 		return nil, err
 	}
 	defer c.Close()
-	stopControl, err := startControl(ctx, c, cfg)
+	stopControl, err := startControl(ctx, c, cfg, o.controlSlots)
 	if err != nil {
 		return nil, err
 	}
@@ -297,12 +297,16 @@ func dial(cfg *config.Config) (client.Client, error) {
 // deploystack.StartControl does but with the worker options
 // bin/mageflow-worker uses (workerapp.WorkerOptions), so the activity slots
 // measured are production's.
-func startControl(ctx context.Context, c client.Client, cfg *config.Config) (stop func(), err error) {
+func startControl(ctx context.Context, c client.Client, cfg *config.Config, slots int) (stop func(), err error) {
 	acts, err := workerapp.NewBuildActivities(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	w := worker.New(c, cfg.Temporal.TaskQueue, workerapp.WorkerOptions(cfg))
+	opts := workerapp.WorkerOptions(cfg)
+	if slots > 0 {
+		opts.MaxConcurrentActivityExecutionSize = slots
+	}
+	w := worker.New(c, cfg.Temporal.TaskQueue, opts)
 	workerapp.Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})
 	if err := w.Start(); err != nil {
 		return nil, err
