@@ -15,15 +15,18 @@ import (
 // so the measurement runs only when an engineer points it there.
 const corpusEnv = "M1AUDIT_CORPUS"
 
-// TestMeasureCorpus prints detection on a real corpus (critical/high and
-// any finding per part) and lists misses, and fails on any critical/high
-// finding on whitelisted files. Run:
-// M1AUDIT_CORPUS=/tmp/mwcorpus/corpus M1AUDIT_STOCK_TREES=/tmp/ce:/tmp/om go test ./internal/m1/m1audit -run TestMeasureCorpus -v
-func TestMeasureCorpus(t *testing.T) {
+// BenchmarkCorpusDetection is a measurement, not a test (the material may
+// not be shipped, so `make test` cannot run it): it prints detection on a
+// real corpus (critical/high and any finding per part), lists misses, and
+// fails on any critical/high finding on whitelisted files or stock trees.
+// Run:
+// M1AUDIT_CORPUS=/tmp/mwcorpus/corpus M1AUDIT_STOCK_TREES=/tmp/ce:/tmp/om go test ./internal/m1/m1audit -run '^$' -bench CorpusDetection -benchtime 1x
+func BenchmarkCorpusDetection(b *testing.B) {
 	dir := os.Getenv(corpusEnv)
 	if dir == "" {
-		t.Skip("set " + corpusEnv + " to a corpus directory to measure detection on real material")
+		b.Skip("set " + corpusEnv + " to a corpus directory to measure detection on real material")
 	}
+	var t testing.TB = b
 	for _, part := range []struct{ name, dest string }{
 		{"backend", "app/code/local/Sample/Mod/"},
 		{"frontend", "skin/frontend/sample/default/js/"},
@@ -40,7 +43,7 @@ func TestMeasureCorpus(t *testing.T) {
 // give no critical/high finding.
 const stockEnv = "M1AUDIT_STOCK_TREES"
 
-func measureStock(t *testing.T, root string) {
+func measureStock(t testing.TB, root string) {
 	findings, err := ScanFiles(context.Background(), root, shipped(t), ScanOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +60,7 @@ func measureStock(t *testing.T, root string) {
 	t.Logf("stock %s: %d critical/high, %d other findings", root, bad, other)
 }
 
-func measurePart(t *testing.T, src, name, dest string) {
+func measurePart(t testing.TB, src, name, dest string) {
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +110,7 @@ func measurePart(t *testing.T, src, name, dest string) {
 	}
 }
 
-func measureWhitelist(t *testing.T, src string) {
+func measureWhitelist(t testing.TB, src string) {
 	root := t.TempDir()
 	n := 0
 	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
