@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/mageflow/mageflow/internal/platform/units"
 )
 
 // Signature ids of the checks only database content gets: values there are
@@ -44,27 +46,6 @@ func registrable(host string) (domain, label string) {
 	return strings.Join(parts[len(parts)-n:], "."), parts[len(parts)-n]
 }
 
-// editDistance is the Levenshtein distance, bounded use on short labels.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
 // imitates says whether host (not allowed, not the genuine domain) looks
 // like genuine: the same label under another suffix, the label within a
 // longer one ("google-analytics-cdn"), the label spread over host labels
@@ -81,7 +62,7 @@ func imitates(host, genuine string) bool {
 	case strings.Contains(strings.ReplaceAll(hl, "-", ""), strings.ReplaceAll(gl, "-", "")):
 		return true
 	}
-	return editDistance(hl, gl) <= 2
+	return units.EditDistance(hl, gl) <= 2
 }
 
 // lookalikeOf returns the genuine domain host imitates, "" when none: the

@@ -40,3 +40,17 @@ func TestTruncate(t *testing.T) {
 		t.Errorf("got %q, want a cut on a character boundary", got)
 	}
 }
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"kitten", "sitting", 3},
+		{"google-analytics.com", "google-analytics.cm", 1}, {"keep_releases", "keep_release", 1},
+	} {
+		if got := EditDistance(c.a, c.b); got != c.want {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
