@@ -93,9 +93,11 @@ func (s *Builds) Start(ctx context.Context, req BuildRequest) (client.WorkflowRu
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(sas...),
 		StaticSummary:                            fmt.Sprintf("Build %s @ %s (%s) via %s", req.App, commit[:7], orDash(branch), trigger),
 	}
-	run, err := s.Client.ExecuteWorkflow(ctx, opts, workflows.BuildRelease, in)
+	run, retries, err := retryIdempotentStart(ctx, func(ctx context.Context) (client.WorkflowRun, error) {
+		return s.Client.ExecuteWorkflow(ctx, opts, workflows.BuildRelease, in)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start build %s: %w", opts.ID, err)
+		return nil, fmt.Errorf("start build %s (%d retries): %w", opts.ID, retries, err)
 	}
 	return run, nil
 }

@@ -76,13 +76,17 @@ func (s *Fleet) Notify(ctx context.Context, a fleet.LifecycleAction) error {
 }
 
 func (s *Fleet) startReadiness(ctx context.Context, group string, a fleet.LifecycleAction) (string, error) {
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	opts := client.StartWorkflowOptions{
 		ID:                       workflows.ReadinessWorkflowID(a),
 		TaskQueue:                s.Config.Temporal.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("readiness of %s (%s) in %s", a.InstanceID, a.WaitState(), group),
-	}, workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: group, Action: a})
+	}
+	// One id per lifecycle action: asking again joins the first run.
+	run, _, err := retryIdempotentStart(ctx, func(ctx context.Context) (client.WorkflowRun, error) {
+		return s.Client.ExecuteWorkflow(ctx, opts, workflows.ScaleOutReadiness, workflows.ReadinessInput{Group: group, Action: a})
+	})
 	if err != nil {
 		return "", err
 	}
