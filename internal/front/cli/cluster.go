@@ -22,7 +22,7 @@ import (
 type clusterOptions struct {
 	cluster.Options
 	workerBin, agentBin, listen, demoSource string
-	readyFile                               string
+	readyFile, workerConfig                 string
 	namespaces                              stringList
 	workers                                 int
 	demo, exitAfter, temporalOnly           bool
@@ -51,6 +51,8 @@ func clusterFlags(stderr io.Writer) (*env, *clusterOptions) {
 	fs.IntVar(&o.Ports.UI, "ui-port", o.Ports.UI, "Temporal Web UI port")
 	fs.IntVar(&o.Shards, "shards", o.Shards, "numHistoryShards (fixed when the database is first set up)")
 	fs.BoolVar(&o.NoUI, "no-ui", false, "do not start the Web UI")
+	fs.IntVar(&o.S3Port, "s3-port", 9000, "port of the SeaweedFS S3 server (bin/weed, data in <dir>/s3) the artifacts are kept in; master, volume, filer +1..+3, gRPC +100..+103; 0 keeps the config's artifact store (never with --temporal-only)")
+	fs.StringVar(&o.S3Bucket, "s3-bucket", "mageflow-artifacts", "the S3 server's artifact bucket (created if missing)")
 	fs.Var(&o.namespaces, "namespace", "also register this namespace with mageflow's search attributes (repeatable)")
 	fs.BoolVar(&o.temporalOnly, "temporal-only", false, "run only PostgreSQL, Temporal and the Web UI (make test-cluster)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the frontend address to this file once the cluster is ready; removed on stop")
@@ -83,6 +85,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	o.Log = stdout
 	if o.temporalOnly {
+		o.S3Port = 0
 		o.Namespaces = append(o.Namespaces, o.namespaces...)
 		o.Namespaces = dedupe(o.Namespaces)
 		return runTemporalOnly(ctx, o, stdout)
@@ -109,6 +112,16 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer stopCluster(cl, stdout)
 	cfg.Temporal.UIURL = cl.UIURL
+	if cl.S3 != nil {
+		// Workers, agents and serve (and the demo here) keep artifacts in
+		// the S3 server's bucket, the credentials in its 0600 file.
+		if err := cl.S3.SetProcessEnv(); err != nil {
+			return err
+		}
+		if o.workerConfig, err = cl.WriteS3Config(cfg); err != nil {
+			return err
+		}
+	}
 	return runClusterStack(ctx, e, o, cfg, cl, started, stdout, stderr)
 }
 
@@ -185,6 +198,9 @@ func startMageflowProcs(e *env, o *clusterOptions, cfg *config.Config, cl *clust
 	cfgPath, err := filepath.Abs(config.Path(*e.configPath))
 	if err != nil {
 		return nil, err
+	}
+	if o.workerConfig != "" {
+		cfgPath = o.workerConfig
 	}
 	self, err := os.Executable()
 	if err != nil {

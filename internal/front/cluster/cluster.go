@@ -47,7 +47,11 @@ type Options struct {
 	Namespaces    []string // registered with mageflow's search attributes
 	CodecEndpoint string   // the Web UI's codec endpoint ("" for none)
 	NoUI          bool
-	Log           io.Writer // progress lines
+	// S3Port, when set, runs the SeaweedFS S3 server (Options.Bin/weed,
+	// data in <dir>/s3) on it with S3Bucket created: see s3.go.
+	S3Port   int
+	S3Bucket string
+	Log      io.Writer // progress lines
 }
 
 // Defaults returns the options `mageflow cluster` starts from.
@@ -72,12 +76,14 @@ type Cluster struct {
 	Frontend string
 	// UIURL is the Web UI's address ("" with NoUI).
 	UIURL string
+	// S3 is the S3 server (nil without Options.S3Port).
+	S3 *S3Server
 }
 
 var errStopped = errors.New("the cluster is stopping")
 
 // Binaries that must exist under Options.Bin.
-var binaries = []string{"temporal-server", "temporal-sql-tool", "temporal-ui-server"}
+var binaries = []string{"temporal-server", "temporal-sql-tool", "temporal-ui-server", "weed"}
 
 // Start brings the whole cluster up and returns once the namespaces answer
 // with their search attributes and the UI serves. On error it stops what it
@@ -102,6 +108,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := c.startPostgres(ctx); err != nil {
 		return c, err
 	}
+	if err := c.startS3(); err != nil {
+		return c, err
+	}
 	if err := c.migrate(ctx); err != nil {
 		return c, err
 	}
@@ -113,7 +122,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			return c, err
 		}
 	}
-	return c, nil
+	return c, c.waitS3(ctx)
 }
 
 // absolute makes the paths absolute: children run in other directories.
@@ -131,7 +140,7 @@ func (o *Options) absolute() error {
 // check fails with advice when a binary is missing or a port is taken.
 func (o *Options) check() error {
 	for _, b := range binaries {
-		if b == "temporal-ui-server" && o.NoUI {
+		if b == "temporal-ui-server" && o.NoUI || b == "weed" && o.S3Port == 0 {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(o.Bin, b)); err != nil {
@@ -150,6 +159,9 @@ func (o *Options) check() error {
 	}
 	if !o.NoUI {
 		ports = append(ports, o.Ports.UI)
+	}
+	if o.S3Port != 0 {
+		ports = append(ports, DefaultS3Ports(o.S3Port).all()...)
 	}
 	for _, p := range ports {
 		addr := net.JoinHostPort(o.IP, strconv.Itoa(p))
@@ -424,8 +436,8 @@ const (
 	restartWindow = time.Minute
 )
 
-// Supervise watches the processes until ctx ends (nil). A Temporal service
-// or PostgreSQL that exits is started again, as systemd's Restart=always
+// Supervise watches the processes until ctx ends (nil). A Temporal service,
+// PostgreSQL or the S3 server that exits is started again, as systemd's Restart=always
 // would, at most restartLimit times a minute; the UI exiting is an error.
 func (c *Cluster) Supervise(ctx context.Context) error {
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -493,6 +505,10 @@ func (c *Cluster) restart(ctx context.Context, old *Proc) error {
 		_, err := c.startPostgresProc(ctx, old)
 		return err
 	}
+	if old.Name == s3ProcName {
+		_, err := c.startS3Proc(old)
+		return err
+	}
 	_, err := c.startService(strings.TrimPrefix(old.Name, "temporal-"), old)
 	return err
 }
@@ -512,6 +528,9 @@ func (c *Cluster) Stop() error {
 		if err := procs[i].Stop(stopGrace); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.S3 != nil {
+		c.S3.RemoveSockets()
 	}
 	if err := os.RemoveAll(filepath.Join(c.opts.Dir, "run")); err != nil {
 		errs = append(errs, err)

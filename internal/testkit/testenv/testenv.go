@@ -104,3 +104,36 @@ func ExternalTemporal() (hostPort, namespace string, ok bool, err error) {
 	}
 	return hostPort, namespace, true, nil
 }
+
+// EnvWeed names the SeaweedFS binary (weed) the S3 store's tests run a
+// real S3 server with; make test-cluster sets it to bin/weed.
+const EnvWeed = "MAGEFLOW_TEST_WEED"
+
+// Weed returns the path of the weed binary $MAGEFLOW_TEST_WEED names. With
+// the variable unset the error wraps ErrNotInstalled (the tests against a
+// real S3 server skip); set to a missing file it does not (make
+// test-cluster promised the binary).
+func Weed() (string, error) {
+	p := os.Getenv(EnvWeed)
+	if p == "" {
+		return "", fmt.Errorf("the SeaweedFS S3 server (%s, bin/weed) is %w: run `make test-cluster`, which builds it and runs this test", EnvWeed, ErrNotInstalled)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s=%s: %w (make test-cluster builds it as bin/weed)", EnvWeed, p, err)
+	}
+	return p, nil
+}
+
+// WeedOrSkip is Weed for a test: it skips when nothing names the binary
+// and fails when the named one is missing.
+func WeedOrSkip(t TB) string {
+	t.Helper()
+	p, err := Weed()
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -27,3 +27,19 @@ func TestExternalTemporal(t *testing.T) {
 		}
 	}
 }
+
+func TestWeed(t *testing.T) {
+	t.Setenv(EnvWeed, "")
+	if _, err := Weed(); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("unset: err %v, want ErrNotInstalled", err)
+	}
+	missing := t.TempDir() + "/weed"
+	t.Setenv(EnvWeed, missing)
+	if _, err := Weed(); err == nil || errors.Is(err, ErrNotInstalled) {
+		t.Errorf("missing file: err %v, want a failure that is not ErrNotInstalled", err)
+	}
+	t.Setenv(EnvWeed, "/bin/sh")
+	if p, err := Weed(); err != nil || p != "/bin/sh" {
+		t.Errorf("present: %q, %v", p, err)
+	}
+}
