@@ -75,7 +75,7 @@ run-fleet: deps-run
 # var/cluster/log (docs/operations.md, "A real Temporal cluster"). The
 # Temporal binaries are built once into ./bin; a second run reuses them and
 # the data.
-CLUSTER_BINS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
+CLUSTER_BINS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server $(BIN)/weed
 run-cluster: deps-run deps-cluster
 	@$(MAKE) --no-print-directory -j3 $(CLUSTER_BINS) builder-image $(BIN)/mageflow $(BIN)/mageflow-worker $(BIN)/mageflow-agent
 	$(BIN)/mageflow cluster --bin $(BIN) --worker-bin $(BIN)/mageflow-worker --agent-bin $(BIN)/mageflow-agent
@@ -95,6 +95,7 @@ test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-i
 	until [ -s $$ready ]; do kill -0 $$pid 2>/dev/null || { tail -n 40 $(TEST_CLUSTER_DIR)/log/supervisor.log; exit 1; }; sleep 0.5; done; \
 	echo "test cluster ready in $$(( $$(date +%s)-start ))s: $$(cat $$ready), namespace $$ns (logs: $(TEST_CLUSTER_DIR)/log)"; \
 	MAGEFLOW_TEST_TEMPORAL=$$(cat $$ready) MAGEFLOW_TEST_NAMESPACE=$$ns MAGEFLOW_TEST_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(GO) test $(GOFLAGS_TEST) -timeout 30m ./test/... ./workflows
+	MAGEFLOW_TEST_WEED=$(BIN)/weed $(GO) test $(GOFLAGS_TEST) -timeout 10m -run 'S3' ./internal/build/store
 
 # With `make run` running: push one more demo commit; it builds and deploys
 # to staging with zero downtime.
@@ -162,6 +163,13 @@ $(BIN)/temporal-sql-tool:
 	$(call step,temporal-sql-tool,$(call goinstall,go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION),sql))
 $(BIN)/temporal-ui-server:
 	$(call step,temporal-ui-server,$(call goinstall,github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION),server))
+# SeaweedFS's weed: the S3 server `mageflow cluster` keeps artifacts in and
+# the S3 store's tests run against (make test-cluster). `go install
+# pkg@version` refuses it (its go.mod has a replace directive), so it is
+# built inside the module the proxy serves, as the main module.
+WEED_VERSION := v0.0.0-20261109003541-7506e5f91cd6
+$(BIN)/weed:
+	$(call step,weed,t=$$(mktemp -d) && m=$$(cd $$t && $(GO) mod download -json github.com/seaweedfs/seaweedfs@$(WEED_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && rmdir $$t && cd $$m && $(GO) build -trimpath -o $@.tmp ./weed && mv $@.tmp $@)
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/workflowcheck:
