@@ -40,7 +40,7 @@ export TEMPORAL_CLI := $(BIN)/temporal
 # image has no Go toolchain nor this machine's libc).
 export MAGEFLOW_AGENT_BIN := $(BIN)/mageflow-agent
 
-.PHONY: run-cluster test-cluster deps-cluster sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image
+.PHONY: run-cluster test-cluster deps-cluster sshd-privsep record-histories demo-push run run-fleet test build deps deps-run deps-test builder-image fleet-image lint unit bench fuzz clean help compose-config image cluster-images test-compose
 
 help:
 	@echo "make run          start Temporal dev server, worker, HTTP server and the demo (Ctrl-C stops)"
@@ -51,6 +51,8 @@ help:
 	@echo "make bench        run the benchmarks and print their figures"
 	@echo "make build        build bin/mageflow, bin/mageflow-worker and bin/mageflow-agent"
 	@echo "make builder-image build $(BUILDER_IMAGE) from Debian packages"
+	@echo "make cluster-images build the images docker-compose.yml runs (PostgreSQL, Temporal, UI, mageflow)"
+	@echo "make test-compose start docker-compose.yml, build and deploy through it, tear it down"
 
 # The first-time steps run in parallel (-j3: the Temporal CLI build, the
 # builder image and bin/mageflow), each logged to var/log/<step>.log with one
@@ -208,7 +210,7 @@ sshd-privsep:
 	@[ -d /run/sshd ] || $(SUDO) mkdir -p -m 0755 /run/sshd
 
 compose-config:
-	docker-compose -f docker-compose.yml config -q
+	MAGEFLOW_CODEC_KEY=x POSTGRES_PASSWORD=x docker-compose -f docker-compose.yml config -q
 
 # Benchmarks print figures with a baseline from the same run (git rev-list,
 # tar -czf, /healthz). Generated data is cached under var/bench.
@@ -233,10 +235,43 @@ fuzz:
 clean:
 	rm -rf $(BIN) $(VAR)/work
 
-# The mageflow image (FROM scratch + static binaries), used by docker-compose.yml.
+# The mageflow image (FROM scratch + static binaries + busybox for the
+# healthchecks), used by docker-compose.yml.
 image:
-	@mkdir -p $(VAR)/image
+	@mkdir -p $(VAR)/image/tmp && chmod 1777 $(VAR)/image/tmp
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAR)/image/mageflow ./starter
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAR)/image/mageflow-worker ./worker
 	cp /etc/ssl/certs/ca-certificates.crt $(VAR)/image/
+	docs/compose/scratch-image.sh busybox $(VAR)/image/busybox
 	docker build -q -t mageflow/mageflow:dev -f docs/compose/Dockerfile .
+
+# The images docker-compose.yml runs, all built here (no registry): PostgreSQL
+# 15 from Debian packages (debootstrap + docker import), Temporal v1.29.1
+# (server, sql-tool, CLI) and the Web UI v2.55.0 FROM scratch with static
+# binaries built into var/static/<version>, and the mageflow image. Each
+# script skips an image whose recipe and inputs are unchanged.
+COMPOSE_STATIC := $(VAR)/static
+COMPOSE_SERVER := $(COMPOSE_STATIC)/$(TEMPORAL_SERVER_VERSION)/temporal-server
+COMPOSE_SQL    := $(COMPOSE_STATIC)/$(TEMPORAL_SERVER_VERSION)/temporal-sql-tool
+COMPOSE_CLI    := $(COMPOSE_STATIC)/$(TEMPORAL_VERSION)/temporal
+COMPOSE_UI     := $(COMPOSE_STATIC)/$(TEMPORAL_UI_VERSION)/temporal-ui-server
+# $(call staticinstall,PKG@VERSION,NAME): go install without cgo into $@.
+staticinstall = d=$$(mktemp -d) && CGO_ENABLED=0 GOBIN=$$d $(GO) install -trimpath -ldflags='-s -w' $(1) && mkdir -p $(@D) && mv $$d/$(2) $@ && rmdir $$d
+$(COMPOSE_SERVER):
+	$(call step,static-temporal-server,$(call staticinstall,go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION),server))
+$(COMPOSE_SQL):
+	$(call step,static-temporal-sql-tool,$(call staticinstall,go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION),sql))
+$(COMPOSE_CLI):
+	$(call step,static-temporal,$(call staticinstall,github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION),temporal))
+$(COMPOSE_UI):
+	$(call step,static-temporal-ui-server,$(call staticinstall,github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION),server))
+cluster-images: deps-run $(COMPOSE_SERVER) $(COMPOSE_SQL) $(COMPOSE_CLI) $(COMPOSE_UI)
+	$(call step,postgresql-image,docs/compose/postgresql-image.sh mageflow/postgresql:15-bookworm)
+	$(call step,temporal-image,docs/compose/scratch-image.sh temporal mageflow/temporal:$(TEMPORAL_SERVER_VERSION) $(COMPOSE_SERVER) $(COMPOSE_SQL) $(COMPOSE_CLI))
+	$(call step,temporal-ui-image,docs/compose/scratch-image.sh ui mageflow/temporal-ui:$(TEMPORAL_UI_VERSION) $(COMPOSE_UI))
+	$(call step,mageflow-image,$(MAKE) --no-print-directory image)
+
+# docker-compose.yml started for real (test/compose_test.go): up, healthy,
+# one build and one deploy to its store host, down -v.
+test-compose: cluster-images builder-image fleet-image build $(BIN)/temporal
+	MAGEFLOW_TEST_COMPOSE=1 $(GO) test -count=1 -timeout 20m -run '^TestCompose$$' -v ./test

@@ -1,13 +1,18 @@
 #!/bin/sh
-# Creates and migrates Temporal's schemas in PostgreSQL. Safe to run again:
-# create-database tolerates an existing database and update-schema is a no-op
-# when the schema is current.
+# The temporal-schema one-shot of docker-compose.yml (in the temporal image):
+# creates Temporal's two databases and applies every schema step not applied
+# yet, from the schema embedded in temporal-sql-tool (the server's own
+# version, v1.29.1). Safe to run again: an existing database is kept,
+# setup-schema -v 0.0 and update-schema are no-ops when current.
 set -eu
-SCHEMA_DIR=/etc/temporal/schema/postgresql/v12
+export SQL_PLUGIN=postgres12 SQL_HOST="${POSTGRES_SEEDS:-postgresql}" SQL_PORT=5432
+export SQL_USER="${POSTGRES_USER:-temporal}" SQL_PASSWORD="${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 for db in temporal temporal_visibility; do
-  dir=$SCHEMA_DIR/temporal/versioned
-  [ "$db" = temporal_visibility ] && dir=$SCHEMA_DIR/visibility/versioned
-  temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -u "$POSTGRES_USER" -p "$DB_PORT" --pw "$POSTGRES_PWD" --db "$db" create-database || true
-  temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -u "$POSTGRES_USER" -p "$DB_PORT" --pw "$POSTGRES_PWD" --db "$db" setup-schema -v 0.0 || true
-  temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -u "$POSTGRES_USER" -p "$DB_PORT" --pw "$POSTGRES_PWD" --db "$db" update-schema -d "$dir"
+	name=temporal
+	[ "$db" = temporal_visibility ] && name=visibility
+	export SQL_DATABASE=$db
+	temporal-sql-tool create-database 2>&1 | grep -v 'already exists' || true
+	temporal-sql-tool setup-schema -v 0.0
+	temporal-sql-tool update-schema --schema-name "postgresql/v12/$name"
 done
+echo "schema of temporal and temporal_visibility up to date"
