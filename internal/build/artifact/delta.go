@@ -160,12 +160,21 @@ func ApplyDelta(ctx context.Context, opt DeltaOptions) (DeltaStats, error) {
 	if opt.IndexSHA256 == "" {
 		return st, fallback(nil, "the release records no index digest (built before delta deploys)")
 	}
-	baseIx, err := readBaseIndex(opt.Base)
-	if err != nil {
-		return st, err
-	}
+	// The two indexes are read and parsed at once (~0.2 s each for
+	// 60,000 entries): the base's from disk, the new one over the network.
+	var baseIx *Index
+	var baseErr error
+	baseDone := make(chan struct{})
+	go func() {
+		defer close(baseDone)
+		baseIx, baseErr = readBaseIndex(opt.Base)
+	}()
 	newIx, raw, fetched, err := fetchIndex(ctx, opt.Source, opt.Size, opt.IndexSHA256)
 	st.BytesFetched = fetched
+	<-baseDone
+	if baseErr != nil {
+		return st, baseErr
+	}
 	if err != nil {
 		return st, err
 	}

@@ -230,9 +230,14 @@ func (p *packer) pack(manifest []byte, out io.Writer, cw *countWriter) (string, 
 // end-of-archive blocks) into one frame of its own. Every host fetches
 // the index on every delta deploy, while it is compressed once per build:
 // the best level pays (a 60,000-file index: ~16 MB of JSON, compressed
-// in about a second).
+// in about a second). Its window is indexWindow, not the data frames'
+// smaller frameSize: the paths column repeats prefixes far apart.
 var indexEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-	zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(frameSize), zstd.WithEncoderCRC(true))
+	zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(indexWindow), zstd.WithEncoderCRC(true))
+
+// indexWindow is the index frame's zstd window (readers accept up to
+// decoderMaxWindow).
+const indexWindow = 8 << 20
 
 // switchWriter sends the tar stream to the frame writer, then, for the
 // index, to a buffer.
