@@ -97,7 +97,7 @@ test-cluster: deps-run deps-test deps-cluster sshd-privsep builder-image fleet-i
 	until [ -s $$ready ]; do kill -0 $$pid 2>/dev/null || { tail -n 40 $(TEST_CLUSTER_DIR)/log/supervisor.log; exit 1; }; sleep 0.5; done; \
 	echo "test cluster ready in $$(( $$(date +%s)-start ))s: $$(cat $$ready), namespace $$ns (logs: $(TEST_CLUSTER_DIR)/log)"; \
 	MAGEFLOW_TEST_TEMPORAL=$$(cat $$ready) MAGEFLOW_TEST_NAMESPACE=$$ns MAGEFLOW_TEST_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(GO) test $(GOFLAGS_TEST) -timeout 30m ./test/... ./workflows
-	MAGEFLOW_TEST_WEED=$(BIN)/weed $(GO) test $(GOFLAGS_TEST) -timeout 10m -run 'S3' ./internal/build/store
+	MAGEFLOW_TEST_WEED=$(BIN)/weed $(GO) test $(GOFLAGS_TEST) -timeout 10m -run 'S3' ./internal/build/store ./internal/front/cluster
 
 # With `make run` running: push one more demo commit; it builds and deploys
 # to staging with zero downtime.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +77,11 @@ func startWeed(bin string) (*cluster.S3Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := srv.Start()
+	// Killed with the test binary too (a timeout, Ctrl-C): weed runs in
+	// its own process group, which a signal to go test does not reach.
+	cmd := srv.Command()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p, err := cluster.StartProc("weed", filepath.Join(dir, "log"), cmd)
 	if err != nil {
 		return nil, err
 	}

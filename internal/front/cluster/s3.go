@@ -152,18 +152,20 @@ func renderS3Identities(id, secret string) ([]byte, error) {
 
 // Args are weed's arguments: logs to stderr (weed.log) instead of files
 // in /tmp, every port and path explicit, loopback only, no telemetry, the
-// side servers (Iceberg, Lance) off, no 10 s pause before stopping. No
+// side servers (Iceberg, Lance) off, no 10 s pause before stopping, a
+// short raft election (the master is alone). No
 // secret: the identities are in a file.
 func (s *S3Server) Args() []string {
 	o, p := s.opts, s.opts.Ports
 	n := strconv.Itoa
 	return []string{"-logtostderr", "server", "-ip=" + o.IP, "-ip.bind=" + o.IP, "-dir=" + filepath.Join(o.Dir, "data"),
 		"-master.port=" + n(p.Master), "-master.port.grpc=" + n(p.MasterGRPC), "-master.telemetry=false",
+		"-master.electionTimeout=1s", // one master: a restart is its own leader in 2 s, not 16
 		"-master.volumeSizeLimitMB=1024", "-volume.max=100",
 		"-volume.port=" + n(p.Volume), "-volume.port.grpc=" + n(p.VolumeGRPC), "-volume.preStopSeconds=0",
 		"-filer", "-filer.port=" + n(p.Filer), "-filer.port.grpc=" + n(p.FilerGRPC),
 		"-filer.localSocket=" + filepath.Join(o.Dir, "filer.sock"),
-		"-s3", "-s3.port=" + n(p.S3), "-s3.port.grpc=" + n(p.S3GRPC), "-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-s3", "-s3.localSocket=" + filepath.Join(o.Dir, "s3.sock"), "-s3.port=" + n(p.S3), "-s3.port.grpc=" + n(p.S3GRPC), "-s3.port.iceberg=0", "-s3.port.lance=0",
 		"-s3.config=" + filepath.Join(o.Dir, "identities.json")}
 }
 
@@ -206,14 +208,23 @@ const s3ProcName = "weed"
 // Start starts weed logging to LogDir/weed.log.
 func (s *S3Server) Start() (*Proc, error) { return StartProc(s3ProcName, s.opts.LogDir, s.Command()) }
 
-// WaitReady waits until the S3 API accepts the credentials and every
-// bucket exists (created if missing), or exited reports the process gone.
+// WaitReady waits until the S3 API accepts the credentials, every bucket
+// exists (created if missing) and the first bucket takes an object (written
+// and deleted: weed's first write waits seconds for its first volumes), or
+// exited reports the process gone.
 func (s *S3Server) WaitReady(ctx context.Context, timeout time.Duration, exited func() error) error {
 	cl := s.Client()
 	deadline := time.Now().Add(timeout)
+	steps := make([]func() error, 0, len(s.opts.Buckets)+1)
 	for _, b := range s.opts.Buckets {
+		steps = append(steps, func() error { return createBucket(ctx, cl, b) })
+	}
+	if len(s.opts.Buckets) > 0 {
+		steps = append(steps, func() error { return probeWrite(ctx, cl, s.opts.Buckets[0]) })
+	}
+	for _, step := range steps {
 		for {
-			err := createBucket(ctx, cl, b)
+			err := step()
 			if err == nil {
 				break
 			}
@@ -221,7 +232,7 @@ func (s *S3Server) WaitReady(ctx context.Context, timeout time.Duration, exited 
 				return e
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("the S3 server on %s did not create bucket %q within %s (%v): see weed.log in %s", s.Endpoint, b, timeout, err, s.opts.LogDir)
+				return fmt.Errorf("the S3 server on %s is not ready for bucket %v within %s (%v): see weed.log in %s", s.Endpoint, s.opts.Buckets, timeout, err, s.opts.LogDir)
 			}
 			select {
 			case <-ctx.Done():
@@ -251,6 +262,17 @@ func createBucket(ctx context.Context, cl *s3.Client, bucket string) error {
 		(errors.As(err, &api) && strings.HasPrefix(api.ErrorCode(), "BucketAlready")) {
 		return nil
 	}
+	return err
+}
+
+// probeKey is the object WaitReady writes and deletes.
+const probeKey = "mageflow-cluster-ready-probe"
+
+func probeWrite(ctx context.Context, cl *s3.Client, bucket string) error {
+	if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(probeKey), Body: strings.NewReader("ok")}); err != nil {
+		return err
+	}
+	_, err := cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(probeKey)})
 	return err
 }
 

@@ -1,16 +1,25 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/internal/platform/config"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 func TestDefaultS3PortsAreDistinct(t *testing.T) {
@@ -68,8 +77,8 @@ func TestS3ServerFiles(t *testing.T) {
 	require.NotContains(t, args, s.SecretAccessKey)
 	require.NotContains(t, args, s.AccessKeyID)
 	for _, want := range []string{"server", "-ip.bind=127.0.0.1", "-s3.port=9500", "-master.port=9501", "-volume.port=9502",
-		"-filer.port=9503", "-s3.port.grpc=9600", "-master.telemetry=false", "-s3.port.iceberg=0",
-		"-s3.config=" + filepath.Join(dir, "s3", "identities.json"), "-dir=" + filepath.Join(dir, "s3", "data")} {
+		"-filer.port=9503", "-s3.port.grpc=9600", "-master.telemetry=false", "-master.electionTimeout=1s", "-s3.port.iceberg=0",
+		"-s3.config=" + filepath.Join(dir, "s3", "identities.json"), "-s3.localSocket=" + filepath.Join(dir, "s3", "s3.sock"), "-dir=" + filepath.Join(dir, "s3", "data")} {
 		require.Contains(t, s.Args(), want)
 	}
 	require.Equal(t, "http://127.0.0.1:9500", s.Endpoint)
@@ -123,4 +132,65 @@ func TestWriteS3Config(t *testing.T) {
 
 	_, err = (&Cluster{opts: Options{Dir: dir}}).WriteS3Config(cfg)
 	require.Error(t, err, "no S3 server")
+}
+
+// TestS3ServerKeepsDataAcrossRestart runs weed (MAGEFLOW_TEST_WEED, make
+// test-cluster): an object written before a SIGKILL is there after a start
+// on the same directory, with the same keys, and the bucket creation is
+// idempotent.
+func TestS3ServerKeepsDataAcrossRestart(t *testing.T) {
+	weed := testenv.WeedOrSkip(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ports, err := freeTCPPorts(8)
+	require.NoError(t, err)
+	o := S3Options{Weed: weed, Dir: filepath.Join(dir, "s3"), LogDir: filepath.Join(dir, "log"), IP: "127.0.0.1",
+		Ports: S3Ports{ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]}, Buckets: []string{"mageflow-artifacts"}}
+	start := func() (*S3Server, *Proc) {
+		s, err := NewS3Server(o)
+		require.NoError(t, err)
+		cmd := s.Command()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		p, err := StartProc(s3ProcName, o.LogDir, cmd)
+		require.NoError(t, err)
+		t.Cleanup(func() { p.Kill(); s.RemoveSockets() })
+		exited := func() error {
+			if p.Exited() {
+				return fmt.Errorf("weed exited: see %s", filepath.Join(o.LogDir, "weed.log"))
+			}
+			return nil
+		}
+		require.NoError(t, s.WaitReady(ctx, 2*time.Minute, exited))
+		return s, p
+	}
+	s, p := start()
+	_, err = s.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("mageflow-artifacts"), Key: aws.String("demo/1.tar.zst"), Body: strings.NewReader("release 1")})
+	require.NoError(t, err)
+	p.Kill()
+	s.RemoveSockets()
+
+	s2, _ := start()
+	require.Equal(t, s.SecretAccessKey, s2.SecretAccessKey)
+	out, err := s2.Client().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("mageflow-artifacts"), Key: aws.String("demo/1.tar.zst")})
+	require.NoError(t, err)
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	require.NoError(t, err)
+	require.Equal(t, "release 1", string(b))
+	list, err := s2.Client().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("mageflow-artifacts")})
+	require.NoError(t, err)
+	require.Len(t, list.Contents, 1, "the readiness probe object is deleted")
+}
+
+func freeTCPPorts(n int) ([]int, error) {
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
 }
