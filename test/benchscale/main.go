@@ -39,6 +39,7 @@ type options struct {
 	uiPort          int
 	only            string
 	controlSlots    int
+	wftPollers      int
 }
 
 func main() {
@@ -52,6 +53,7 @@ func main() {
 	flag.IntVar(&o.uiPort, "ui-port", 8561, "cluster UI port (unused with --temporal-only, but reserved)")
 	flag.StringVar(&o.only, "only", "", "run only \"dev\" or \"cluster\"")
 	flag.IntVar(&o.controlSlots, "control-slots", 0, "control worker's activity slots (0: workerapp.WorkerOptions, production's)")
+	flag.IntVar(&o.wftPollers, "workflow-pollers", 0, "control worker's workflow task pollers (0: workerapp.WorkerOptions, production's)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

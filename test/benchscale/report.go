@@ -13,12 +13,19 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
+// waits are the schedule-to-start times read from histories: activities
+// (ActivityTaskStarted − its ActivityTaskScheduled), each run's first
+// workflow task (on the normal queue: how long a new workflow waits for
+// a worker) and its later workflow tasks (mostly on the sticky queue).
+type waits struct {
+	activities, firstWFT, laterWFT []time.Duration
+}
+
 // latencies reads the histories of runs (the workflows themselves, not
-// their children) and returns every activity's schedule-to-start time:
-// ActivityTaskStarted's time minus its ActivityTaskScheduled's.
-func latencies(ctx context.Context, c client.Client, runs []client.WorkflowRun) []time.Duration {
+// their children).
+func latencies(ctx context.Context, c client.Client, runs []client.WorkflowRun) waits {
 	var mu sync.Mutex
-	var out []time.Duration
+	var out waits
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for _, run := range runs {
@@ -28,31 +35,51 @@ func latencies(ctx context.Context, c client.Client, runs []client.WorkflowRun) 
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sched := map[int64]time.Time{}
-			var mine []time.Duration
-			it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			for it.HasNext() {
-				e, err := it.Next()
-				if err != nil {
-					return
-				}
-				switch e.GetEventType() {
-				case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-					sched[e.GetEventId()] = e.GetEventTime().AsTime()
-				case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-					if t, ok := sched[e.GetActivityTaskStartedEventAttributes().GetScheduledEventId()]; ok {
-						mine = append(mine, e.GetEventTime().AsTime().Sub(t))
-					}
-				}
-			}
+			mine := historyWaits(ctx, c, run)
 			mu.Lock()
-			out = append(out, mine...)
+			out.activities = append(out.activities, mine.activities...)
+			out.firstWFT = append(out.firstWFT, mine.firstWFT...)
+			out.laterWFT = append(out.laterWFT, mine.laterWFT...)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	slices.Sort(out)
+	for _, d := range [][]time.Duration{out.activities, out.firstWFT, out.laterWFT} {
+		slices.Sort(d)
+	}
 	return out
+}
+
+// historyWaits reads one run's history.
+func historyWaits(ctx context.Context, c client.Client, run client.WorkflowRun) waits {
+	var w waits
+	sched := map[int64]time.Time{}
+	var wft time.Time
+	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return w
+		}
+		at := e.GetEventTime().AsTime()
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			sched[e.GetEventId()] = at
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			if t, ok := sched[e.GetActivityTaskStartedEventAttributes().GetScheduledEventId()]; ok {
+				w.activities = append(w.activities, at.Sub(t))
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+			wft = at
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if len(w.firstWFT) == 0 {
+				w.firstWFT = append(w.firstWFT, at.Sub(wft))
+			} else {
+				w.laterWFT = append(w.laterWFT, at.Sub(wft))
+			}
+		}
+	}
+	return w
 }
 
 // pct is the q-quantile of sorted durations (0 when empty).
@@ -77,13 +104,19 @@ func printTable(w io.Writer, o options, rs []*result) {
 		{fmt.Sprintf("%d concurrent deploys: errors", o.deploys), func(r *result) float64 { return float64(r.deploys.errors) }, ""},
 		{"deploys: wall time", func(r *result) float64 { return r.deploys.wall.Seconds() }, "s"},
 		{"deploys: workflows/s", func(r *result) float64 { return float64(r.deploys.n) / r.deploys.wall.Seconds() }, ""},
-		{"deploys: activity schedule-to-start p50", func(r *result) float64 { return ms(pct(r.deploys.latencies, .5)) }, "ms"},
-		{"deploys: activity schedule-to-start p99", func(r *result) float64 { return ms(pct(r.deploys.latencies, .99)) }, "ms"},
+		{"deploys: activity schedule-to-start p50", func(r *result) float64 { return ms(pct(r.deploys.latencies.activities, .5)) }, "ms"},
+		{"deploys: activity schedule-to-start p99", func(r *result) float64 { return ms(pct(r.deploys.latencies.activities, .99)) }, "ms"},
+		{"deploys: first workflow task schedule-to-start p50", func(r *result) float64 { return ms(pct(r.deploys.latencies.firstWFT, .5)) }, "ms"},
+		{"deploys: first workflow task schedule-to-start p99", func(r *result) float64 { return ms(pct(r.deploys.latencies.firstWFT, .99)) }, "ms"},
+		{"deploys: later workflow tasks schedule-to-start p99", func(r *result) float64 { return ms(pct(r.deploys.latencies.laterWFT, .99)) }, "ms"},
 		{fmt.Sprintf("%d builds in one burst: errors", o.builds), func(r *result) float64 { return float64(r.builds.errors) }, ""},
 		{"builds: wall time", func(r *result) float64 { return r.builds.wall.Seconds() }, "s"},
 		{"builds: workflows/s", func(r *result) float64 { return float64(r.builds.n) / r.builds.wall.Seconds() }, ""},
-		{"builds: activity schedule-to-start p50", func(r *result) float64 { return ms(pct(r.builds.latencies, .5)) }, "ms"},
-		{"builds: activity schedule-to-start p99", func(r *result) float64 { return ms(pct(r.builds.latencies, .99)) }, "ms"},
+		{"builds: activity schedule-to-start p50", func(r *result) float64 { return ms(pct(r.builds.latencies.activities, .5)) }, "ms"},
+		{"builds: activity schedule-to-start p99", func(r *result) float64 { return ms(pct(r.builds.latencies.activities, .99)) }, "ms"},
+		{"builds: first workflow task schedule-to-start p50", func(r *result) float64 { return ms(pct(r.builds.latencies.firstWFT, .5)) }, "ms"},
+		{"builds: first workflow task schedule-to-start p99", func(r *result) float64 { return ms(pct(r.builds.latencies.firstWFT, .99)) }, "ms"},
+		{"builds: later workflow tasks schedule-to-start p99", func(r *result) float64 { return ms(pct(r.builds.latencies.laterWFT, .99)) }, "ms"},
 		{"PostgreSQL peak RSS (sum of VmRSS)", func(r *result) float64 { return mib(r.mem.postgres) }, "MiB"},
 		{"PostgreSQL peak PSS (shared pages counted once)", func(r *result) float64 { return mib(r.mem.pgPSS) }, "MiB"},
 		{"Temporal server peak RSS (sum of VmRSS)", func(r *result) float64 { return mib(r.mem.server) }, "MiB"},
@@ -120,7 +153,7 @@ func printTable(w io.Writer, o options, rs []*result) {
 		fmt.Fprintln(w)
 	}
 	for _, r := range rs {
-		fmt.Fprintf(w, "\n%s: %d deploy and %d build activity samples\n", r.target, len(r.deploys.latencies), len(r.builds.latencies))
+		fmt.Fprintf(w, "\n%s: %d deploy and %d build activity samples\n", r.target, len(r.deploys.latencies.activities), len(r.builds.latencies.activities))
 	}
 }
 

@@ -33,7 +33,7 @@ type phase struct {
 	n, errors int
 	firstErr  error
 	wall      time.Duration
-	latencies []time.Duration // activity schedule-to-start
+	latencies waits // schedule-to-start times
 }
 
 // result is one server's figures.
@@ -41,6 +41,8 @@ type result struct {
 	target          string
 	deploys, builds phase
 	mem             memory
+	// CPU seconds per process group during each phase.
+	deployCPU, buildCPU map[string]float64
 }
 
 // smallRepo is a git repository with a tiny web root.
@@ -147,7 +149,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 		return nil, err
 	}
 	defer c.Close()
-	stopControl, err := startControl(ctx, c, cfg, o.controlSlots)
+	stopControl, err := startControl(ctx, c, cfg, o.controlSlots, o.wftPollers)
 	if err != nil {
 		return nil, err
 	}
@@ -176,13 +178,19 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 	if err != nil {
 		return nil, err
 	}
+	cpu0 := cpuOf(s.pid)
 	r.deploys = deployAll(ctx, c, cfg, st, rels)
 	fmt.Printf("%s: %d deploys in %s, %d errors %v\n", target, r.deploys.n, r.deploys.wall.Round(time.Millisecond), r.deploys.errors, errOrNil(r.deploys.firstErr))
+	r.deployCPU = cpuSince(cpu0, cpuOf(s.pid))
+	fmt.Printf("%s: deploys used %s\n", target, formatCPU(r.deployCPU))
 	if err := checkServed(urls, rels); err != nil && r.deploys.errors == 0 {
 		return nil, err
 	}
+	cpu0 = cpuOf(s.pid)
 	_, r.builds = buildAll(ctx, c, cfg, "b", o.builds, head)
 	fmt.Printf("%s: %d builds in %s, %d errors %v\n", target, r.builds.n, r.builds.wall.Round(time.Millisecond), r.builds.errors, errOrNil(r.builds.firstErr))
+	r.buildCPU = cpuSince(cpu0, cpuOf(s.pid))
+	fmt.Printf("%s: builds used %s\n", target, formatCPU(r.buildCPU))
 	r.mem = rss.end()
 	return r, nil
 }
@@ -297,7 +305,7 @@ func dial(cfg *config.Config) (client.Client, error) {
 // deploystack.StartControl does but with the worker options
 // bin/mageflow-worker uses (workerapp.WorkerOptions), so the activity slots
 // measured are production's.
-func startControl(ctx context.Context, c client.Client, cfg *config.Config, slots int) (stop func(), err error) {
+func startControl(ctx context.Context, c client.Client, cfg *config.Config, slots, pollers int) (stop func(), err error) {
 	acts, err := workerapp.NewBuildActivities(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
@@ -305,6 +313,9 @@ func startControl(ctx context.Context, c client.Client, cfg *config.Config, slot
 	opts := workerapp.WorkerOptions(cfg)
 	if slots > 0 {
 		opts.MaxConcurrentActivityExecutionSize = slots
+	}
+	if pollers > 0 {
+		opts.MaxConcurrentWorkflowTaskPollers = pollers
 	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, opts)
 	workerapp.Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})

@@ -121,7 +121,12 @@ dynamicConfigClient:
 
 // dynamicConfig is what the dev server sets too: search attributes are
 // visible at once (tests and the demo register and use them right away),
-// with the persistence QPS raised to match.
+// with the persistence QPS raised to match. And one partition per task
+// queue instead of four: partitions spread a queue's load over matching
+// hosts, and this cluster has one, with a handful of pollers per queue. With
+// four, a burst of new workflows waited seconds for their first workflow
+// task (benchscale, 40 deploys: p50 6.8 s with 4 partitions, 4.3 s with
+// one; docs/benchmarks.md).
 const dynamicConfig = `# Written by mageflow cluster.
 system.forceSearchAttributesCacheRefreshOnRead:
   - value: true
@@ -129,6 +134,10 @@ frontend.persistenceMaxQPS:
   - value: 10000
 history.persistenceMaxQPS:
   - value: 45000
+matching.numTaskqueueReadPartitions:
+  - value: 1
+matching.numTaskqueueWritePartitions:
+  - value: 1
 `
 
 // renderServerConfig returns the config file of service svc.

@@ -155,11 +155,29 @@ func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus
 	return w, queue, nil
 }
 
-// WorkerOptions are the control worker's SDK options (test/benchscale
-// measures with them).
+// WorkerOptions are the control worker's SDK options, tuned with
+// test/benchscale (docs/benchmarks.md, "Scale"):
+//
+//   - 8 workflow task pollers instead of the SDK's 2: a burst of new
+//     workflows (100 deploys, a push to many apps) waits for its first
+//     workflow task on the normal queue, which the SDK serves with half its
+//     pollers; with 2, that wait was 6.8 s at the median for 40 deploys on
+//     the cluster, 0.6 s with 8.
+//   - controlActivitySlots + the builds' own slots for activities: a build
+//     waiting for a free build slot (worker.max_concurrent_builds) holds an
+//     activity slot, so with 8 + 2 slots ten queued builds starved every
+//     short activity (records, plans, agent checks) behind them.
 func WorkerOptions(cfg *config.Config) worker.Options {
-	return worker.Options{MaxConcurrentActivityExecutionSize: 8 + cfg.Worker.MaxConcurrentBuilds}
+	return worker.Options{
+		MaxConcurrentActivityExecutionSize: controlActivitySlots + cfg.Worker.MaxConcurrentBuilds,
+		MaxConcurrentWorkflowTaskPollers:   8,
+	}
 }
+
+// controlActivitySlots is how many activities besides running builds the
+// control worker runs at once: short I/O (catalog records, plans, agent
+// checks) and builds queued for a build slot, which only wait.
+const controlActivitySlots = 200
 
 // serveMetrics serves reg's Prometheus metrics on listen until closeFn.
 func serveMetrics(listen string, reg *prometheus.Registry, logger *slog.Logger) (closeFn func(), err error) {
