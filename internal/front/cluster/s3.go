@@ -160,7 +160,7 @@ func (s *S3Server) Args() []string {
 	n := strconv.Itoa
 	return []string{"-logtostderr", "server", "-ip=" + o.IP, "-ip.bind=" + o.IP, "-dir=" + filepath.Join(o.Dir, "data"),
 		"-master.port=" + n(p.Master), "-master.port.grpc=" + n(p.MasterGRPC), "-master.telemetry=false",
-		"-master.electionTimeout=1s", // one master: a restart is its own leader in 2 s, not 16
+		"-master.electionTimeout=1s", // one master: leader again 1.5 s after a restart, not 17
 		"-master.volumeSizeLimitMB=1024", "-volume.max=100",
 		"-volume.port=" + n(p.Volume), "-volume.port.grpc=" + n(p.VolumeGRPC), "-volume.preStopSeconds=0",
 		"-filer", "-filer.port=" + n(p.Filer), "-filer.port.grpc=" + n(p.FilerGRPC),
