@@ -21,10 +21,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/mageflow/mageflow/internal/build/catalog"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/platform/searchattr"
 	"github.com/mageflow/mageflow/internal/platform/secrets"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
@@ -80,6 +83,7 @@ func TestCompose(t *testing.T) {
 
 	s.requireHTTP(s.url(s.servePort, "/healthz"), "")
 	s.requireUICodec()
+	s.requireNamespace()
 
 	t1 := time.Now()
 	var m release.Meta
@@ -311,6 +315,23 @@ func (s *composeStack) requireUICodec() {
 	var st struct{ Codec struct{ Endpoint string } }
 	require.NoError(s.t, json.Unmarshal([]byte(body), &st), body)
 	require.Equal(s.t, s.url(s.servePort, "/codec"), st.Codec.Endpoint)
+}
+
+// requireNamespace checks, through the published frontend port, that the
+// bootstrap job registered the mageflow namespace with every search
+// attribute mageflow sets.
+func (s *composeStack) requireNamespace() {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: "127.0.0.1:" + strconv.Itoa(s.temporalPort), Namespace: "mageflow"})
+	require.NoError(s.t, err, "the published Temporal frontend")
+	defer c.Close()
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "mageflow"})
+	require.NoError(s.t, err)
+	for _, d := range searchattr.All() {
+		require.Equal(s.t, d.Type, resp.GetCustomAttributes()[d.Name], "search attribute %s in namespace mageflow", d.Name)
+	}
 }
 
 // requireHTTP GETs url, requires 200 and a body containing want.
