@@ -154,11 +154,12 @@ $(DEPS_RUN) $(DEPS_TEST) $(DEPS_CLUSTER):
 # The Temporal CLI with the dev server and Web UI built in. Newer CLIs cannot be
 # installed with go install (their go.mod has a replace directive).
 $(BIN)/temporal:
-	$(call step,temporal,GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION))
+	$(call step,temporal,$(call goinstall,github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION),temporal))
 # The Temporal cluster's binaries (make run-cluster, make test-cluster).
 # $(call goinstall,PKG@VERSION,NAME): go install into a temporary GOBIN (two
-# of them are called "server"), then rename to the target.
-goinstall = d=$$(mktemp -d) && GOBIN=$$d $(GO) install $(1) && mv $$d/$(2) $@ && rmdir $$d
+# of them are called "server"), then rename to the target. Static (no cgo,
+# trimmed): docker-compose.yml's images copy them FROM scratch.
+goinstall = d=$$(mktemp -d) && CGO_ENABLED=0 GOBIN=$$d $(GO) install -trimpath -ldflags='-s -w' $(1) && mkdir -p $(@D) && mv $$d/$(2) $@ && rmdir $$d
 $(BIN)/temporal-server:
 	$(call step,temporal-server,$(call goinstall,go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION),server))
 $(BIN)/temporal-sql-tool:
@@ -247,25 +248,18 @@ image:
 
 # The images docker-compose.yml runs, all built here (no registry): PostgreSQL
 # 15 from Debian packages (debootstrap + docker import), Temporal v1.29.1
-# (server, sql-tool, CLI) and the Web UI v2.55.0 FROM scratch with static
-# binaries built into var/static/<version>, and the mageflow image. Each
+# (server, sql-tool, CLI) and the Web UI v2.55.0 FROM scratch with the very
+# binaries in bin/ (built without cgo, so the same files run on the host, in
+# make test-cluster, and FROM scratch: one build each), and the mageflow
+# image. Each
 # script skips an image whose recipe and inputs are unchanged.
-COMPOSE_STATIC := $(VAR)/static
-COMPOSE_SERVER := $(COMPOSE_STATIC)/$(TEMPORAL_SERVER_VERSION)/temporal-server
-COMPOSE_SQL    := $(COMPOSE_STATIC)/$(TEMPORAL_SERVER_VERSION)/temporal-sql-tool
-COMPOSE_CLI    := $(COMPOSE_STATIC)/$(TEMPORAL_VERSION)/temporal
-COMPOSE_UI     := $(COMPOSE_STATIC)/$(TEMPORAL_UI_VERSION)/temporal-ui-server
-# $(call staticinstall,PKG@VERSION,NAME): go install without cgo into $@.
-staticinstall = d=$$(mktemp -d) && CGO_ENABLED=0 GOBIN=$$d $(GO) install -trimpath -ldflags='-s -w' $(1) && mkdir -p $(@D) && mv $$d/$(2) $@ && rmdir $$d
-$(COMPOSE_SERVER):
-	$(call step,static-temporal-server,$(call staticinstall,go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION),server))
-$(COMPOSE_SQL):
-	$(call step,static-temporal-sql-tool,$(call staticinstall,go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION),sql))
-$(COMPOSE_CLI):
-	$(call step,static-temporal,$(call staticinstall,github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION),temporal))
-$(COMPOSE_UI):
-	$(call step,static-temporal-ui-server,$(call staticinstall,github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION),server))
+COMPOSE_SERVER := $(BIN)/temporal-server
+COMPOSE_SQL    := $(BIN)/temporal-sql-tool
+COMPOSE_CLI    := $(BIN)/temporal
+COMPOSE_UI     := $(BIN)/temporal-ui-server
 cluster-images: deps-run $(COMPOSE_SERVER) $(COMPOSE_SQL) $(COMPOSE_CLI) $(COMPOSE_UI)
+	@for b in $(COMPOSE_SERVER) $(COMPOSE_SQL) $(COMPOSE_CLI) $(COMPOSE_UI); do \
+	  $(GO) version -m $$b | grep -q 'CGO_ENABLED=0' || { echo "$$b was built with cgo (by an older Makefile) and cannot run FROM scratch: rm $$b and run make again"; exit 1; }; done
 	$(call step,postgresql-image,docs/compose/postgresql-image.sh mageflow/postgresql:15-bookworm)
 	$(call step,temporal-image,docs/compose/scratch-image.sh temporal mageflow/temporal:$(TEMPORAL_SERVER_VERSION) $(COMPOSE_SERVER) $(COMPOSE_SQL) $(COMPOSE_CLI))
 	$(call step,temporal-ui-image,docs/compose/scratch-image.sh ui mageflow/temporal-ui:$(TEMPORAL_UI_VERSION) $(COMPOSE_UI))
