@@ -40,6 +40,8 @@ type options struct {
 	only            string
 	controlSlots    int
 	wftPollers      int
+	actPollers      int
+	shards          int
 }
 
 func main() {
@@ -54,6 +56,8 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only \"dev\" or \"cluster\"")
 	flag.IntVar(&o.controlSlots, "control-slots", 0, "control worker's activity slots (0: workerapp.WorkerOptions, production's)")
 	flag.IntVar(&o.wftPollers, "workflow-pollers", 0, "control worker's workflow task pollers (0: workerapp.WorkerOptions, production's)")
+	flag.IntVar(&o.actPollers, "activity-pollers", 0, "control worker's activity task pollers (0: workerapp.WorkerOptions, production's)")
+	flag.IntVar(&o.shards, "shards", 0, "cluster numHistoryShards (0: mageflow cluster's default)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

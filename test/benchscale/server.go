@@ -58,6 +58,9 @@ func startCluster(ctx context.Context, o options, dir string) (*server, error) {
 		"--pg-port", fmt.Sprint(o.pgPort), "--temporal-port", fmt.Sprint(o.temporalPort),
 		"--metrics-port", fmt.Sprint(o.metricsPort), "--ui-port", fmt.Sprint(o.uiPort),
 		"--namespace", ns, "--ready-file", ready)
+	if o.shards > 0 {
+		cmd.Args = append(cmd.Args, "--shards", fmt.Sprint(o.shards))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -149,7 +149,7 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 		return nil, err
 	}
 	defer c.Close()
-	stopControl, err := startControl(ctx, c, cfg, o.controlSlots, o.wftPollers)
+	stopControl, err := startControl(ctx, c, cfg, o.controlSlots, o.wftPollers, o.actPollers)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func dial(cfg *config.Config) (client.Client, error) {
 // deploystack.StartControl does but with the worker options
 // bin/mageflow-worker uses (workerapp.WorkerOptions), so the activity slots
 // measured are production's.
-func startControl(ctx context.Context, c client.Client, cfg *config.Config, slots, pollers int) (stop func(), err error) {
+func startControl(ctx context.Context, c client.Client, cfg *config.Config, slots, pollers, actPollers int) (stop func(), err error) {
 	acts, err := workerapp.NewBuildActivities(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
@@ -315,7 +315,10 @@ func startControl(ctx context.Context, c client.Client, cfg *config.Config, slot
 		opts.MaxConcurrentActivityExecutionSize = slots
 	}
 	if pollers > 0 {
-		opts.MaxConcurrentWorkflowTaskPollers = pollers
+		opts.WorkflowTaskPollerBehavior, opts.MaxConcurrentWorkflowTaskPollers = nil, pollers
+	}
+	if actPollers > 0 {
+		opts.ActivityTaskPollerBehavior, opts.MaxConcurrentActivityTaskPollers = nil, actPollers
 	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, opts)
 	workerapp.Register(w, acts, &activities.DeployActivities{Config: cfg, Store: acts.Store, Client: c})

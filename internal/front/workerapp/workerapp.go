@@ -158,11 +158,13 @@ func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus
 // WorkerOptions are the control worker's SDK options, tuned with
 // test/benchscale (docs/benchmarks.md, "Scale"):
 //
-//   - 8 workflow task pollers instead of the SDK's 2: a burst of new
-//     workflows (100 deploys, a push to many apps) waits for its first
-//     workflow task on the normal queue, which the SDK serves with half its
-//     pollers; with 2, that wait was 6.8 s at the median for 40 deploys on
-//     the cluster, 0.6 s with 8.
+//   - Pollers scale with the server's backlog hints (SDK poller
+//     autoscaling, starting at 8) instead of the SDK's fixed 2. With 2, a
+//     burst of new workflows (100 deploys, a push to many apps) waited for
+//     its first workflow task: p50 6.8 s for 40 deploys on the cluster. A
+//     fixed 8 for both kinds moved the wait from one queue to the other
+//     (first workflow task p50 7.9 s, activities fine); autoscaling kept
+//     both near a second and gave the fastest runs on both servers.
 //   - controlActivitySlots + the builds' own slots for activities: a build
 //     waiting for a free build slot (worker.max_concurrent_builds) holds an
 //     activity slot, so with 8 + 2 slots ten queued builds starved every
@@ -170,7 +172,8 @@ func newWorker(ctx context.Context, opt Options, c client.Client, reg prometheus
 func WorkerOptions(cfg *config.Config) worker.Options {
 	return worker.Options{
 		MaxConcurrentActivityExecutionSize: controlActivitySlots + cfg.Worker.MaxConcurrentBuilds,
-		MaxConcurrentWorkflowTaskPollers:   8,
+		WorkflowTaskPollerBehavior:         worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{InitialNumberOfPollers: 8}),
+		ActivityTaskPollerBehavior:         worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{InitialNumberOfPollers: 8}),
 	}
 }
 
