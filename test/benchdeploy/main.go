@@ -342,49 +342,116 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 		how = "reused"
 	}
 	fmt.Printf("\nMagento-sized release: %d files, ~%d MB of vendor/, generated/, pub/static/ (tree %s in %s)\n", tp.Files, tp.Bytes/1e6, how, time.Since(t).Round(time.Millisecond))
-
-	// Stage: the built fixture release, plus the tree hard-linked in.
-	rc, err := b.st.Get(ctx, catalog.ArtifactKey(app, base.ID))
+	m, err := b.packBig(ctx, base, treeDir, stage, 1000, nil)
 	if err != nil {
 		return err
+	}
+	if err := b.deployBig(ctx, m, 0, 0); err != nil {
+		return err
+	}
+	// The same release with one template changed, deployed under load:
+	// each host prepares it as a delta from the release above.
+	m2, err := b.packBig(ctx, base, treeDir, stage, 1001, changeOneTemplate)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\nthe same release with one template changed, deployed under load (8 clients):")
+	return b.deployBig(ctx, m2, 8, 5*time.Millisecond)
+}
+
+// changeOneTemplate rewrites one .phtml file of the staged tree as a new
+// inode (the tree is hard-linked from the generated one, which must not
+// change).
+func changeOneTemplate(stage string) error {
+	var victim string
+	err := filepath.WalkDir(stage, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || victim != "" {
+			return err
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(p, ".phtml") {
+			victim = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if victim == "" {
+		return errors.New("no .phtml file in the tree")
+	}
+	old, err := os.ReadFile(victim)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(victim); err != nil {
+		return err
+	}
+	return os.WriteFile(victim, append(old, []byte("\n<?php /* hot template change */ ?>\n")...), 0o644)
+}
+
+// packBig stages the fixture release base plus the tree, lets mutate
+// change the stage, and packs and stores it as build base+bump.
+func (b *bench) packBig(ctx context.Context, base *release.Meta, treeDir, stage string, bump int, mutate func(string) error) (*release.Meta, error) {
+	_ = os.RemoveAll(stage)
+	rc, err := b.st.Get(ctx, catalog.ArtifactKey(app, base.ID))
+	if err != nil {
+		return nil, err
 	}
 	err = artifact.Extract(ctx, rc, stage, artifact.ExtractOptions{})
 	rc.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := os.Remove(filepath.Join(stage, artifact.ManifestName)); err != nil {
-		return err
+	for _, name := range []string{artifact.ManifestName, artifact.IndexName} {
+		if err := os.Remove(filepath.Join(stage, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	if err := linkTree(treeDir, stage); err != nil {
-		return err
+		return nil, err
+	}
+	if mutate != nil {
+		if err := mutate(stage); err != nil {
+			return nil, err
+		}
 	}
 	m := *base
-	m.BuildNumber += 1000
+	m.BuildNumber += bump
 	m.ID = release.NewID(m.BuildNumber, m.ShortCommit)
 	m.WorkflowID, m.Steps = "benchdeploy", nil
 	manifest, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t = time.Now()
+	t := time.Now()
 	tmp := stage + ".tar.zst"
 	ares, err := artifact.WriteFile(ctx, tmp, stage, manifest, artifact.Options{Exclude: b.cfg.Apps[app].SharedPaths()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_ = os.RemoveAll(stage)
 	uri, _, err := b.st.Put(ctx, catalog.ArtifactKey(app, m.ID), tmp, ares.SHA256, store.PutOptions{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_ = os.Remove(tmp)
 	m.Artifact = release.Artifact{URI: uri, SHA256: ares.SHA256, Size: ares.Size, UncompressedSize: ares.TarSize, IndexSHA256: ares.IndexSHA256}
 	if err := catalog.Put(ctx, b.st, &m); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Printf("artifact: %d files, %.0f MB → %.0f MB zstd, packaged in %s\n", ares.Files, float64(ares.UncompressedBytes)/1e6, float64(ares.Size)/1e6, time.Since(t).Round(time.Millisecond))
+	fmt.Printf("artifact %s: %d files, %.0f MB → %.0f MB zstd, packaged in %s\n", m.ID, ares.Files, float64(ares.UncompressedBytes)/1e6, float64(ares.Size)/1e6, time.Since(t).Round(time.Millisecond))
+	return &m, nil
+}
 
+// deployBig deploys m (under load when clients > 0) and prints its steps,
+// each host's transfer, the switch skew and the requests that failed.
+func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pause time.Duration) error {
+	var load *deploystack.Load
+	if clients > 0 {
+		load = deploystack.StartLoad(b.stack.BalancerURL, clients, pause)
+		defer load.Stop()
+	}
 	start := time.Now()
 	rec, err := b.deploy(ctx, m.ID, 10*time.Minute)
 	if err != nil {
@@ -395,10 +462,7 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 	if err != nil {
 		return err
 	}
-	skew := at[0].Sub(at[1])
-	if skew < 0 {
-		skew = -skew
-	}
+	skew := at[0].Sub(at[1]).Abs()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "deploy step\tseconds\t")
 	for _, s := range rec.Steps {
@@ -406,8 +470,24 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 	}
 	fmt.Fprintf(tw, "total (client)\t%.2f\t\n", total.Seconds())
 	tw.Flush()
+	for _, t := range rec.Transfers {
+		fmt.Printf("host %s: %s prepare, %.2f MB fetched of %.2f MB (%.1f%%), %d files linked, %d written%s\n", t.Host, t.Mode,
+			float64(t.BytesFetched)/1e6, float64(t.ArtifactSize)/1e6, 100*float64(t.BytesFetched)/float64(max(t.ArtifactSize, 1)),
+			t.FilesLinked, t.FilesWritten, orReason(t.FallbackReason))
+	}
 	fmt.Printf("switch skew between the hosts: %s; upgrade needed: %v\n", skew.Round(time.Microsecond), rec.UpgradeNeeded)
+	if load != nil {
+		sum := deploystack.Summarize(load.Stop(), nil)
+		fmt.Printf("requests during the deploy: %d, failed %d, p99 %s\n", sum.N, sum.Failed, ms(sum.P99))
+	}
 	return nil
+}
+
+func orReason(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (fallback: " + r + ")"
 }
 
 // linkTree hard-links every file of src into dst (same file system: the
