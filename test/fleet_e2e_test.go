@@ -41,7 +41,10 @@ const (
 //     with nginx never serving fewer members than the desired capacity;
 //  2. a refresh during which the control worker is SIGKILLed and started
 //     again completes, launching no more instances than it needs;
-//  3. a refresh to an image whose storefront answers 500: every instance
+//  3. on the cluster of `make test-cluster` only: a refresh during which
+//     the history service is SIGKILLed (its supervisor restarts it)
+//     completes exactly once, without one failed request;
+//  4. a refresh to an image whose storefront answers 500: every instance
 //     of it is abandoned by ScaleOutReadiness, never appears in nginx and
 //     never answers a request; the refresh gives up and is undone.
 func TestFleetDocker(t *testing.T) {
@@ -112,6 +115,40 @@ func TestFleetDocker(t *testing.T) {
 		// and refilled: a crash must not launch more than that.
 		limit := fleetDesired + 1 + fleetWarmPool
 		require.LessOrEqual(t, r.launched, limit, "instances launched during the refresh")
+	})
+
+	t.Run("SIGKILL of the history service mid-refresh", func(t *testing.T) {
+		dir := clusterDirOrSkip(t)
+		img, err := s.DeriveImage(ctx, "mageflow/fleet-test:v4-"+s.GroupName,
+			map[string]string{"/etc/mageflow-image": "v4\n"})
+		require.NoError(t, err)
+		var killedAt time.Time
+		var gone time.Duration
+		r := runRefresh(t, ctx, s, img, func(started time.Time) error {
+			// Kill while a replacement is being prepared, as above, but
+			// the engine's history service instead of our worker.
+			wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+			defer wcancel()
+			before, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func([]string) bool { return true })
+			if err != nil {
+				return err
+			}
+			if _, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func(ids []string) bool { return len(ids) > len(before) }); err != nil {
+				return err
+			}
+			killedAt = time.Now()
+			gone, err = killService(dir, "history")
+			return err
+		})
+		require.NoError(t, r.err)
+		require.False(t, killedAt.IsZero(), "the kill never happened")
+		t.Logf("history SIGKILLed at +%s, back after %s, refresh done at +%s", killedAt.Sub(r.start).Round(time.Millisecond),
+			gone.Round(time.Millisecond), r.took.Round(time.Millisecond))
+		require.True(t, killedAt.Before(r.start.Add(r.took)), "the kill landed after the refresh finished")
+		r.requireClean(t)
+		requireAllOn(t, ctx, s, img)
+		require.LessOrEqual(t, r.launched, fleetDesired+1+fleetWarmPool, "instances launched during the refresh")
+		requireOneRefreshRun(t, ctx, s, r.start)
 	})
 
 	t.Run("unhealthy instances are abandoned", func(t *testing.T) {
@@ -317,4 +354,26 @@ func errText(err error) string {
 		return "done"
 	}
 	return "failed (" + err.Error() + ")"
+}
+
+// requireOneRefreshRun checks that exactly one refresh run of s's group
+// started since since, and that it completed: a fault in the engine must
+// neither lose the refresh nor start it twice.
+func requireOneRefreshRun(t *testing.T, ctx context.Context, s *fleetstack.Stack, since time.Time) {
+	t.Helper()
+	q := fmt.Sprintf("WorkflowId = '%s' AND StartTime >= '%s'", workflows.RefreshWorkflowID(s.Group), since.Add(-time.Second).UTC().Format(time.RFC3339Nano))
+	var states []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
+		require.NoError(t, err, q)
+		states = states[:0]
+		for _, e := range resp.GetExecutions() {
+			states = append(states, e.GetStatus().String())
+		}
+		if len(states) == 1 && states[0] == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED.String() {
+			return
+		}
+		time.Sleep(500 * time.Millisecond) // visibility is eventually consistent
+	}
+	t.Fatalf("want exactly one completed refresh run since %s; have %v", since.Format(time.RFC3339), states)
 }
