@@ -3,8 +3,9 @@ package test
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -69,18 +70,27 @@ func TestCLIBuildAndReleasesJSON(t *testing.T) {
 
 // TestComposeFileIsValid checks docker-compose.yml with the compose tool.
 func TestComposeFileIsValid(t *testing.T) {
-	bin, args := "docker-compose", []string{"-f", "../docker-compose.yml", "config", "-q"}
+	// An empty env file: a developer's .env must not fill in what the
+	// test leaves out.
+	empty := filepath.Join(t.TempDir(), "empty.env")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	bin, args := "docker-compose", []string{"-f", "../docker-compose.yml", "--env-file", empty, "config", "-q"}
 	if _, err := exec.LookPath(bin); err != nil {
 		bin, args = "docker", append([]string{"compose"}, args...)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(cmd.Environ(), "MAGEFLOW_CODEC_KEY=dGVzdA==")
-	out, err := cmd.CombinedOutput()
+	compose := func(env ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := compose("MAGEFLOW_CODEC_KEY=dGVzdA==", "POSTGRES_PASSWORD=s3cret")
 	require.NoError(t, err, "docker-compose config (install docker-compose: make deps): %s", out)
-	// Without the key, compose refuses with the hint.
-	cmd = exec.Command(bin, args...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	out, err = cmd.CombinedOutput()
+	// Without one of the secrets, compose refuses and names it.
+	out, err = compose("POSTGRES_PASSWORD=s3cret")
 	require.Error(t, err)
-	require.True(t, strings.Contains(string(out), "MAGEFLOW_CODEC_KEY"), string(out))
+	require.Contains(t, out, "MAGEFLOW_CODEC_KEY")
+	out, err = compose("MAGEFLOW_CODEC_KEY=dGVzdA==")
+	require.Error(t, err)
+	require.Contains(t, out, "POSTGRES_PASSWORD")
 }
