@@ -85,15 +85,7 @@ func TestFleetDocker(t *testing.T) {
 		require.NoError(t, err)
 		var killedAt, restartedAt time.Time
 		r := runRefresh(t, ctx, s, img, func(started time.Time) error {
-			// Kill while a replacement is being prepared: the first
-			// instance nginx did not list before the refresh appears.
-			wctx, wcancel := context.WithTimeout(ctx, time.Minute)
-			defer wcancel()
-			before, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func([]string) bool { return true })
-			if err != nil {
-				return err
-			}
-			if _, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func(ids []string) bool { return len(ids) > len(before) }); err != nil {
+			if err := waitReplacementPrepared(ctx, s); err != nil {
 				return err
 			}
 			killedAt = time.Now()
@@ -125,18 +117,13 @@ func TestFleetDocker(t *testing.T) {
 		var killedAt time.Time
 		var gone time.Duration
 		r := runRefresh(t, ctx, s, img, func(started time.Time) error {
-			// Kill while a replacement is being prepared, as above, but
-			// the engine's history service instead of our worker.
-			wctx, wcancel := context.WithTimeout(ctx, time.Minute)
-			defer wcancel()
-			before, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func([]string) bool { return true })
-			if err != nil {
-				return err
-			}
-			if _, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func(ids []string) bool { return len(ids) > len(before) }); err != nil {
+			// As above, but the engine's history service instead of our
+			// worker.
+			if err := waitReplacementPrepared(ctx, s); err != nil {
 				return err
 			}
 			killedAt = time.Now()
+			var err error
 			gone, err = killService(dir, "history")
 			return err
 		})
@@ -354,6 +341,20 @@ func errText(err error) string {
 		return "done"
 	}
 	return "failed (" + err.Error() + ")"
+}
+
+// waitReplacementPrepared returns once a refresh's first replacement is
+// being prepared: an instance nginx did not list before shows up. The
+// fault tests kill something at that point.
+func waitReplacementPrepared(ctx context.Context, s *fleetstack.Stack) error {
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	before, err := fleetstack.WaitMembers(wctx, s.VerifyURL, func([]string) bool { return true })
+	if err != nil {
+		return err
+	}
+	_, err = fleetstack.WaitMembers(wctx, s.VerifyURL, func(ids []string) bool { return len(ids) > len(before) })
+	return err
 }
 
 // requireOneRefreshRun checks that exactly one refresh run of s's group
