@@ -6,7 +6,7 @@
 // relies on:
 //
 //   - Every PHP request is pinned to one release. The location resolves the
-//     `current` symlink once ($realpath_root, stored in a variable) and passes
+//     `current` symlink once ($realpath_root, through a cached map variable) and passes
 //     the resolved path as SCRIPT_FILENAME and DOCUMENT_ROOT, so php-fpm and
 //     OPcache see /…/releases/<id>/pub/index.php, never /…/current/…, and a
 //     request that started before the switch finishes in its old release.
@@ -511,6 +511,13 @@ map $http_x_mageflow_bypass $mageflow_bypass_{{.ID}} {
 }
 {{.BypassSection}}
 {{- end}}
+# The release a PHP request runs in: current resolved once per request. A
+# map is evaluated once and cached; "set $x $realpath_root" resolved the
+# link twice (length, then copy), and a switch to a longer release path in
+# between answered 500 "no buffer space in script copy".
+map $host $mageflow_release_root_{{.ID}} {
+    default $realpath_root;
+}
 
 server {
     listen {{.S.Listen}};
@@ -571,14 +578,13 @@ server {
 
     location ~ \.php$ {
         try_files $uri =404;
-        # Resolve current once per request: PHP runs entirely in the release
-        # current pointed at when the request arrived, and OPcache keys on
-        # the release path.
-        set $mageflow_release_root $realpath_root;
+        # Resolve current once per request (the map above): PHP runs
+        # entirely in the release current pointed at when the request
+        # arrived, and OPcache keys on the release path.
         fastcgi_pass {{.FastCGI}};
         fastcgi_index index.php;
-        fastcgi_param SCRIPT_FILENAME $mageflow_release_root$fastcgi_script_name;
-        fastcgi_param DOCUMENT_ROOT $mageflow_release_root;
+        fastcgi_param SCRIPT_FILENAME $mageflow_release_root_{{.ID}}$fastcgi_script_name;
+        fastcgi_param DOCUMENT_ROOT $mageflow_release_root_{{.ID}};
         fastcgi_param SCRIPT_NAME $fastcgi_script_name;
         fastcgi_param QUERY_STRING $query_string;
         fastcgi_param REQUEST_METHOD $request_method;

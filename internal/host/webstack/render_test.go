@@ -57,9 +57,13 @@ func TestRenderHostGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "host_minimal.golden", minimal)
-	// Without allow list or secret there are no geo/map blocks and the
-	// maintenance condition compares constants for those parts.
-	for _, s := range []string{"geo ", "map ", "set_real_ip_from"} {
+	// Without allow list or secret there are no geo blocks nor their maps
+	// (only the release root's) and the maintenance condition compares
+	// constants for those parts.
+	if n := strings.Count(minimal, "\nmap "); n != 1 || !strings.Contains(minimal, "\nmap $host $mageflow_release_root_") {
+		t.Errorf("minimal site renders %d maps, want only the release root's", n)
+	}
+	for _, s := range []string{"geo ", "$http_x_mageflow_bypass", "set_real_ip_from"} {
 		if strings.Contains(minimal, s) {
 			t.Errorf("minimal site renders %q", s)
 		}

@@ -43,11 +43,13 @@ echo "app busy\n";
 
 type hostTree struct{ root, app string }
 
-// newHostTree builds <root>/shop/releases/{r1,r2} with current -> r1.
+// newHostTree builds <root>/shop/releases/{r1,r2,r3…} with current -> r1;
+// r3's directory name is much longer than the others' (release ids grow:
+// 9-… to 10-…).
 func newHostTree(t *testing.T, root string) hostTree {
 	t.Helper()
 	h := hostTree{root: root, app: "shop"}
-	for _, id := range []string{"r1", "r2"} {
+	for _, id := range []string{"r1", "r2", longRelease} {
 		rel := filepath.Join(root, "shop", "releases", id)
 		files := map[string]string{
 			"release.txt":             id + "\n",
@@ -89,6 +91,9 @@ func (h hostTree) switchTo(t *testing.T, id string) {
 		t.Fatal(err)
 	}
 }
+
+// longRelease is a release whose path is longer than r1's.
+const longRelease = "r3-a-release-id-much-longer-than-r1"
 
 func (h hostTree) maintenance(t *testing.T, on bool) {
 	t.Helper()
@@ -297,6 +302,10 @@ func TestStack(t *testing.T) {
 
 	t.Run("switch current under load", func(t *testing.T) {
 		switchUnderLoad(t, s, c)
+	})
+
+	t.Run("switches to a longer release path under load", func(t *testing.T) {
+		flapUnderLoad(t, s, c)
 	})
 
 	t.Run("maintenance with bypass secret", func(t *testing.T) {
@@ -636,5 +645,46 @@ func TestFixtureAppServed(t *testing.T) {
 	r = get(c, "http://"+addr+"/", nil)
 	if r.status != 503 || r.header.Get(ReleaseHeader) != id {
 		t.Errorf("fixture in app maintenance: %d %v %q", r.status, r.header, r.body)
+	}
+}
+
+// flapUnderLoad switches host 1's current between two releases whose paths
+// differ in length, as fast as it can, while 8 clients request PHP pages
+// from host 1 directly: nginx must resolve current once per request. It
+// once did it twice (the length and the copy pass of `set … $realpath_root`),
+// and a switch between the two answered 500 "no buffer space in script copy"
+// (seen in a deploy from release 9-… to 10-…).
+func flapUnderLoad(t *testing.T, s *stack, c *http.Client) {
+	defer s.h1.switchTo(t, "r2")
+	var failures, served atomic.Int64
+	var first atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := get(c, "http://"+s.a1+"/", nil)
+				served.Add(1)
+				if r.err != nil || r.status != 200 {
+					failures.Add(1)
+					first.CompareAndSwap(nil, fmt.Sprintf("%d %v %q", r.status, r.err, r.body))
+				}
+			}
+		})
+	}
+	flips := 0
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); flips++ {
+		s.h1.switchTo(t, []string{"r1", longRelease}[flips%2])
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d switches between releases of different path lengths, %d requests, %d failed", flips, served.Load(), failures.Load())
+	if failures.Load() > 0 {
+		t.Errorf("%d of %d requests failed while current switched, first: %v", failures.Load(), served.Load(), first.Load())
 	}
 }
