@@ -71,7 +71,7 @@ const (
 // carries the codec endpoint, and always tears the project down (down -v).
 func TestCompose(t *testing.T) {
 	if os.Getenv(envCompose) != "1" {
-		t.Skip(composeSkip)
+		t.Skip(composeSkip) // names make test-compose, which runs it
 	}
 	s := newComposeStack(t)
 	t0 := time.Now()
