@@ -416,39 +416,22 @@ func TestStack(t *testing.T) {
 
 	t.Run("php-fpm graceful reload under load", func(t *testing.T) {
 		pid := s.fpm.PID()
-		var fails atomic.Int64
-		var n atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					r := get(c, "http://"+s.lb+"/", nil)
-					n.Add(1)
-					if r.err != nil || r.status != 200 {
-						fails.Add(1)
-						t.Errorf("during php-fpm reload: %d %v %q", r.status, r.err, r.body)
-					}
-				}
-			})
-		}
-		time.Sleep(200 * time.Millisecond)
-		err := s.fpm.Reload()
-		time.Sleep(200 * time.Millisecond)
-		close(stop)
-		wg.Wait()
+		var err error
+		l := loadWhile(c, "http://"+s.lb+"/", 4, func() {
+			time.Sleep(200 * time.Millisecond) // load before the reload
+			err = s.fpm.Reload()
+			time.Sleep(200 * time.Millisecond) // and after it
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s.fpm.PID() != pid {
 			t.Errorf("php-fpm pid changed %d -> %d", pid, s.fpm.PID())
 		}
-		t.Logf("php-fpm reload: %d requests, %d failed", n.Load(), fails.Load())
+		t.Logf("php-fpm reload: %d requests, %d failed", l.served, l.failed)
+		if l.failed > 0 {
+			t.Errorf("%d requests failed during the php-fpm reload, first: %s", l.failed, l.first)
+		}
 	})
 }
 
@@ -656,11 +639,32 @@ func TestFixtureAppServed(t *testing.T) {
 // (seen in a deploy from release 9-… to 10-…).
 func flapUnderLoad(t *testing.T, s *stack, c *http.Client) {
 	defer s.h1.switchTo(t, "r2")
-	var failures, served atomic.Int64
+	flips := 0
+	l := loadWhile(c, "http://"+s.a1+"/", 8, func() {
+		for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); flips++ {
+			s.h1.switchTo(t, []string{"r1", longRelease}[flips%2])
+		}
+	})
+	t.Logf("%d switches between releases of different path lengths, %d requests, %d failed", flips, l.served, l.failed)
+	if l.failed > 0 {
+		t.Errorf("%d of %d requests failed while current switched, first: %s", l.failed, l.served, l.first)
+	}
+}
+
+// loadResult counts what loadWhile's clients saw.
+type loadResult struct {
+	served, failed int64
+	first          string // the first failure
+}
+
+// loadWhile runs clients that GET url in a loop while during runs, and
+// counts the answers that are not 200.
+func loadWhile(c *http.Client, url string, clients int, during func()) loadResult {
+	var served, failed atomic.Int64
 	var first atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 8 {
+	for range clients {
 		wg.Go(func() {
 			for {
 				select {
@@ -668,23 +672,18 @@ func flapUnderLoad(t *testing.T, s *stack, c *http.Client) {
 					return
 				default:
 				}
-				r := get(c, "http://"+s.a1+"/", nil)
+				r := get(c, url, nil)
 				served.Add(1)
 				if r.err != nil || r.status != 200 {
-					failures.Add(1)
+					failed.Add(1)
 					first.CompareAndSwap(nil, fmt.Sprintf("%d %v %q", r.status, r.err, r.body))
 				}
 			}
 		})
 	}
-	flips := 0
-	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); flips++ {
-		s.h1.switchTo(t, []string{"r1", longRelease}[flips%2])
-	}
+	during()
 	close(stop)
 	wg.Wait()
-	t.Logf("%d switches between releases of different path lengths, %d requests, %d failed", flips, served.Load(), failures.Load())
-	if failures.Load() > 0 {
-		t.Errorf("%d of %d requests failed while current switched, first: %v", failures.Load(), served.Load(), first.Load())
-	}
+	f, _ := first.Load().(string)
+	return loadResult{served: served.Load(), failed: failed.Load(), first: f}
 }
