@@ -67,6 +67,8 @@ type buildRun struct {
 	in       BuildInput
 	logger   log.Logger
 	progress BuildProgress
+	// control runs the short control steps (local from buildLocalChange).
+	control controlStep
 }
 
 func (r *buildRun) phase(ctx workflow.Context, phase, details string) {
@@ -80,6 +82,7 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	if err := tagBuildStart(ctx, in); err != nil {
 		return nil, err
 	}
+	r.control = localSteps(ctx, buildLocalChange)
 	// 1. Describe the commit (fetches the mirror; retried on network errors).
 	cm, releaseID, err := r.resolveCommit(ctx, in)
 	if err != nil {
@@ -90,7 +93,7 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	// 2. A release stored earlier for this commit (before Temporal's
 	// retention dropped its workflow) is the answer: builds are immutable.
 	var existing *release.Meta
-	if err := workflow.ExecuteActivity(shortCtx, buildActs.FindRelease, activities.FindReleaseInput{App: in.App, ReleaseID: releaseID}).Get(ctx, &existing); err != nil {
+	if err := r.control.run(shortCtx, buildActs.FindRelease, activities.FindReleaseInput{App: in.App, ReleaseID: releaseID}).Get(ctx, &existing); err != nil {
 		return nil, err
 	}
 	if existing != nil {
@@ -226,7 +229,7 @@ func releaseMeta(ctx workflow.Context, in BuildInput, cm activities.CommitMeta, 
 func (r *buildRun) publish(ctx workflow.Context, meta *release.Meta) error {
 	r.phase(ctx, "publish", fmt.Sprintf("**Publishing** release `%s`", meta.ID))
 	shortCtx := workflow.WithActivityOptions(ctx, shortBuildActivityOptions())
-	if err := workflow.ExecuteActivity(shortCtx, buildActs.PublishRelease, meta).Get(ctx, nil); err != nil {
+	if err := r.control.run(shortCtx, buildActs.PublishRelease, meta).Get(ctx, nil); err != nil {
 		return err
 	}
 	r.phase(ctx, "done", fmt.Sprintf("**Release %s** built: %s (%s, sha256 %s)", meta.ID, meta.Artifact.URI, units.Bytes(meta.Artifact.Size), short(meta.Artifact.SHA256)))

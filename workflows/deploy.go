@@ -82,6 +82,8 @@ type deployRun struct {
 	status DeployStatus
 	rec    catalog.Deploy
 	logger log.Logger
+	// control runs the short control steps (local from deployLocalChange).
+	control controlStep
 
 	decided  bool
 	approved bool
@@ -173,7 +175,7 @@ func (d *deployRun) target(host string) agent.HostTarget {
 
 func (d *deployRun) record(ctx workflow.Context) {
 	rec := d.rec
-	_ = workflow.ExecuteActivity(controlCtx(ctx), deployActs.RecordDeploy, rec).Get(ctx, nil)
+	_ = d.control.run(controlCtx(ctx), deployActs.RecordDeploy, rec).Get(ctx, nil)
 }
 
 func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
@@ -185,8 +187,9 @@ func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
 		return nil, err
 	}
 
+	d.control = localSteps(ctx, deployLocalChange)
 	d.phase(ctx, "plan", fmt.Sprintf("**Planning** %s of %s to %s", in.Kind, in.App, in.Env))
-	if err := workflow.ExecuteActivity(controlCtx(ctx), deployActs.PlanDeploy, in).Get(ctx, &d.plan); err != nil {
+	if err := d.control.run(controlCtx(ctx), deployActs.PlanDeploy, in).Get(ctx, &d.plan); err != nil {
 		return nil, err
 	}
 	p := &d.plan
@@ -268,7 +271,7 @@ func (d *deployRun) deploy(ctx workflow.Context) (string, error) {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 1.5, MaximumInterval: 10 * time.Second, MaximumAttempts: 6},
 	})
-	if err := workflow.ExecuteActivity(agentsCtx, deployActs.CheckAgents, activities.CheckAgentsInput{Hosts: hosts}).Get(ctx, nil); err != nil {
+	if err := d.control.run(agentsCtx, deployActs.CheckAgents, activities.CheckAgentsInput{Hosts: hosts}).Get(ctx, nil); err != nil {
 		return catalog.OutcomeFailed, err
 	}
 
@@ -587,7 +590,7 @@ func (d *deployRun) finish(ctx workflow.Context, upgraded bool) (string, error) 
 	if upgraded && rel.BuildNumber > st.UpgradedAtBuild {
 		st.UpgradedAtBuild = rel.BuildNumber
 	}
-	if err := workflow.ExecuteActivity(controlCtx(ctx), deployActs.RecordEnv, st).Get(ctx, nil); err != nil {
+	if err := d.control.run(controlCtx(ctx), deployActs.RecordEnv, st).Get(ctx, nil); err != nil {
 		return catalog.OutcomeFailed, fmt.Errorf("the environment runs %s but recording it failed: %w", rel.ID, err)
 	}
 	return catalog.OutcomeSucceeded, nil

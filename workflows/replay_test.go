@@ -19,10 +19,20 @@ import (
 // behind workflow.GetVersion. The history's payloads are encrypted, so this
 // also proves the codec decrypts what it wrote.
 func TestReplayRecordedBuild(t *testing.T) {
-	const history = "testdata/build_release.history.json"
+	// Each recording has its own test key: the build with local control
+	// steps (buildLocalChange 1) and the one from before.
+	for history, key := range map[string]string{
+		"testdata/build_release.history.json":              "testdata/test-only-codec.key",
+		"testdata/build_release_remote_steps.history.json": "testdata/test-only-codec-remote-steps.key",
+	} {
+		t.Run(history, func(t *testing.T) { replayEncrypted(t, history, key) })
+	}
+}
+
+func replayEncrypted(t *testing.T, history, key string) {
 	// git does not keep modes beyond 0644 and the codec insists on 0600:
 	// read a private copy instead of changing the tracked file.
-	b, err := os.ReadFile("testdata/test-only-codec.key")
+	b, err := os.ReadFile(key)
 	require.NoError(t, err)
 	keyFile := filepath.Join(t.TempDir(), "codec.key")
 	require.NoError(t, os.WriteFile(keyFile, b, 0o600))
