@@ -407,14 +407,47 @@ func (d *delta) finish(s *dirStack, raw []byte) error {
 	if err := s.finishFile(fd, IndexName, 0o644, d.mtime); err != nil {
 		return err
 	}
-	for i := len(d.ix.Entries) - 1; i >= 0; i-- {
-		if e := d.ix.Entries[i]; e.Type == TypeDir {
-			if err := s.setDir(e.Path, e.Mode, d.mtime); err != nil {
-				return err
-			}
+	return d.setDirs()
+}
+
+// setDirs sets every directory's mode and mtime, split over the workers
+// like reuseFiles: all entries exist by now, and neither a chmod nor a
+// utimensat of a directory changes its parent, so any order gives the
+// same tree.
+func (d *delta) setDirs() error {
+	var dirs []int
+	for i, e := range d.ix.Entries {
+		if e.Type == TypeDir {
+			dirs = append(dirs, i)
 		}
 	}
-	return nil
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range d.workers() {
+		wg.Go(func() {
+			s, err := openDirStack(d.tmp)
+			if err != nil {
+				d.fail(err)
+				return
+			}
+			defer s.close()
+			for {
+				start := int(next.Add(reuseChunk)) - reuseChunk
+				if start >= len(dirs) || d.failed() != nil {
+					return
+				}
+				for _, i := range dirs[start:min(start+reuseChunk, len(dirs))] {
+					e := &d.ix.Entries[i]
+					if err := s.setDir(e.Path, e.Mode, d.mtime); err != nil {
+						d.fail(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return d.failed()
 }
 
 // reuseChunk is how many consecutive entries one verify worker takes at a
@@ -427,11 +460,7 @@ const reuseChunk = 128
 func (d *delta) reuseFiles(ctx context.Context, idx []int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	workers := d.opt.VerifyWorkers
-	if workers <= 0 {
-		workers = poolWorkers()
-	}
-	for range workers {
+	for range d.workers() {
 		wg.Go(func() {
 			w, err := d.newReuser()
 			if err != nil {
@@ -454,6 +483,14 @@ func (d *delta) reuseFiles(ctx context.Context, idx []int) {
 		})
 	}
 	wg.Wait()
+}
+
+// workers is how many goroutines place entries.
+func (d *delta) workers() int {
+	if d.opt.VerifyWorkers > 0 {
+		return d.opt.VerifyWorkers
+	}
+	return poolWorkers()
 }
 
 // sortByOffset orders file entries by where their content starts.

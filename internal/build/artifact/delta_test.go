@@ -109,7 +109,9 @@ func contentView(t *testing.T, dir string) map[string]string {
 		case fi.Mode().IsRegular():
 			b, err := os.ReadFile(p)
 			require.NoError(t, err)
-			v += " " + sha256Hex(b)
+			v += " " + sha256Hex(b) // mtime: a linked file keeps its base inode's
+		case fi.IsDir() && rel != ".":
+			v += " " + fi.ModTime().UTC().String()
 		}
 		out[rel] = v
 		return nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,7 +110,7 @@ func (s *dirStack) createFile(name string) (int, error) {
 func (s *dirStack) finishFile(fd int, name string, perm uint32, mtime time.Time) error {
 	err := unix.Fchmod(fd, perm)
 	if err == nil {
-		err = s.setTime(name, mtime)
+		err = futimens(fd, mtime)
 	}
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
@@ -130,7 +131,8 @@ func (s *dirStack) symlink(target, name string) error {
 	return unix.Symlinkat(target, dfd, base)
 }
 
-// setDir sets the mode and mtime of the existing directory name.
+// setDir sets the mode and mtime of the existing directory name, through
+// the directory's own fd (no second walk to its parent).
 func (s *dirStack) setDir(name string, perm uint32, mtime time.Time) error {
 	fd, err := s.open(name, false)
 	if err != nil {
@@ -139,7 +141,22 @@ func (s *dirStack) setDir(name string, perm uint32, mtime time.Time) error {
 	if err := unix.Fchmod(fd, perm); err != nil {
 		return fmt.Errorf("artifact: chmod %s: %w", name, err)
 	}
-	return s.setTime(name, mtime)
+	if err := futimens(fd, mtime); err != nil {
+		return fmt.Errorf("artifact: set mtime of %s: %w", name, err)
+	}
+	return nil
+}
+
+// futimens sets the atime and mtime of the file open as fd: utimensat(2)
+// with a NULL path acts on fd itself (x/sys has no wrapper for it, and its
+// Futimes goes through /proc/self/fd by name).
+func futimens(fd int, mtime time.Time) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // setTime sets the mtime (and atime) of name, not following a link.
