@@ -79,10 +79,13 @@ func (r *buildRun) phase(ctx workflow.Context, phase, details string) {
 func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 	in := r.in
 	in.Commit = strings.ToLower(in.Commit)
-	if err := tagBuildStart(ctx, in); err != nil {
+	if err := checkBuildInput(in); err != nil {
 		return nil, err
 	}
 	r.control = localSteps(ctx, buildLocalChange)
+	if err := r.tagBuildStart(ctx, in); err != nil {
+		return nil, err
+	}
 	// 1. Describe the commit (fetches the mirror; retried on network errors).
 	cm, releaseID, err := r.resolveCommit(ctx, in)
 	if err != nil {
@@ -122,22 +125,27 @@ func (r *buildRun) run(ctx workflow.Context) (*release.Meta, error) {
 // a full commit sha.
 const errBuildInputFormat = "BuildRelease needs an app and a full 40-character commit sha, got app=%q commit=%q; start builds with `mageflow build --app A --ref REF`, which resolves the ref first"
 
-// tagBuildStart checks the input and sets the search attributes known before
-// anything runs (app, commit, environment, branch).
-func tagBuildStart(ctx workflow.Context, in BuildInput) error {
+// checkBuildInput refuses a build without an app or a full commit sha.
+func checkBuildInput(in BuildInput) error {
 	if in.App == "" || !shaRe.MatchString(in.Commit) {
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf(errBuildInputFormat, in.App, in.Commit),
 			activities.ErrInvalidInput, nil)
 	}
-	sas := []temporal.SearchAttributeUpdate{searchattr.App.ValueSet(in.App), searchattr.CommitID.ValueSet(in.Commit)}
+	return nil
+}
+
+// tagBuildStart sets the search attributes known before anything runs
+// (app, commit, environment, branch).
+func (r *buildRun) tagBuildStart(ctx workflow.Context, in BuildInput) error {
+	kws := []keyword{{searchattr.App, in.App}, {searchattr.CommitID, in.Commit}}
 	if in.Environment != "" {
-		sas = append(sas, searchattr.Environment.ValueSet(in.Environment))
+		kws = append(kws, keyword{searchattr.Environment, in.Environment})
 	}
 	if in.Branch != "" {
-		sas = append(sas, searchattr.Branch.ValueSet(in.Branch))
+		kws = append(kws, keyword{searchattr.Branch, in.Branch})
 	}
-	return workflow.UpsertTypedSearchAttributes(ctx, sas...)
+	return r.control.upsertKeywords(ctx, kws...)
 }
 
 // resolveCommitActivityOptions are for ResolveCommit: it fetches the mirror, so it

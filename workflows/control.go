@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -41,4 +42,29 @@ func (c controlStep) run(ctx workflow.Context, act any, args ...any) workflow.Fu
 		RetryPolicy:            o.RetryPolicy,
 	})
 	return workflow.ExecuteLocalActivity(lctx, act, args...)
+}
+
+// keyword is a keyword search attribute and the value a run gives it.
+type keyword struct {
+	key   temporal.SearchAttributeKeyKeyword
+	value string
+}
+
+// upsertKeywords sets keyword search attributes. From the local-steps
+// version on it leaves out those the start already set to the same value
+// (every starter sets App and Environment or CommitID): each upsert is one
+// more history event and one more row written to the visibility store.
+func (c controlStep) upsertKeywords(ctx workflow.Context, kws ...keyword) error {
+	have := workflow.GetTypedSearchAttributes(ctx)
+	var ups []temporal.SearchAttributeUpdate
+	for _, kw := range kws {
+		if v, ok := have.GetKeyword(kw.key); bool(c) && ok && v == kw.value {
+			continue
+		}
+		ups = append(ups, kw.key.ValueSet(kw.value))
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, ups...)
 }

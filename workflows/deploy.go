@@ -183,11 +183,11 @@ func (d *deployRun) run(ctx workflow.Context) (*catalog.Deploy, error) {
 	info := workflow.GetInfo(ctx)
 	d.rec = catalog.Deploy{App: in.App, Env: in.Env, Kind: in.Kind, RequestedBy: in.RequestedBy, Reason: in.Reason,
 		StartedAt: workflow.Now(ctx).UTC(), Outcome: catalog.OutcomeRunning, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.App.ValueSet(in.App), searchattr.Environment.ValueSet(in.Env)); err != nil {
+	d.control = localSteps(ctx, deployLocalChange)
+	if err := d.control.upsertKeywords(ctx, keyword{searchattr.App, in.App}, keyword{searchattr.Environment, in.Env}); err != nil {
 		return nil, err
 	}
 
-	d.control = localSteps(ctx, deployLocalChange)
 	d.phase(ctx, "plan", fmt.Sprintf("**Planning** %s of %s to %s", in.Kind, in.App, in.Env))
 	if err := d.control.run(controlCtx(ctx), deployActs.PlanDeploy, in).Get(ctx, &d.plan); err != nil {
 		return nil, err
