@@ -326,7 +326,8 @@ func benchDelta(ctx context.Context, c config, base string, v1, v *variant) ([]r
 }
 
 func printTable(c config, v1 *variant, rows []row) {
-	fmt.Printf("\nbench-delta: %d-file tree, %.0f MB, artifact %.1f MB, median of %d runs, %s\n\n", v1.res.Files, float64(v1.res.UncompressedBytes)/1e6, float64(v1.res.Size)/1e6, c.runs, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("\nbench-delta: %d-file tree, %.0f MB, artifact %.1f MB, median of %d runs, %s\n", v1.res.Files, float64(v1.res.UncompressedBytes)/1e6, float64(v1.res.Size)/1e6, c.runs, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("releases on %s\n\n", describeFS(c.outDir))
 	fmt.Println("| case (per host) | mageflow | baseline | baseline time | ratio (ours / baseline) | bytes fetched | % of artifact | files reused / written |")
 	fmt.Println("|---|---:|---|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
