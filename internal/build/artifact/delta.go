@@ -390,12 +390,12 @@ func (d *delta) run(ctx context.Context, raw []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return d.finish(s, raw)
+	return d.finish(ctx, s, raw)
 }
 
 // finish writes the index next to the files (the base of the next delta)
 // and sets directory modes and mtimes, deepest first.
-func (d *delta) finish(s *dirStack, raw []byte) error {
+func (d *delta) finish(ctx context.Context, s *dirStack, raw []byte) error {
 	fd, err := s.createFile(IndexName)
 	if err != nil {
 		return fmt.Errorf("artifact: create %s: %w", IndexName, err)
@@ -407,46 +407,29 @@ func (d *delta) finish(s *dirStack, raw []byte) error {
 	if err := s.finishFile(fd, IndexName, 0o644, d.mtime); err != nil {
 		return err
 	}
-	return d.setDirs()
+	return d.setDirs(ctx)
 }
 
-// setDirs sets every directory's mode and mtime, split over the workers
-// like reuseFiles: all entries exist by now, and neither a chmod nor a
-// utimensat of a directory changes its parent, so any order gives the
-// same tree.
-func (d *delta) setDirs() error {
+// setDirs sets every directory's mode and mtime on the workers: all
+// entries exist by now, and neither a chmod nor a utimensat of a directory
+// changes its parent, so any order gives the same tree.
+func (d *delta) setDirs(ctx context.Context) error {
 	var dirs []int
 	for i, e := range d.ix.Entries {
 		if e.Type == TypeDir {
 			dirs = append(dirs, i)
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range d.workers() {
-		wg.Go(func() {
-			s, err := openDirStack(d.tmp)
-			if err != nil {
-				d.fail(err)
-				return
-			}
-			defer s.close()
-			for {
-				start := int(next.Add(reuseChunk)) - reuseChunk
-				if start >= len(dirs) || d.failed() != nil {
-					return
-				}
-				for _, i := range dirs[start:min(start+reuseChunk, len(dirs))] {
-					e := &d.ix.Entries[i]
-					if err := s.setDir(e.Path, e.Mode, d.mtime); err != nil {
-						d.fail(err)
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
+	d.onWorkers(ctx, dirs, func() (func(int) error, func(), error) {
+		s, err := openDirStack(d.tmp)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(i int) error {
+			e := &d.ix.Entries[i]
+			return s.setDir(e.Path, e.Mode, d.mtime)
+		}, s.close, nil
+	})
 	return d.failed()
 }
 
@@ -458,23 +441,38 @@ const reuseChunk = 128
 // reuseFiles creates the directories and symlinks and links (or copies)
 // the unchanged files, in parallel.
 func (d *delta) reuseFiles(ctx context.Context, idx []int) {
+	d.onWorkers(ctx, idx, func() (func(int) error, func(), error) {
+		w, err := d.newReuser()
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(i int) error { return w.place(&d.ix.Entries[i]) }, w.close, nil
+	})
+}
+
+// onWorkers runs do on every entry of idx, on d.workers() goroutines that
+// each take reuseChunk consecutive entries at a time (consecutive entries
+// share directories, so a worker's fd stacks stay warm). start gives a
+// worker its own state: do, and what closes it. The first error stops
+// them all (d.failed).
+func (d *delta) onWorkers(ctx context.Context, idx []int, start func() (do func(int) error, done func(), err error)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range d.workers() {
 		wg.Go(func() {
-			w, err := d.newReuser()
+			do, done, err := start()
 			if err != nil {
 				d.fail(err)
 				return
 			}
-			defer w.close()
+			defer done()
 			for {
-				start := int(next.Add(reuseChunk)) - reuseChunk
-				if start >= len(idx) || d.failed() != nil || ctx.Err() != nil {
+				from := int(next.Add(reuseChunk)) - reuseChunk
+				if from >= len(idx) || d.failed() != nil || ctx.Err() != nil {
 					return
 				}
-				for _, i := range idx[start:min(start+reuseChunk, len(idx))] {
-					if err := w.place(&d.ix.Entries[i]); err != nil {
+				for _, i := range idx[from:min(from+reuseChunk, len(idx))] {
+					if err := do(i); err != nil {
 						d.fail(err)
 						return
 					}

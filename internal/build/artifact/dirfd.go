@@ -159,20 +159,6 @@ func futimens(fd int, mtime time.Time) error {
 	return nil
 }
 
-// setTime sets the mtime (and atime) of name, not following a link.
-func (s *dirStack) setTime(name string, mtime time.Time) error {
-	dir, base := splitName(name)
-	dfd, err := s.open(dir, false)
-	if err != nil {
-		return err
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(dfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("artifact: set mtime of %s: %w", name, err)
-	}
-	return nil
-}
-
 // writeAll writes b to fd.
 func writeAll(fd int, b []byte) error {
 	for len(b) > 0 {
