@@ -215,7 +215,7 @@ func readBaseIndex(base string) (*Index, error) {
 		return nil, fallback(err, "cannot open base release %s", base)
 	}
 	defer s.close()
-	fd, err := unix.Openat(s.fds[0], IndexName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(s.fds[0], IndexName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fallback(err, "base release %s has no index %s (extracted before delta deploys?)", base, IndexName)
 	}

@@ -76,7 +76,7 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err != nil {
 		return fallback(err, "base file %s cannot be reached without following a link", e.Path)
 	}
-	fd, err := unix.Openat(bdir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(bdir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fallback(err, "base file %s is missing or is a link", e.Path)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
@@ -470,4 +471,36 @@ func requireMatchesIndex(t *testing.T, dst string, index []byte) {
 		}
 		return nil
 	}))
+}
+
+// A local user who can write to the live release swaps a file for a FIFO:
+// opening it to verify must not wait for a writer (a hung prepare holds the
+// deploy until its timeout); the delta falls back, naming the file.
+func TestApplyDeltaBaseFIFONotOpened(t *testing.T) {
+	fx := newDeltaFixture(t)
+	p := filepath.Join(fx.base, "vendor/other/pkg/C.php")
+	require.NoError(t, os.Remove(p))
+	require.NoError(t, syscall.Mkfifo(p, 0o644))
+	t.Cleanup(func() {
+		// Unblock a reader that did wait, so the test ends either way.
+		if f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = f.Close()
+		}
+	})
+	fx.baseBefore = snapshotTree(t, fx.base, "")
+	type result struct {
+		dst string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		dst, _, err := fx.apply(fx.a2, fx.r2.IndexSHA256)
+		done <- result{dst, err}
+	}()
+	select {
+	case r := <-done:
+		requireFallback(t, fx, r.dst, r.err, "vendor/other/pkg/C.php")
+	case <-time.After(20 * time.Second):
+		t.Fatal("ApplyDelta is blocked opening a FIFO in the base release")
+	}
 }
