@@ -68,6 +68,20 @@ build() {
 	echo "built $tag in $(($(date +%s) - start))s, size $((size / 1024 / 1024)) MiB"
 }
 
+# scratch_build TAG PORT CMD: the image of $ctx/rootfs alone, run as an
+# unprivileged user, exposing PORT and running CMD (a JSON array).
+scratch_build() {
+	cat >"$ctx/Dockerfile" <<EOF
+FROM scratch
+COPY rootfs/ /
+ENV PATH=/usr/local/bin:/bin USER=temporal HOME=/tmp
+USER 65532:65532
+EXPOSE $2
+CMD $3
+EOF
+	build "$1"
+}
+
 temporal() {
 	[ $# = 4 ] || die "usage: temporal TAG SERVER SQL_TOOL CLI"
 	stage temporal
@@ -80,15 +94,7 @@ temporal() {
 	cp "$here/dynamicconfig.yaml" "$r/etc/temporal/config/dynamicconfig.yaml"
 	cp "$here/setup-postgres.sh" "$here/bootstrap.sh" "$r/usr/local/bin/"
 	chmod 755 "$r/usr/local/bin/"*
-	cat >"$ctx/Dockerfile" <<'EOF'
-FROM scratch
-COPY rootfs/ /
-ENV PATH=/usr/local/bin:/bin USER=temporal HOME=/tmp
-USER 65532:65532
-EXPOSE 7233
-CMD ["temporal-server", "--root", "/etc/temporal", "--config", "config", "--env", "docker", "--allow-no-auth", "start"]
-EOF
-	build "$1"
+	scratch_build "$1" 7233 '["temporal-server", "--root", "/etc/temporal", "--config", "config", "--env", "docker", "--allow-no-auth", "start"]'
 }
 
 ui() {
@@ -98,15 +104,7 @@ ui() {
 	mkdir -p "$r/usr/local/bin" "$r/etc/temporal-ui/config"
 	cp "$2" "$r/usr/local/bin/temporal-ui-server"
 	cp "$here/ui.yaml" "$r/etc/temporal-ui/config/docker.yaml"
-	cat >"$ctx/Dockerfile" <<'EOF'
-FROM scratch
-COPY rootfs/ /
-ENV PATH=/usr/local/bin:/bin USER=temporal HOME=/tmp
-USER 65532:65532
-EXPOSE 8080
-CMD ["temporal-ui-server", "--root", "/etc/temporal-ui", "--config", "config", "--env", "docker", "start"]
-EOF
-	build "$1"
+	scratch_build "$1" 8080 '["temporal-ui-server", "--root", "/etc/temporal-ui", "--config", "config", "--env", "docker", "start"]'
 }
 
 cmd=${1:-}
