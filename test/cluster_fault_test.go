@@ -183,9 +183,10 @@ func requireDeployedOnce(t *testing.T, e *deployEnv, ids []string) {
 }
 
 // TestClusterRestartPostgresMidBuild SIGKILLs PostgreSQL at a random point
-// of each of 3 builds; the supervisor reaps its backends and starts it
-// again. Every build completes exactly once: one release per commit in the
-// catalog, one completed BuildRelease run per build.
+// of each of 3 builds; the supervisor waits for its backends to let go of
+// its shared memory and starts it again. Every build completes exactly
+// once: one release per commit in the catalog, one completed BuildRelease
+// run per build.
 func TestClusterRestartPostgresMidBuild(t *testing.T) {
 	dir := clusterDirOrSkip(t)
 	seed := uint64(time.Now().UnixNano())

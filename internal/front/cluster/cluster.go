@@ -499,7 +499,12 @@ func (c *Cluster) restart(ctx context.Context, old *Proc) error {
 	if old.Name == "postgres" {
 		// Backends outlive a killed postmaster for a moment and hold its
 		// shared memory: a new one refuses to start until they are gone.
+		// Its own group (an archiver's children) is killed; the backends,
+		// each in its own session, are waited for.
 		if err := reapGroup(old, 10*time.Second); err != nil {
+			return err
+		}
+		if err := c.pg.waitSharedMemoryFree(30 * time.Second); err != nil {
 			return err
 		}
 		_, err := c.startPostgresProc(ctx, old)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Databases are the two PostgreSQL databases Temporal uses.
@@ -228,4 +230,41 @@ func (pg *postgres) createDatabases(ctx context.Context, pw string) error {
 		}
 	}
 	return nil
+}
+
+// waitSharedMemoryFree waits until no process is attached to the System V
+// shared memory segment a killed postmaster recorded in postmaster.pid
+// (line 7: key and id), or the segment is gone: the check a new postmaster
+// makes before it starts ("pre-existing shared memory block is still in
+// use"). Its backends are not in its process group (each calls setsid), so
+// killing the group does not end them; they exit on their own once they
+// notice the postmaster died.
+func (pg *postgres) waitSharedMemoryFree(timeout time.Duration) error {
+	b, err := os.ReadFile(filepath.Join(pg.dataDir, "postmaster.pid"))
+	if err != nil {
+		return nil // no record: nothing to wait for
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return nil
+	}
+	fields := strings.Fields(lines[6])
+	if len(fields) != 2 {
+		return nil
+	}
+	id, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var desc unix.SysvShmDesc
+		if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil || desc.Nattch == 0 {
+			return nil // gone (EINVAL, EIDRM) or unused: a new postmaster takes over
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d processes of the killed PostgreSQL still hold its shared memory (id %d) after %s", desc.Nattch, id, timeout)
+		}
+		time.Sleep(100 * time.Millisecond) // no event to wait on: the kernel only counts attachments
+	}
 }
