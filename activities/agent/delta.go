@@ -48,9 +48,15 @@ func (h *HostActivities) tryDelta(ctx context.Context, c *resolvedTarget, in Pre
 		return t, false, err
 	}
 	t.ArtifactSize = size
+	recycled, recycle := recycleCandidate(c)
+	t.RecycleNote = recycle
+	if recycled != "" {
+		recycle = filepath.Join(c.releases(), hostops.RecyclePrefix+recycled)
+	}
 	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "delta from " + base} })
 	ds, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{
-		Base: c.releaseDir(base), Dst: dst, Size: size, IndexSHA256: in.IndexSHA256, Parallel: deltaParallel,
+		Recycle: recycle,
+		Base:    c.releaseDir(base), Dst: dst, Size: size, IndexSHA256: in.IndexSHA256, Parallel: deltaParallel,
 		Source: artifact.RangeFunc(func(ctx context.Context, off, n int64) ([]byte, error) {
 			return st.GetRange(ctx, key, off, n)
 		}),
@@ -63,10 +69,33 @@ func (h *HostActivities) tryDelta(ctx context.Context, c *resolvedTarget, in Pre
 	if err == nil {
 		t.Mode, t.Base = TransferDelta, base
 		t.FilesLinked, t.FilesWritten, t.FilesCopied = ds.FilesLinked, ds.FilesWritten, ds.FilesCopied
+		if ds.Recycled {
+			t.Recycled = recycled
+		} else if ds.RecycleNote != "" {
+			t.RecycleNote = ds.RecycleNote
+		}
 		hostops.SyncDir(c.releases())
 		return t, true, nil
 	}
 	return t, false, h.deltaFailure(ctx, in, &t, err)
+}
+
+// recycleCandidate returns the retired release in Prune's recycle slot
+// when the delta may reuse its tree; else "" and, when there is one, why
+// not (a process still uses it: a queue consumer or cron job started from
+// that release would see its files turn into the new release's).
+func recycleCandidate(c *resolvedTarget) (string, string) {
+	id, err := hostops.RecycleSlot(c.releases())
+	if err != nil {
+		return "", fmt.Sprintf("cannot look at the recycle slot: %v", err)
+	}
+	if id == "" {
+		return "", ""
+	}
+	if what, busy := hostops.InUse(filepath.Join(c.releases(), hostops.RecyclePrefix+id)); busy {
+		return "", "retired release " + id + " not reused: " + what
+	}
+	return id, ""
 }
 
 // deltaFailure sorts an error of ApplyDelta: the ones that would fail a

@@ -2,8 +2,10 @@ package agent_test
 
 import (
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mageflow/mageflow/activities/agent"
+	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
@@ -146,4 +149,112 @@ func TestPrepareDeltaRefusesAnIndexOtherThanRecorded(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(res.ReleaseDir, "app/code/Vendor/Module/Model/Greeting.php"))
 	require.NoError(t, err)
 	require.Equal(t, "<?php // v2\n", string(b))
+}
+
+// deployThree prepares and switches three releases and prunes with
+// keep_releases 2: the first is set aside in the recycle slot.
+func deployThree(t *testing.T, f *hostFixture) []agent.PrepareResult {
+	t.Helper()
+	var out []agent.PrepareResult
+	for i := range 3 {
+		changeTemplate(t, f, fmt.Sprintf("v%d", i+1))
+		r := f.release(fmt.Sprintf("%d-aaaaaa%d", i+1, i))
+		out = append(out, f.prepare(r))
+		require.NoError(t, f.exec(f.acts.Switch, f.ref(r.ID), nil))
+	}
+	var pr agent.PruneResult
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 2}, &pr))
+	require.Equal(t, "1-aaaaaa0", pr.SetAside)
+	return out
+}
+
+// The release Prune set aside is the next delta's tree, and what a local
+// user left in it (a web shell, a directory swapped for a link to root's
+// files) does not reach the new release; the kept releases and the files
+// outside do not change.
+func TestPrepareDeltaReusesTheRetiredTree(t *testing.T) {
+	f := newHostFixture(t, "")
+	bait := newBait(t, f.dir)
+	prev := deployThree(t, f)
+	slot := filepath.Join(hostops.ReleasesDir(f.root, "shop"), hostops.RecyclePrefix+"1-aaaaaa0")
+	require.NoError(t, os.WriteFile(filepath.Join(slot, "app/code/Vendor/Module/Model/Shell.php"), []byte("<?php system($_GET['c']);"), 0o644))
+	require.NoError(t, os.RemoveAll(filepath.Join(slot, "app/etc")))
+	require.NoError(t, os.Symlink(filepath.Join(bait, "code"), filepath.Join(slot, "app/etc")))
+	baitBefore, kept := snapshot(t, bait), map[string]map[string]string{}
+	for _, p := range prev[1:] {
+		kept[p.ReleaseDir] = snapshot(t, p.ReleaseDir)
+	}
+
+	changed := changeTemplate(t, f, "v4")
+	r4 := f.release("4-bbbbbbb")
+	p4 := f.prepare(r4)
+	tr := p4.Transfer
+	require.Equal(t, agent.TransferDelta, tr.Mode, "%+v", tr)
+	require.Equal(t, "1-aaaaaa0", tr.Recycled, "%+v", tr)
+	require.NoDirExists(t, slot)
+	require.NoFileExists(t, filepath.Join(p4.ReleaseDir, "app/code/Vendor/Module/Model/Shell.php"))
+	fi, err := os.Lstat(filepath.Join(p4.ReleaseDir, "app/etc"))
+	require.NoError(t, err)
+	require.True(t, fi.IsDir(), "app/etc is still the planted symlink")
+	b, err := os.ReadFile(filepath.Join(p4.ReleaseDir, changed))
+	require.NoError(t, err)
+	require.Equal(t, "<?php // v4\n", string(b))
+	require.Equal(t, baitBefore, snapshot(t, bait))
+	for dir, snap := range kept {
+		require.Equal(t, snap, snapshot(t, dir), "%s changed", dir)
+	}
+	// The same release prepared on a host with no retired tree.
+	g := newHostFixture(t, "")
+	changeTemplate(t, g, "v4")
+	pg := g.prepare(g.release("4-bbbbbbb"))
+	require.Equal(t, contentOf(t, pg.ReleaseDir, g.dir), contentOf(t, p4.ReleaseDir, f.dir))
+}
+
+// contentOf is a release as PHP sees it: paths, types, modes, contents
+// (the fixture's directory, which the fixture app and the shared links
+// name, as <fixture>; the complete marker, which has a time, left out).
+func contentOf(t *testing.T, dir, fixture string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		require.NoError(t, err)
+		fi, err := os.Lstat(p)
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(dir, p)
+		v := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			v += " " + string(b)
+		} else if fi.Mode()&fs.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			v += " -> " + l
+		}
+		if rel != hostops.CompleteMarker && rel != artifact.IndexName {
+			out[rel] = strings.ReplaceAll(v, fixture, "<fixture>")
+		}
+		return nil
+	}))
+	return out
+}
+
+// A process still working in the retired release (a queue consumer, a
+// cron job started from it) keeps it: the delta builds a fresh tree and
+// says why.
+func TestPrepareDeltaLeavesARetiredTreeInUse(t *testing.T) {
+	f := newHostFixture(t, "")
+	deployThree(t, f)
+	slot := filepath.Join(hostops.ReleasesDir(f.root, "shop"), hostops.RecyclePrefix+"1-aaaaaa0")
+	cmd := exec.Command("sleep", "60")
+	cmd.Dir = filepath.Join(slot, "app")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	changeTemplate(t, f, "v4")
+	p4 := f.prepare(f.release("4-bbbbbbb"))
+	tr := p4.Transfer
+	require.Equal(t, agent.TransferDelta, tr.Mode, "%+v", tr)
+	require.Empty(t, tr.Recycled)
+	require.Contains(t, tr.RecycleNote, fmt.Sprintf("process %d (sleep) has its cwd", cmd.Process.Pid))
+	require.DirExists(t, slot)
 }

@@ -155,6 +155,9 @@ type PruneInput struct {
 // PruneResult lists what was removed.
 type PruneResult struct {
 	Removed []string
+	// SetAside is the removed release kept in the recycle slot for the
+	// next delta prepare (one of Removed).
+	SetAside string `json:",omitempty"`
 }
 
 // HostState is what a host reports about an app.

@@ -331,7 +331,7 @@ func assertNoTemps(t *testing.T, root string) {
 	ents, err := os.ReadDir(hostops.ReleasesDir(root, "shop"))
 	require.NoError(t, err)
 	for _, e := range ents {
-		require.False(t, strings.HasPrefix(e.Name(), "."), "leftover %s", e.Name())
+		require.False(t, strings.HasPrefix(e.Name(), ".") && !hostops.IsRecycleSlot(e.Name()), "leftover %s", e.Name())
 	}
 }
 
@@ -544,6 +544,11 @@ func TestHostPrune(t *testing.T) {
 	var pr agent.PruneResult
 	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 3, Protect: []string{ids[2]}}, &pr))
 	require.ElementsMatch(t, []string{ids[3], ids[4]}, pr.Removed)
+	// The newest one removed waits in the recycle slot for the next delta.
+	require.Equal(t, ids[4], pr.SetAside)
+	slot, err := hostops.RecycleSlot(hostops.ReleasesDir(f.root, "shop"))
+	require.NoError(t, err)
+	require.Equal(t, ids[4], slot)
 	var st agent.HostState
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
 	require.Equal(t, ids[0], st.Current)
@@ -554,6 +559,10 @@ func TestHostPrune(t *testing.T) {
 	f.acts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets}, &pr))
 	require.ElementsMatch(t, []string{ids[2], "9-abcdef9"}, pr.Removed, "the stale symlink entry goes as a link")
+	// One slot: the release retired now replaces what it held.
+	slots, err := filepath.Glob(filepath.Join(hostops.ReleasesDir(f.root, "shop"), hostops.RecyclePrefix+"*"))
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Join(hostops.ReleasesDir(f.root, "shop"), hostops.RecyclePrefix+ids[2])}, slots)
 	require.FileExists(t, filepath.Join(outside, "keep.txt"))
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
 	require.Equal(t, []string{ids[0], ids[1], ids[5], ids[6], ids[7]}, st.Releases)

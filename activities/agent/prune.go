@@ -27,7 +27,9 @@ const staleAfter = time.Hour
 // release current replaced (from the last switch) and Protect. Leftovers
 // of killed attempts — .tmp-* work directories and releases without the
 // complete marker — are removed once untouched for an hour. Removal renames
-// first and never follows symlinks.
+// first and never follows symlinks. The newest release removed is not
+// deleted but set aside in the recycle slot (hostops.SetAside), replacing
+// what the slot held: the next delta prepare reuses its directory tree.
 func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult, error) {
 	c, err := h.resolve(in.HostTarget)
 	if err != nil {
@@ -82,8 +84,18 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 		}
 		return done[i].ID > done[j].ID
 	})
+	aside := false
 	for i, r := range done {
 		if i < keep || protect[r.ID] {
+			continue
+		}
+		if !aside {
+			// The newest release retired is set aside for the next
+			// delta prepare to reuse its directory tree.
+			if err := hostops.SetAside(c.releases(), r.ID); err != nil {
+				return nil, fmt.Errorf("set %s aside for reuse: %w", r.ID, err)
+			}
+			aside, res.Removed, res.SetAside = true, append(res.Removed, r.ID), r.ID
 			continue
 		}
 		if err := remove(r.ID); err != nil {
@@ -96,7 +108,7 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 		return nil, err
 	}
 	for _, t := range temps {
-		if now.Sub(t.ChangedAt) > staleAfter {
+		if !hostops.IsRecycleSlot(t.ID) && now.Sub(t.ChangedAt) > staleAfter {
 			if err := hostops.RemoveTree(c.releases(), t.ID); err != nil {
 				return nil, fmt.Errorf("remove %s: %w", t.ID, err)
 			}

@@ -110,6 +110,14 @@ type DeltaOptions struct {
 	// files (what the delta writes; linked files cost no space). Its
 	// error is returned as is (e.g. a non-retryable "disk full").
 	CheckSpace func(newBytes int64) error
+	// Recycle, when set, is the directory of a retired release (one
+	// Prune set aside: never current, never a rollback target, used by
+	// no process) on the same file system. ApplyDelta takes it over as
+	// the new tree and reconciles it to the new index (recycle.go)
+	// instead of creating every directory anew. It is consumed whether
+	// or not the delta succeeds. Nothing in it is trusted: the result
+	// is the same tree a delta without it builds.
+	Recycle string
 }
 
 // DeltaStats say what ApplyDelta did.
@@ -127,6 +135,12 @@ type DeltaStats struct {
 	BytesFetched int64
 	// NewBytes is what was written to disk (not linked).
 	NewBytes int64
+	// Recycled says the tree of DeltaOptions.Recycle was reused;
+	// RecycleNote says why not when it was offered and was not.
+	// EntriesRemoved counts what the reconcile removed from it.
+	Recycled       bool
+	RecycleNote    string
+	EntriesRemoved int
 }
 
 // ApplyDelta creates the release Dst from the base release Base and only
@@ -191,6 +205,10 @@ func ApplyDelta(ctx context.Context, opt DeltaOptions) (DeltaStats, error) {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
+	if opt.Recycle != "" {
+		st.RecycleNote = claimRecycled(opt.Recycle, tmp)
+		st.Recycled = st.RecycleNote == ""
+	}
 	d := &delta{opt: opt, base: baseIx, ix: newIx, tmp: tmp, st: &st}
 	if err := d.run(ctx, raw); err != nil {
 		return st, err
@@ -318,6 +336,9 @@ type delta struct {
 	tmp      string
 	st       *DeltaStats
 	mtime    time.Time
+	// kept are the files and symlinks a recycled tree already holds
+	// (reconcile); nil for a fresh tree.
+	kept map[string]keptEntry
 
 	mu       sync.Mutex // guards st from the workers
 	firstErr error
@@ -342,11 +363,6 @@ func (d *delta) failed() error {
 // then the index and the directory modes.
 func (d *delta) run(ctx context.Context, raw []byte) error {
 	d.mtime = time.Unix(d.ix.MTime, 0)
-	s, err := openDirStack(d.tmp)
-	if err != nil {
-		return err
-	}
-	defer s.close()
 	baseFiles := make(map[string]*IndexEntry, len(d.base.Entries))
 	for i, e := range d.base.Entries {
 		if e.Type == TypeFile {
@@ -376,6 +392,16 @@ func (d *delta) run(ctx context.Context, raw []byte) error {
 			return err
 		}
 	}
+	if d.st.Recycled {
+		if err := d.recycle(ctx, fetch); err != nil {
+			return err
+		}
+	}
+	s, err := openDirStack(d.tmp)
+	if err != nil {
+		return err
+	}
+	defer s.close()
 	var wg sync.WaitGroup
 	wg.Go(func() { d.reuseFiles(ctx, local) })
 	wg.Go(func() {

@@ -53,6 +53,10 @@ func (w *reuser) place(e *IndexEntry) error {
 		w.d.count(func(s *DeltaStats) { s.Dirs++ })
 		return nil
 	case TypeSymlink:
+		if w.d.kept[e.Path].link {
+			w.d.count(func(s *DeltaStats) { s.Symlinks++ })
+			return nil
+		}
 		if err := w.out.symlink(e.Link, e.Path); err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				return unsafeEntry(e.Path, "duplicate entry")
@@ -92,6 +96,9 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err != nil {
 		return err
 	}
+	if done, err := w.keepRecycled(&st, odir, name, e); done || err != nil {
+		return err
+	}
 	if w.linkable(&st, e) {
 		// linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW links the
 		// open inode itself (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
@@ -106,6 +113,24 @@ func (w *reuser) reuse(e *IndexEntry) error {
 		// EXDEV, EMLINK, no /proc: copy instead.
 	}
 	return w.copy(fd, odir, name, e)
+}
+
+// keepRecycled handles a file a recycled tree already holds at e.Path:
+// when it is the very base inode just verified (and linkable), it stays
+// (done); any other inode there is unlinked, never written to.
+func (w *reuser) keepRecycled(st *unix.Stat_t, odir int, name string, e *IndexEntry) (bool, error) {
+	k, ok := w.d.kept[e.Path]
+	if !ok {
+		return false, nil
+	}
+	if !k.link && k.dev == st.Dev && k.ino == st.Ino && w.linkable(st, e) {
+		w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
+		return true, nil
+	}
+	if err := unix.Unlinkat(odir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("artifact: remove the recycled %s: %w", e.Path, err)
+	}
+	return false, nil
 }
 
 // linkable reports whether the base inode st already is what the new

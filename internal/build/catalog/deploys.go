@@ -75,6 +75,11 @@ type Transfer struct {
 	FilesLinked  int   `json:"files_linked,omitempty"`
 	FilesWritten int   `json:"files_written,omitempty"`
 	FilesCopied  int   `json:"files_copied,omitempty"`
+	// Recycled is the retired release whose directory tree the delta
+	// reused (Prune's recycle slot); RecycleNote says why a slot that
+	// was there was not used.
+	Recycled    string `json:"recycled,omitempty"`
+	RecycleNote string `json:"recycle_note,omitempty"`
 }
 
 // HostTransfer is one host's Transfer in a deploy record.

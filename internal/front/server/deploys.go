@@ -251,7 +251,13 @@ func transferText(t catalog.HostTransfer) string {
 	}
 	switch t.Mode {
 	case catalog.TransferDelta:
-		return fmt.Sprintf("%s: delta from %s, %s, %d linked, %d written, %d copied", t.Host, t.Base, fetched, t.FilesLinked, t.FilesWritten, t.FilesCopied)
+		s := fmt.Sprintf("%s: delta from %s, %s, %d linked, %d written, %d copied", t.Host, t.Base, fetched, t.FilesLinked, t.FilesWritten, t.FilesCopied)
+		if t.Recycled != "" {
+			s += ", directory tree of " + t.Recycled + " reused"
+		} else if t.RecycleNote != "" {
+			s += " — " + t.RecycleNote
+		}
+		return s
 	case "":
 		return t.Host + ": " + fetched
 	}
