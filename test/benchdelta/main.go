@@ -121,13 +121,21 @@ func run(c config) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	for _, v := range vs {
+	for i, v := range vs {
 		r, err := benchDelta(ctx, c, base, v1, v)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, r...)
 		fmt.Printf("measured: %+v\n", r[0])
+		// The retired release: the other variant (a release that
+		// differs from the base where the other change was made).
+		rr, err := benchRecycled(ctx, c, base, v, vs[1-i], r[0].base)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, rr)
+		fmt.Printf("measured: %+v\n", rr)
 	}
 	printTable(c, v1, rows)
 	return nil
@@ -323,6 +331,50 @@ func benchDelta(ctx context.Context, c config, base string, v1, v *variant) ([]r
 	fl := r
 	fl.what, fl.baseline, fl.base = v.name+": the same against linking the whole base", "`cp -al` of the base (no check, no fetch)", median(floor)
 	return []row{r, fl}, nil
+}
+
+// benchRecycled times ApplyDelta on a host in steady state: besides the
+// base it holds the release Prune retired last (here: the other variant,
+// built from the base as a host builds it), whose directory tree the delta
+// reuses. The retired tree is rebuilt before each run, untimed.
+func benchRecycled(ctx context.Context, c config, base string, v, other *variant, rsync time.Duration) (row, error) {
+	f, err := os.Open(v.art)
+	if err != nil {
+		return row{}, err
+	}
+	defer f.Close()
+	of, err := os.Open(other.art)
+	if err != nil {
+		return row{}, err
+	}
+	defer of.Close()
+	var ours []time.Duration
+	var st artifact.DeltaStats
+	dir := filepath.Join(c.outDir, "releases")
+	for i := range c.runs {
+		retired := filepath.Join(dir, fmt.Sprintf(".recycle-%d", i))
+		if _, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{
+			Base: base, Dst: retired, Source: artifact.ReaderAtRange{R: of}, Size: other.res.Size, IndexSHA256: other.res.IndexSHA256,
+		}); err != nil {
+			return row{}, fmt.Errorf("retired tree for %s: %w", v.name, err)
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("recycled-%d", i))
+		t := time.Now()
+		st, err = artifact.ApplyDelta(ctx, artifact.DeltaOptions{
+			Base: base, Dst: dst, Source: artifact.ReaderAtRange{R: f}, Size: v.res.Size, IndexSHA256: v.res.IndexSHA256, Recycle: retired,
+		})
+		if err != nil {
+			return row{}, fmt.Errorf("%s, recycled: %w", v.name, err)
+		}
+		if !st.Recycled {
+			return row{}, fmt.Errorf("%s: the retired tree was not reused: %s", v.name, st.RecycleNote)
+		}
+		ours = append(ours, time.Since(t))
+		_ = os.RemoveAll(dst)
+	}
+	return row{what: v.name + ": delta prepare per host, steady state (tree of the retired release reused)", ours: median(ours),
+		baseline: "`rsync -a --link-dest` (above)", base: rsync, fetched: st.BytesFetched, artSize: v.res.Size,
+		linked: st.FilesLinked + st.FilesCopied, written: st.FilesWritten, verifiedMB: float64(st.BaseBytesVerified) / 1e6}, nil
 }
 
 func printTable(c config, v1 *variant, rows []row) {

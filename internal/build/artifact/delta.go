@@ -174,6 +174,24 @@ func ApplyDelta(ctx context.Context, opt DeltaOptions) (DeltaStats, error) {
 	if opt.IndexSHA256 == "" {
 		return st, fallback(nil, "the release records no index digest (built before delta deploys)")
 	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".delta-*")
+	if err != nil {
+		return st, fmt.Errorf("artifact: create temporary directory next to %s: %w", dst, err)
+	}
+	d := &delta{opt: opt, tmp: tmp, st: &st}
+	done := false
+	defer func() {
+		if !done {
+			d.discard()
+		}
+	}()
+	if opt.Recycle != "" {
+		// Claimed and walked (locked, listed) while the indexes are read.
+		st.RecycleNote = claimRecycled(opt.Recycle, tmp)
+		if st.Recycled = st.RecycleNote == ""; st.Recycled {
+			d.walk = startWalk(ctx, tmp, d.workers())
+		}
+	}
 	// The two indexes are read and parsed at once (~0.2 s each for
 	// 60,000 entries): the base's from disk, the new one over the network.
 	var baseIx *Index
@@ -195,21 +213,7 @@ func ApplyDelta(ctx context.Context, opt DeltaOptions) (DeltaStats, error) {
 	if err := checkIndexLinks(newIx); err != nil {
 		return st, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".delta-*")
-	if err != nil {
-		return st, fmt.Errorf("artifact: create temporary directory next to %s: %w", dst, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = os.RemoveAll(tmp)
-		}
-	}()
-	if opt.Recycle != "" {
-		st.RecycleNote = claimRecycled(opt.Recycle, tmp)
-		st.Recycled = st.RecycleNote == ""
-	}
-	d := &delta{opt: opt, base: baseIx, ix: newIx, tmp: tmp, st: &st}
+	d.base, d.ix = baseIx, newIx
 	if err := d.run(ctx, raw); err != nil {
 		return st, err
 	}
@@ -246,7 +250,7 @@ func readBaseIndex(base string) (*Index, error) {
 	if err != nil {
 		return nil, fallback(err, "read base index %s/%s", base, IndexName)
 	}
-	ix, err := ParseIndex(b)
+	ix, err := parseIndexCached(b, sha256.Sum256(b))
 	if err != nil {
 		return nil, fallback(err, "base index %s/%s is not valid", base, IndexName)
 	}
@@ -281,7 +285,7 @@ func fetchIndex(ctx context.Context, src RangeReader, size int64, want string) (
 	if got := hex.EncodeToString(sum[:]); got != want {
 		return nil, nil, fetched, fallback(ErrChecksumMismatch, "the artifact's index has sha256 %s, the release records %s: the artifact was replaced or is corrupt", got, want)
 	}
-	ix, err := ParseIndex(raw)
+	ix, err := parseIndexCached(raw, sum)
 	if err != nil {
 		return nil, nil, fetched, err
 	}
@@ -336,8 +340,10 @@ type delta struct {
 	tmp      string
 	st       *DeltaStats
 	mtime    time.Time
-	// kept are the files and symlinks a recycled tree already holds
-	// (reconcile); nil for a fresh tree.
+	// walk locks and lists a claimed recycled tree; kept are the
+	// directories, files and symlinks it already holds (reconcile). Both
+	// nil for a fresh tree.
+	walk *treeWalk
 	kept map[string]keptEntry
 
 	mu       sync.Mutex // guards st from the workers

@@ -47,6 +47,10 @@ func (w *reuser) close() {
 func (w *reuser) place(e *IndexEntry) error {
 	switch e.Type {
 	case TypeDir:
+		if w.d.kept[e.Path].dir {
+			w.d.count(func(s *DeltaStats) { s.Dirs++ })
+			return nil
+		}
 		if _, err := w.out.open(e.Path, true); err != nil {
 			return err
 		}
@@ -92,12 +96,18 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err := w.verify(fd, e, nil); err != nil {
 		return err
 	}
+	if w.keptRecycled(&st, e) {
+		return nil
+	}
 	odir, err := w.out.open(dir, true)
 	if err != nil {
 		return err
 	}
-	if done, err := w.keepRecycled(&st, odir, name, e); done || err != nil {
-		return err
+	if _, ok := w.d.kept[e.Path]; ok {
+		// A recycled tree's other inode: unlinked, never written to.
+		if err := unix.Unlinkat(odir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("artifact: remove the recycled %s: %w", e.Path, err)
+		}
 	}
 	if w.linkable(&st, e) {
 		// linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW links the
@@ -115,22 +125,16 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	return w.copy(fd, odir, name, e)
 }
 
-// keepRecycled handles a file a recycled tree already holds at e.Path:
-// when it is the very base inode just verified (and linkable), it stays
-// (done); any other inode there is unlinked, never written to.
-func (w *reuser) keepRecycled(st *unix.Stat_t, odir int, name string, e *IndexEntry) (bool, error) {
+// keptRecycled reports whether a recycled tree already holds, at e.Path,
+// the very base inode just verified, as the new release needs it
+// (linkable): then it stays as it is.
+func (w *reuser) keptRecycled(st *unix.Stat_t, e *IndexEntry) bool {
 	k, ok := w.d.kept[e.Path]
-	if !ok {
-		return false, nil
+	if !ok || k.link || k.dir || k.dev != st.Dev || k.ino != st.Ino || !w.linkable(st, e) {
+		return false
 	}
-	if !k.link && k.dev == st.Dev && k.ino == st.Ino && w.linkable(st, e) {
-		w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
-		return true, nil
-	}
-	if err := unix.Unlinkat(odir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return false, fmt.Errorf("artifact: remove the recycled %s: %w", e.Path, err)
-	}
-	return false, nil
+	w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
+	return true
 }
 
 // linkable reports whether the base inode st already is what the new

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // IndexName is the name of the per-file index: the LAST tar member of
@@ -212,14 +213,54 @@ func ParseIndex(b []byte) (*Index, error) {
 		}
 	}
 	// Again once all are known: an entry listed later can be the
-	// symlink or file an earlier path goes through.
+	// symlink or file an earlier path goes through. The nearest listed
+	// ancestor is enough: it must be a directory, and the ones above it
+	// are checked as its own ancestors.
 	for _, e := range ix.Entries {
 		for d := path.Dir(e.Path); d != "."; d = path.Dir(d) {
-			if t, ok := seen[d]; ok && t != TypeDir {
-				return nil, unsafeEntry(e.Path, "index: path goes through the "+t+" "+d)
+			if t, ok := seen[d]; ok {
+				if t != TypeDir {
+					return nil, unsafeEntry(e.Path, "index: path goes through the "+t+" "+d)
+				}
+				break
 			}
 		}
 	}
+	return ix, nil
+}
+
+// indexCache keeps the last indexes parsed by ApplyDelta, by the sha256
+// of their bytes: the index a delta fetches is, on that host's next
+// deploy, the base's index, which is then not parsed again (~0.25 s of
+// CPU for 60,000 entries). Two of them, ~15 MB each at that size. Callers
+// never modify a parsed Index.
+var indexCache struct {
+	mu   sync.Mutex
+	keys [2][32]byte
+	ixs  [2]*Index
+	next int
+}
+
+// parseIndexCached is ParseIndex through indexCache; sum is the sha256
+// of b.
+func parseIndexCached(b []byte, sum [32]byte) (*Index, error) {
+	indexCache.mu.Lock()
+	for i, k := range indexCache.keys {
+		if k == sum && indexCache.ixs[i] != nil {
+			ix := indexCache.ixs[i]
+			indexCache.mu.Unlock()
+			return ix, nil
+		}
+	}
+	indexCache.mu.Unlock()
+	ix, err := ParseIndex(b)
+	if err != nil {
+		return nil, err
+	}
+	indexCache.mu.Lock()
+	indexCache.keys[indexCache.next], indexCache.ixs[indexCache.next] = sum, ix
+	indexCache.next = (indexCache.next + 1) % len(indexCache.keys)
+	indexCache.mu.Unlock()
 	return ix, nil
 }
 

@@ -25,20 +25,27 @@ package artifact
 //   - a mount point or a tree deeper than maxRecycleDepth stops the
 //     recycling (the tree is set aside for Prune, as it would have been);
 //     the delta then builds a fresh tree.
+//
+// The walk that locks and lists the tree (this file) needs no index, so it
+// runs while the indexes are fetched and parsed; what to keep is decided
+// from its listing once they are (recycle_decide.go).
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// maxRecycleDepth bounds how deep the reconcile walk goes (one fd per
-// level): far deeper than any release, small enough for the fd limit.
+// maxRecycleDepth bounds how deep the walk goes (one fd per level): far
+// deeper than any release, small enough for the fd limit.
 const maxRecycleDepth = 128
 
 // errAbandon marks why a recycled tree cannot be used; the delta goes on
@@ -48,12 +55,6 @@ type errAbandon struct{ reason string }
 func (e *errAbandon) Error() string { return e.reason }
 
 func abandon(format string, a ...any) error { return &errAbandon{reason: fmt.Sprintf(format, a...)} }
-
-// keptEntry is a regular file or symlink the reconcile walk left in place.
-type keptEntry struct {
-	dev, ino uint64
-	link     bool // a symlink with the index's target
-}
 
 // claimRecycled moves the retired tree src onto the empty directory tmp
 // (rename replaces an empty directory), so the tree leaves its old name
@@ -70,71 +71,190 @@ func claimRecycled(src, tmp string) string {
 	return ""
 }
 
-// recycler is one reconcile walk over d.tmp.
-type recycler struct {
+// treeWalk locks and lists every directory of a claimed tree, on
+// `workers` goroutines: a directory's lister opens each subdirectory (its
+// own directory is locked, so the name cannot be swapped any more) and
+// queues the fd; when the queue is full, it walks the subdirectory itself,
+// which bounds the open fds.
+type treeWalk struct {
 	ctx      context.Context
-	ix       map[string]*IndexEntry
-	fetch    map[string]bool
 	dev      uint64
 	uid, gid int
-	kept     map[string]keptEntry
-	removed  int
-	buf      []byte
+	queue    chan dirJob
+	pending  sync.WaitGroup
+	done     chan struct{}
+
+	mu   sync.Mutex // guards dirs and err until done
+	dirs map[string][]dirent
+	err  error
 }
 
-// reconcile turns the claimed tree in d.tmp into a subset of the new
-// index: directories the index has, symlinks with the index's targets and
-// candidate files (d.kept); everything else is removed. fetch are the
-// paths the delta writes from the artifact.
-func (d *delta) reconcile(ctx context.Context, fetch map[string]bool) error {
-	r := &recycler{ctx: ctx, ix: make(map[string]*IndexEntry, len(d.ix.Entries)), fetch: fetch,
-		uid: os.Geteuid(), gid: os.Getegid(), kept: make(map[string]keptEntry, len(d.ix.Entries)), buf: make([]byte, 64<<10)}
-	for i := range d.ix.Entries {
-		r.ix[d.ix.Entries[i].Path] = &d.ix.Entries[i]
-	}
-	fd, err := unix.Open(d.tmp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return abandon("open %s: %v", d.tmp, err)
-	}
-	defer unix.Close(fd)
+// dirJob is a directory to lock and list, open as fd (the job owns it).
+type dirJob struct {
+	fd    int
+	path  string
+	depth int
+}
+
+// startWalk starts the walk of root; wait returns its result.
+func startWalk(ctx context.Context, root string, workers int) *treeWalk {
+	w := &treeWalk{ctx: ctx, uid: os.Geteuid(), gid: os.Getegid(), queue: make(chan dirJob, 256),
+		done: make(chan struct{}), dirs: map[string][]dirent{}}
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return abandon("stat %s: %v", d.tmp, err)
+	if err == nil {
+		if err = unix.Fstat(fd, &st); err != nil {
+			_ = unix.Close(fd)
+		}
 	}
-	r.dev = st.Dev
-	if err := r.dir(fd, "", &st, 0); err != nil {
+	if err != nil {
+		w.err = abandon("open %s: %v", root, err)
+		close(w.done)
+		return w
+	}
+	w.dev = st.Dev
+	w.pending.Add(1)
+	w.queue <- dirJob{fd: fd}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			buf := make([]byte, 64<<10)
+			for j := range w.queue {
+				w.run(j, buf)
+				w.pending.Done()
+			}
+		})
+	}
+	go func() {
+		w.pending.Wait()
+		close(w.queue)
+		wg.Wait()
+		close(w.done)
+	}()
+	return w
+}
+
+// wait returns the listing of every directory by path ("" for the top),
+// or why the tree cannot be recycled.
+func (w *treeWalk) wait() (map[string][]dirent, error) {
+	<-w.done
+	return w.dirs, w.err
+}
+
+func (w *treeWalk) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+func (w *treeWalk) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// run locks and lists the queued directory j and closes its fd; after the
+// first error, queued directories are only closed.
+func (w *treeWalk) run(j dirJob, buf []byte) {
+	defer unix.Close(j.fd)
+	if w.failed() != nil {
+		return
+	}
+	if err := w.ctx.Err(); err != nil {
+		w.fail(err)
+		return
+	}
+	if err := w.dir(j.fd, j.path, j.depth, buf); err != nil {
+		w.fail(err)
+	}
+}
+
+// dir locks and lists the directory p open as fd and queues its
+// subdirectories.
+func (w *treeWalk) dir(fd int, p string, depth int, buf []byte) error {
+	if depth > maxRecycleDepth {
+		return abandon("the tree is deeper than %d directories at %s", maxRecycleDepth, showPath(p))
+	}
+	if err := lockDir(fd, p, w.dev, w.uid, w.gid, buf); err != nil {
 		return err
 	}
-	d.kept = r.kept
-	d.st.EntriesRemoved = r.removed
+	ents, err := readDirents(fd, buf)
+	if err != nil {
+		return abandon("list %s: %v", showPath(p), err)
+	}
+	for i := range ents {
+		if ents[i].typ == unix.DT_UNKNOWN {
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, ents[i].name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return abandon("stat %s/%s: %v", showPath(p), ents[i].name, err)
+			}
+			ents[i].typ, ents[i].ino = direntType(st.Mode), st.Ino
+		}
+	}
+	w.mu.Lock()
+	w.dirs[p] = ents
+	w.mu.Unlock()
+	for _, de := range ents {
+		if de.typ != unix.DT_DIR {
+			continue
+		}
+		if err := w.subdir(fd, de.name, joinPath(p, de.name), depth, buf); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// lock makes the directory open as fd the agent's alone before it is
-// listed: owner and group, no write, set-id or sticky bits for others, no
-// ACL. Nothing can be added to it afterwards except by the agent.
-func (r *recycler) lock(fd int, p string, st *unix.Stat_t) error {
-	if st.Dev != r.dev {
+// subdir opens the directory name below fd without following a link and
+// queues it, or walks it at once when the queue is full.
+func (w *treeWalk) subdir(fd int, name, full string, depth int, buf []byte) error {
+	sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return abandon("open directory %s: %v", showPath(full), err)
+	}
+	w.pending.Add(1)
+	select {
+	case w.queue <- dirJob{fd: sub, path: full, depth: depth + 1}:
+		return nil
+	default:
+		w.pending.Done()
+		defer unix.Close(sub)
+		return w.dir(sub, full, depth+1, buf)
+	}
+}
+
+// lockDir makes the directory p open as fd the agent's alone (uid, gid)
+// before it is listed: owner and group, no write, set-id or sticky bits
+// for others, no ACL. Nothing can be added to it afterwards except by the
+// agent. A directory on another device than dev is a mount point.
+func lockDir(fd int, p string, dev uint64, uid, gid int, buf []byte) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return abandon("stat %s: %v", showPath(p), err)
+	}
+	if st.Dev != dev {
 		return abandon("%s is a mount point", showPath(p))
 	}
-	if int(st.Uid) != r.uid || int(st.Gid) != r.gid {
-		if err := unix.Fchown(fd, r.uid, r.gid); err != nil {
+	if int(st.Uid) != uid || int(st.Gid) != gid {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return abandon("cannot take over directory %s (owner %d): %v", showPath(p), st.Uid, err)
 		}
 	}
 	if mode := st.Mode & 0o7777; mode&0o7022 != 0 || mode&0o700 != 0o700 {
-		if err := unix.Fchmod(fd, 0o700); err != nil {
+		if err := unix.Fchmod(fd, 0o755); err != nil {
 			return abandon("chmod %s: %v", showPath(p), err)
 		}
 	}
-	n, err := unix.Flistxattr(fd, r.buf)
+	n, err := unix.Flistxattr(fd, buf)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
 			return nil
 		}
 		return abandon("list extended attributes of %s: %v", showPath(p), err)
 	}
-	for _, name := range strings.Split(string(r.buf[:n]), "\x00") {
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
 		if strings.HasPrefix(name, "system.posix_acl_") {
 			if err := unix.Fremovexattr(fd, name); err != nil && !errors.Is(err, unix.ENODATA) {
 				return abandon("remove the ACL of %s: %v", showPath(p), err)
@@ -144,108 +264,11 @@ func (r *recycler) lock(fd int, p string, st *unix.Stat_t) error {
 	return nil
 }
 
-// dir locks and reconciles the directory p open as fd.
-func (r *recycler) dir(fd int, p string, st *unix.Stat_t, depth int) error {
-	if depth > maxRecycleDepth {
-		return abandon("the tree is deeper than %d directories at %s", maxRecycleDepth, showPath(p))
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
 	}
-	if err := r.ctx.Err(); err != nil {
-		return err
-	}
-	if err := r.lock(fd, p, st); err != nil {
-		return err
-	}
-	names, err := readDirNames(fd, r.buf)
-	if err != nil {
-		return abandon("list %s: %v", showPath(p), err)
-	}
-	for _, name := range names {
-		if err := r.entry(fd, p, name, depth); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// entry keeps, descends into or removes the entry name of the directory p.
-func (r *recycler) entry(fd int, p, name string, depth int) error {
-	full := name
-	if p != "" {
-		full = p + "/" + name
-	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return abandon("stat %s: %v", showPath(full), err)
-	}
-	e := r.ix[full]
-	typ := st.Mode & unix.S_IFMT
-	switch {
-	case e != nil && e.Type == TypeDir && typ == unix.S_IFDIR:
-		return r.descend(fd, name, full, depth, r.dir)
-	case e != nil && e.Type == TypeSymlink && typ == unix.S_IFLNK:
-		if t, err := readlinkAt(fd, name, r.buf); err == nil && t == e.Link {
-			r.kept[full] = keptEntry{link: true}
-			return nil
-		}
-	case e != nil && e.Type == TypeFile && typ == unix.S_IFREG && !r.fetch[full] && st.Dev == r.dev:
-		r.kept[full] = keptEntry{dev: st.Dev, ino: st.Ino}
-		return nil
-	}
-	return r.remove(fd, name, full, typ, depth)
-}
-
-// descend opens the directory name below fd without following a link,
-// checks it is the one fstatat saw, and runs do on it.
-func (r *recycler) descend(fd int, name, full string, depth int, do func(int, string, *unix.Stat_t, int) error) error {
-	sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return abandon("open directory %s: %v", showPath(full), err)
-	}
-	defer unix.Close(sub)
-	var st unix.Stat_t
-	if err := unix.Fstat(sub, &st); err != nil {
-		return abandon("stat %s: %v", showPath(full), err)
-	}
-	return do(sub, full, &st, depth+1)
-}
-
-// remove unlinks the entry name (a directory after emptying it, locked
-// first so it cannot be refilled).
-func (r *recycler) remove(fd int, name, full string, typ uint32, depth int) error {
-	if typ == unix.S_IFDIR {
-		err := r.descend(fd, name, full, depth, func(sub int, p string, st *unix.Stat_t, depth int) error {
-			if depth > maxRecycleDepth {
-				return abandon("the tree is deeper than %d directories at %s", maxRecycleDepth, showPath(p))
-			}
-			if err := r.lock(sub, p, st); err != nil {
-				return err
-			}
-			names, err := readDirNames(sub, r.buf)
-			if err != nil {
-				return abandon("list %s: %v", showPath(p), err)
-			}
-			for _, n := range names {
-				var cst unix.Stat_t
-				if err := unix.Fstatat(sub, n, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-					return abandon("stat %s/%s: %v", showPath(p), n, err)
-				}
-				if err := r.remove(sub, n, p+"/"+n, cst.Mode&unix.S_IFMT, depth); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := unix.Unlinkat(fd, name, unix.AT_REMOVEDIR); err != nil {
-			return abandon("remove directory %s: %v", showPath(full), err)
-		}
-	} else if err := unix.Unlinkat(fd, name, 0); err != nil {
-		return abandon("remove %s: %v", showPath(full), err)
-	}
-	r.removed++
-	return nil
+	return dir + "/" + name
 }
 
 func showPath(p string) string {
@@ -255,17 +278,19 @@ func showPath(p string) string {
 	return filepath.FromSlash(p)
 }
 
-// readDirNames lists the directory open as fd (from its start, through a
-// duplicate so fd's offset stays), without "." and "..".
-func readDirNames(fd int, buf []byte) ([]string, error) {
-	dup, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dup)
-	var names []string
+// dirent is one directory entry: name, inode number and d_type.
+type dirent struct {
+	name string
+	ino  uint64
+	typ  uint8
+}
+
+// readDirents lists the directory open as fd, which must be at its
+// start (fresh from openat), without "." and "..".
+func readDirents(fd int, buf []byte) ([]dirent, error) {
+	var out []dirent
 	for {
-		n, err := unix.ReadDirent(dup, buf)
+		n, err := unix.ReadDirent(fd, buf)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -273,10 +298,43 @@ func readDirNames(fd int, buf []byte) ([]string, error) {
 			return nil, err
 		}
 		if n <= 0 {
-			return names, nil
+			return out, nil
 		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		out = parseDirents(buf[:n], out)
 	}
+}
+
+// parseDirents appends the linux_dirent64 records of b (ino u64, off i64,
+// reclen u16, type u8, NUL-terminated name).
+func parseDirents(b []byte, out []dirent) []dirent {
+	for len(b) >= 19 {
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		name := b[19:reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if s := string(name); s != "." && s != ".." && s != "" {
+			out = append(out, dirent{name: s, ino: binary.NativeEndian.Uint64(b[0:8]), typ: b[18]})
+		}
+		b = b[reclen:]
+	}
+	return out
+}
+
+// direntType is the d_type of a stat mode.
+func direntType(mode uint32) uint8 {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return unix.DT_DIR
+	case unix.S_IFREG:
+		return unix.DT_REG
+	case unix.S_IFLNK:
+		return unix.DT_LNK
+	}
+	return unix.DT_UNKNOWN + 1 // anything else: removed
 }
 
 // readlinkAt reads the target of the symlink name below fd.
@@ -291,29 +349,3 @@ func readlinkAt(fd int, name string, buf []byte) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// recycle reconciles the claimed tree; when it cannot be used, it sets the
-// tree aside (a dot name next to the release, which Prune removes as it
-// would have removed the retired release) and gives d a fresh directory.
-func (d *delta) recycle(ctx context.Context, fetch []int) error {
-	set := make(map[string]bool, len(fetch))
-	for _, i := range fetch {
-		set[d.ix.Entries[i].Path] = true
-	}
-	err := d.reconcile(ctx, set)
-	var ab *errAbandon
-	if err == nil || !errors.As(err, &ab) {
-		return err
-	}
-	d.st.Recycled, d.st.RecycleNote, d.kept = false, ab.reason, nil
-	aside, terr := os.MkdirTemp(filepath.Dir(d.tmp), "."+filepath.Base(d.opt.Dst)+".recycle-abandoned-*")
-	if terr != nil {
-		return fmt.Errorf("artifact: set aside the retired tree (%s): %w", ab.reason, terr)
-	}
-	if err := unix.Rename(d.tmp, aside); err != nil {
-		return fmt.Errorf("artifact: set aside the retired tree (%s): %w", ab.reason, err)
-	}
-	if err := os.Mkdir(d.tmp, 0o700); err != nil {
-		return fmt.Errorf("artifact: recreate %s: %w", d.tmp, err)
-	}
-	return nil
-}

@@ -334,3 +334,26 @@ func TestApplyDeltaRecycleNotADirectory(t *testing.T) {
 	require.NoError(t, os.Remove(fx.retired))
 	fx.requireSameAsFresh(t, dst)
 }
+
+// A delta that falls back after it claimed the retired tree (here: the
+// artifact's index was replaced) installs nothing and leaves nothing of
+// the tree behind; the base and the bait are unchanged.
+func TestApplyDeltaRecycleThenFallback(t *testing.T) {
+	fx := newRecycleFixture(t)
+	fx.baitBefore = snapshotTree(t, fx.bait, "")
+	dst := filepath.Join(fx.dir, "releases", "2")
+	st, err := ApplyDelta(context.Background(), DeltaOptions{
+		Base: fx.base, Dst: dst, Source: ReaderAtRange{bytes.NewReader(fx.a2)}, Size: int64(len(fx.a2)),
+		IndexSHA256: fx.r1.IndexSHA256, Recycle: fx.retired,
+	})
+	require.ErrorIs(t, err, ErrDeltaFallback, "%+v", st)
+	ents, rerr := os.ReadDir(filepath.Join(fx.dir, "releases"))
+	require.NoError(t, rerr)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	require.Equal(t, []string{"1"}, names, "only the base is left")
+	require.Equal(t, fx.baseBefore, snapshotTree(t, fx.base, ""))
+	require.Equal(t, fx.baitBefore, snapshotTree(t, fx.bait, ""))
+}
