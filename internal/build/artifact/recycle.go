@@ -348,4 +348,3 @@ func readlinkAt(fd int, name string, buf []byte) (string, error) {
 	}
 	return string(buf[:n]), nil
 }
-
