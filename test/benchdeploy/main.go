@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -351,18 +352,41 @@ func (b *bench) big(ctx context.Context, base *release.Meta, treeDir, stage stri
 	}
 	// The same release with one template changed, deployed under load:
 	// each host prepares it as a delta from the release above.
-	m2, err := b.packBig(ctx, base, treeDir, stage, 1001, changeOneTemplate)
+	m2, err := b.packBig(ctx, base, treeDir, stage, 1001, changeOneTemplate(1001))
 	if err != nil {
 		return err
 	}
 	fmt.Println("\nthe same release with one template changed, deployed under load (8 clients):")
-	return b.deployBig(ctx, m2, 8, 5*time.Millisecond)
+	if err := b.deployBig(ctx, m2, 8, 5*time.Millisecond); err != nil {
+		return err
+	}
+	// Steady state: with keep_releases 3, the fourth deploy's prune sets
+	// the first Magento-sized release aside, and the fifth reuses its
+	// directory tree.
+	for _, bump := range []int{1002, 1003, 1004} {
+		m, err := b.packBig(ctx, base, treeDir, stage, bump, changeOneTemplate(bump))
+		if err != nil {
+			return err
+		}
+		if bump == 1004 {
+			fmt.Println("\nsteady state: the next template change, deployed under load (8 clients) on hosts holding the release Prune set aside:")
+			return b.deployBig(ctx, m, 8, 5*time.Millisecond)
+		}
+		if _, err := b.deploy(ctx, m.ID, 10*time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// changeOneTemplate rewrites one .phtml file of the staged tree as a new
-// inode (the tree is hard-linked from the generated one, which must not
-// change).
-func changeOneTemplate(stage string) error {
+// changeOneTemplate returns a mutation that rewrites one .phtml file of
+// the staged tree as a new inode (the tree is hard-linked from the
+// generated one, which must not change), marked with n.
+func changeOneTemplate(n int) func(string) error {
+	return func(stage string) error { return changeTemplate(stage, n) }
+}
+
+func changeTemplate(stage string, n int) error {
 	var victim string
 	err := filepath.WalkDir(stage, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || victim != "" {
@@ -387,7 +411,7 @@ func changeOneTemplate(stage string) error {
 	if err := os.Remove(victim); err != nil {
 		return err
 	}
-	return os.WriteFile(victim, append(old, []byte("\n<?php /* hot template change */ ?>\n")...), 0o644)
+	return os.WriteFile(victim, append(old, fmt.Appendf(nil, "\n<?php /* hot template change %d */ ?>\n", n)...), 0o644)
 }
 
 // packBig stages the fixture release base plus the tree, lets mutate
@@ -447,6 +471,10 @@ func (b *bench) packBig(ctx context.Context, base *release.Meta, treeDir, stage 
 // deployBig deploys m (under load when clients > 0) and prints its steps,
 // each host's transfer, the switch skew and the requests that failed.
 func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pause time.Duration) error {
+	// The benchmark just staged and packed 232 MB on this disk, which a
+	// real app server never does (builds run elsewhere): flush it first,
+	// so the deploy does not wait behind the benchmark's own writeback.
+	syscall.Sync()
 	var load *deploystack.Load
 	if clients > 0 {
 		load = deploystack.StartLoad(b.stack.BalancerURL, clients, pause)
@@ -473,14 +501,32 @@ func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pau
 	for _, t := range rec.Transfers {
 		fmt.Printf("host %s: %s prepare, %.2f MB fetched of %.2f MB (%.1f%%), %d files linked, %d written%s\n", t.Host, t.Mode,
 			float64(t.BytesFetched)/1e6, float64(t.ArtifactSize)/1e6, 100*float64(t.BytesFetched)/float64(max(t.ArtifactSize, 1)),
-			t.FilesLinked, t.FilesWritten, orReason(t.FallbackReason))
+			t.FilesLinked, t.FilesWritten, orReason(t.FallbackReason)+recycled(t.Recycled, t.RecycleNote))
 	}
 	fmt.Printf("switch skew between the hosts: %s; upgrade needed: %v\n", skew.Round(time.Microsecond), rec.UpgradeNeeded)
 	if load != nil {
-		sum := deploystack.Summarize(load.Stop(), nil)
+		samples := load.Stop()
+		sum := deploystack.Summarize(samples, nil)
 		fmt.Printf("requests during the deploy: %d, failed %d, p99 %s\n", sum.N, sum.Failed, ms(sum.P99))
+		shown := 0
+		for _, s := range samples {
+			if !s.OK() && shown < 5 {
+				fmt.Printf("  failed: %s (deploy started %s)\n", s, start.Format("15:04:05.000"))
+				shown++
+			}
+		}
 	}
 	return nil
+}
+
+func recycled(id, note string) string {
+	switch {
+	case id != "":
+		return ", directory tree of " + id + " reused"
+	case note != "":
+		return " (retired tree not reused: " + note + ")"
+	}
+	return ""
 }
 
 func orReason(r string) string {
