@@ -119,17 +119,20 @@ dynamicConfigClient:
   pollInterval: 10s
 `))
 
-// dynamicConfig is what the dev server sets too: search attributes are
-// visible at once (tests and the demo register and use them right away),
-// with the persistence QPS raised to match. And one partition per task
-// queue instead of four: partitions spread a queue's load over matching
-// hosts, and this cluster has one, with a handful of pollers per queue. With
-// four, a burst of new workflows waited seconds for their first workflow
-// task (benchscale, 40 deploys: p50 6.8 s with 4 partitions, 4.3 s with
-// one; docs/benchmarks.md).
+// dynamicConfig: the persistence QPS raised for bursts, and one partition
+// per task queue instead of four: partitions spread a queue's load over
+// matching hosts, and this cluster has one, with a handful of pollers per
+// queue. With four, a burst of new workflows waited seconds for their first
+// workflow task (benchscale, 40 deploys: p50 6.8 s with 4 partitions, 4.3 s
+// with one; docs/benchmarks.md).
+//
+// Not system.forceSearchAttributesCacheRefreshOnRead, which the dev server
+// sets: it makes every search-attribute lookup (each visibility record,
+// each start and upsert validated) read the cluster metadata row again,
+// one at a time behind a mutex; with SQL visibility that map is the fixed
+// set of pre-allocated columns, and a namespace's custom attributes are
+// aliases in its namespace record, which it does not cache.
 const dynamicConfig = `# Written by mageflow cluster.
-system.forceSearchAttributesCacheRefreshOnRead:
-  - value: true
 frontend.persistenceMaxQPS:
   - value: 10000
 history.persistenceMaxQPS:
