@@ -459,6 +459,11 @@ func (d *delta) setDirs(ctx context.Context) error {
 		}
 		return func(i int) error {
 			e := &d.ix.Entries[i]
+			if k := d.kept[e.Path]; k.dir && k.mode == e.Mode {
+				// A recycled directory with the right mode: only
+				// its mtime, through its parent's fd.
+				return s.touchDir(e.Path, d.mtime)
+			}
 			return s.setDir(e.Path, e.Mode, d.mtime)
 		}, s.close, nil
 	})

@@ -84,7 +84,7 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err != nil {
 		return fallback(err, "base file %s cannot be reached without following a link", e.Path)
 	}
-	fd, err := unix.Openat(bdir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := openBaseFile(bdir, name)
 	if err != nil {
 		return fallback(err, "base file %s is missing or is a link", e.Path)
 	}
@@ -135,6 +135,20 @@ func (w *reuser) keptRecycled(st *unix.Stat_t, e *IndexEntry) bool {
 	}
 	w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
 	return true
+}
+
+// openBaseFile opens the base file name below bdir to read it: never
+// following a link, never waiting on a FIFO, and without updating its
+// access time (O_NOATIME, allowed to the owner and to root): a base file was
+// just linked, so with relatime every read would otherwise dirty its inode,
+// one journal write per file of the release.
+func openBaseFile(bdir int, name string) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	fd, err := unix.Openat(bdir, name, flags|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Openat(bdir, name, flags, 0)
+	}
+	return fd, err
 }
 
 // linkable reports whether the base inode st already is what the new

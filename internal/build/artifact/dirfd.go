@@ -147,6 +147,21 @@ func (s *dirStack) setDir(name string, perm uint32, mtime time.Time) error {
 	return nil
 }
 
+// touchDir sets the mtime of the existing directory name through its
+// parent's fd, without following a link and without opening it.
+func (s *dirStack) touchDir(name string, mtime time.Time) error {
+	dir, base := splitName(name)
+	pfd, err := s.open(dir, false)
+	if err != nil {
+		return err
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("artifact: set mtime of %s: %w", name, err)
+	}
+	return nil
+}
+
 // futimens sets the atime and mtime of the file open as fd: utimensat(2)
 // with a NULL path acts on fd itself (x/sys has no wrapper for it, and its
 // Futimes goes through /proc/self/fd by name).

@@ -84,9 +84,10 @@ type treeWalk struct {
 	pending  sync.WaitGroup
 	done     chan struct{}
 
-	mu   sync.Mutex // guards dirs and err until done
-	dirs map[string][]dirent
-	err  error
+	mu    sync.Mutex // guards dirs, modes and err until done
+	dirs  map[string][]dirent
+	modes map[string]uint32 // permission bits of each directory, once locked
+	err   error
 }
 
 // dirJob is a directory to lock and list, open as fd (the job owns it).
@@ -99,7 +100,7 @@ type dirJob struct {
 // startWalk starts the walk of root; wait returns its result.
 func startWalk(ctx context.Context, root string, workers int) *treeWalk {
 	w := &treeWalk{ctx: ctx, uid: os.Geteuid(), gid: os.Getegid(), queue: make(chan dirJob, 256),
-		done: make(chan struct{}), dirs: map[string][]dirent{}}
+		done: make(chan struct{}), dirs: map[string][]dirent{}, modes: map[string]uint32{}}
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	var st unix.Stat_t
 	if err == nil {
@@ -177,7 +178,8 @@ func (w *treeWalk) dir(fd int, p string, depth int, buf []byte) error {
 	if depth > maxRecycleDepth {
 		return abandon("the tree is deeper than %d directories at %s", maxRecycleDepth, showPath(p))
 	}
-	if err := lockDir(fd, p, w.dev, w.uid, w.gid, buf); err != nil {
+	mode, err := lockDir(fd, p, w.dev, w.uid, w.gid, buf)
+	if err != nil {
 		return err
 	}
 	ents, err := readDirents(fd, buf)
@@ -194,7 +196,7 @@ func (w *treeWalk) dir(fd int, p string, depth int, buf []byte) error {
 		}
 	}
 	w.mu.Lock()
-	w.dirs[p] = ents
+	w.dirs[p], w.modes[p] = ents, mode
 	w.mu.Unlock()
 	for _, de := range ents {
 		if de.typ != unix.DT_DIR {
@@ -228,40 +230,43 @@ func (w *treeWalk) subdir(fd int, name, full string, depth int, buf []byte) erro
 // lockDir makes the directory p open as fd the agent's alone (uid, gid)
 // before it is listed: owner and group, no write, set-id or sticky bits
 // for others, no ACL. Nothing can be added to it afterwards except by the
-// agent. A directory on another device than dev is a mount point.
-func lockDir(fd int, p string, dev uint64, uid, gid int, buf []byte) error {
+// agent. A directory on another device than dev is a mount point. It
+// returns the directory's permission bits after.
+func lockDir(fd int, p string, dev uint64, uid, gid int, buf []byte) (uint32, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return abandon("stat %s: %v", showPath(p), err)
+		return 0, abandon("stat %s: %v", showPath(p), err)
 	}
 	if st.Dev != dev {
-		return abandon("%s is a mount point", showPath(p))
+		return 0, abandon("%s is a mount point", showPath(p))
 	}
 	if int(st.Uid) != uid || int(st.Gid) != gid {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return abandon("cannot take over directory %s (owner %d): %v", showPath(p), st.Uid, err)
+			return 0, abandon("cannot take over directory %s (owner %d): %v", showPath(p), st.Uid, err)
 		}
 	}
-	if mode := st.Mode & 0o7777; mode&0o7022 != 0 || mode&0o700 != 0o700 {
+	mode := st.Mode & 0o7777
+	if mode&0o7022 != 0 || mode&0o700 != 0o700 {
 		if err := unix.Fchmod(fd, 0o755); err != nil {
-			return abandon("chmod %s: %v", showPath(p), err)
+			return 0, abandon("chmod %s: %v", showPath(p), err)
 		}
+		mode = 0o755
 	}
 	n, err := unix.Flistxattr(fd, buf)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
-			return nil
+			return mode, nil
 		}
-		return abandon("list extended attributes of %s: %v", showPath(p), err)
+		return 0, abandon("list extended attributes of %s: %v", showPath(p), err)
 	}
 	for _, name := range strings.Split(string(buf[:n]), "\x00") {
 		if strings.HasPrefix(name, "system.posix_acl_") {
 			if err := unix.Fremovexattr(fd, name); err != nil && !errors.Is(err, unix.ENODATA) {
-				return abandon("remove the ACL of %s: %v", showPath(p), err)
+				return 0, abandon("remove the ACL of %s: %v", showPath(p), err)
 			}
 		}
 	}
-	return nil
+	return mode, nil
 }
 
 func joinPath(dir, name string) string {

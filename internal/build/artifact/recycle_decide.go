@@ -16,8 +16,9 @@ import (
 // keptEntry is what the reconcile left in place at a path.
 type keptEntry struct {
 	dev, ino uint64
-	link     bool // a symlink with the index's target
-	dir      bool // a directory the index has (locked and listed)
+	link     bool   // a symlink with the index's target
+	dir      bool   // a directory the index has (locked and listed)
+	mode     uint32 // a directory's permission bits
 }
 
 // reconciler is one pass over a walk's listing.
@@ -25,6 +26,7 @@ type reconciler struct {
 	ix       map[string]*IndexEntry
 	fetch    map[string]bool
 	listing  map[string][]dirent
+	modes    map[string]uint32
 	dev      uint64
 	uid, gid int
 	out      *dirStack
@@ -93,7 +95,7 @@ func (d *delta) reconcile(listing map[string][]dirent, fetch []int) error {
 	}
 	defer out.close()
 	r := &reconciler{ix: make(map[string]*IndexEntry, len(d.ix.Entries)), fetch: make(map[string]bool, len(fetch)),
-		listing: listing, dev: d.walk.dev, uid: d.walk.uid, gid: d.walk.gid, out: out,
+		listing: listing, modes: d.walk.modes, dev: d.walk.dev, uid: d.walk.uid, gid: d.walk.gid, out: out,
 		kept: make(map[string]keptEntry, len(d.ix.Entries)), buf: make([]byte, 64<<10)}
 	for i := range d.ix.Entries {
 		r.ix[d.ix.Entries[i].Path] = &d.ix.Entries[i]
@@ -116,7 +118,7 @@ func (r *reconciler) dir(p string) error {
 		e := r.ix[full]
 		switch {
 		case e != nil && e.Type == TypeDir && de.typ == unix.DT_DIR:
-			r.kept[full] = keptEntry{dir: true}
+			r.kept[full] = keptEntry{dir: true, mode: r.modes[full]}
 			if err := r.dir(full); err != nil {
 				return err
 			}
@@ -175,7 +177,7 @@ func (r *reconciler) remove(fd int, name, full string, typ uint8, depth int) err
 }
 
 func (r *reconciler) empty(fd int, p string, depth int) error {
-	if err := lockDir(fd, p, r.dev, r.uid, r.gid, r.buf); err != nil {
+	if _, err := lockDir(fd, p, r.dev, r.uid, r.gid, r.buf); err != nil {
 		return err
 	}
 	ents, err := readDirents(fd, r.buf)
