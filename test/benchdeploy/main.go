@@ -509,14 +509,39 @@ func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pau
 		sum := deploystack.Summarize(samples, nil)
 		fmt.Printf("requests during the deploy: %d, failed %d, p99 %s\n", sum.N, sum.Failed, ms(sum.P99))
 		shown := 0
+		seconds := map[string]bool{}
 		for _, s := range samples {
-			if !s.OK() && shown < 5 {
-				fmt.Printf("  failed: %s (deploy started %s)\n", s, start.Format("15:04:05.000"))
-				shown++
+			if !s.OK() {
+				// nginx's and php-fpm's time stamps.
+				seconds[s.Start.Format("2006/01/02 15:04:05")] = true
+				seconds[s.Start.Format("[02-Jan-2006 15:04:05]")] = true
+				if shown < 5 {
+					fmt.Printf("  failed: %s (deploy started %s)\n", s, start.Format("15:04:05.000"))
+					shown++
+				}
 			}
 		}
+		printLogLines(b.stack.Logs(), seconds)
 	}
 	return nil
+}
+
+// printLogLines prints the daemons' log lines (nginx, php-fpm, the
+// balancer) written in the seconds of failed requests, but nginx's
+// notices, so a failure can be told apart afterwards.
+func printLogLines(logs string, seconds map[string]bool) {
+	if len(seconds) == 0 {
+		return
+	}
+	fmt.Println("  daemon log lines in those seconds:")
+	n := 0
+	for _, l := range strings.Split(logs, "\n") {
+		match := (len(l) >= 19 && seconds[l[:19]]) || (len(l) >= 22 && seconds[l[:22]])
+		if match && !strings.Contains(l, "[notice]") && !strings.Contains(l, "NOTICE") && n < 40 {
+			fmt.Println("    " + l)
+			n++
+		}
+	}
 }
 
 func recycled(id, note string) string {
