@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -257,4 +258,45 @@ func TestPrepareDeltaLeavesARetiredTreeInUse(t *testing.T) {
 	require.Empty(t, tr.Recycled)
 	require.Contains(t, tr.RecycleNote, fmt.Sprintf("process %d (sleep) has its cwd", cmd.Process.Pid))
 	require.DirExists(t, slot)
+}
+
+// Before Prune has retired anything, it stages a spare of current into
+// the slot, and the next delta recycles that: the host's second release
+// is built from it. What a local user planted in the spare meanwhile does
+// not reach the new release, and current does not change.
+func TestPruneStagesASpareTheNextDeltaRecycles(t *testing.T) {
+	f := newHostFixture(t, "")
+	changeTemplate(t, f, "v1")
+	r1 := f.release("1-aaaaaa0")
+	p1 := f.prepare(r1)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r1.ID), nil))
+	var pr agent.PruneResult
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets}, &pr))
+	require.Empty(t, pr.Removed)
+	require.Equal(t, r1.ID, pr.SpareStaging)
+	slot := filepath.Join(hostops.ReleasesDir(f.root, "shop"), hostops.RecyclePrefix+r1.ID)
+	require.Eventually(t, func() bool { _, err := os.Stat(slot); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, os.WriteFile(filepath.Join(slot, "pub/shell.php"), []byte("<?php system($_GET['c']);"), 0o644))
+	current := snapshot(t, p1.ReleaseDir)
+
+	changed := changeTemplate(t, f, "v2")
+	p2 := f.prepare(f.release("2-bbbbbbb"))
+	require.Equal(t, agent.TransferDelta, p2.Transfer.Mode, "%+v", p2.Transfer)
+	require.Equal(t, r1.ID, p2.Transfer.Recycled, "%+v", p2.Transfer)
+	require.NoDirExists(t, slot)
+	require.NoFileExists(t, filepath.Join(p2.ReleaseDir, "pub/shell.php"))
+	b, err := os.ReadFile(filepath.Join(p2.ReleaseDir, changed))
+	require.NoError(t, err)
+	require.Equal(t, "<?php // v2\n", string(b))
+	require.Equal(t, current, snapshot(t, p1.ReleaseDir))
+	g := newHostFixture(t, "")
+	changeTemplate(t, g, "v2")
+	pg := g.prepare(g.release("2-bbbbbbb"))
+	require.Equal(t, contentOf(t, pg.ReleaseDir, g.dir), contentOf(t, p2.ReleaseDir, f.dir))
+
+	// The slot is empty again: the next prune stages the new current.
+	require.NoError(t, f.exec(f.acts.Switch, f.ref("2-bbbbbbb"), nil))
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets}, &pr))
+	require.Equal(t, "2-bbbbbbb", pr.SpareStaging)
+	agent.StopSpares(f.acts)
 }

@@ -158,6 +158,9 @@ type PruneResult struct {
 	// SetAside is the removed release kept in the recycle slot for the
 	// next delta prepare (one of Removed).
 	SetAside string `json:",omitempty"`
+	// SpareStaging is the release whose spare tree is being staged into
+	// the empty slot, in the background, for the next delta prepare.
+	SpareStaging string `json:",omitempty"`
 }
 
 // HostState is what a host reports about an app.

@@ -48,6 +48,8 @@ type HostActivities struct {
 	HealthTimeout time.Duration
 	// Now is the clock Prune judges leftovers' age by (tests move it).
 	Now func() time.Time
+
+	spares spares // spare trees staged after Prune (spare.go)
 }
 
 func (h *HostActivities) now() time.Time {

@@ -192,6 +192,7 @@ apps:
 	f.env.RegisterActivity(f.acts)
 	f.targets = agent.HostTarget{Host: "web1", App: "shop", Env: "production"}
 	t.Cleanup(f.checkNoSecrets)
+	t.Cleanup(func() { agent.StopSpares(f.acts) })
 	return f
 }
 

@@ -75,6 +75,7 @@ func (h *HostActivities) Prepare(ctx context.Context, in PrepareInput) (*Prepare
 // the changed files' frames when it can, else by downloading the whole
 // artifact.
 func (h *HostActivities) place(ctx context.Context, c *resolvedTarget, in PrepareInput, dst string) (Transfer, error) {
+	h.spares.settle(c.releases(), spareWait)
 	tr, done, err := h.tryDelta(ctx, c, in, dst)
 	if err != nil || done {
 		return tr, err

@@ -30,6 +30,8 @@ const staleAfter = time.Hour
 // first and never follows symlinks. The newest release removed is not
 // deleted but set aside in the recycle slot (hostops.SetAside), replacing
 // what the slot held: the next delta prepare reuses its directory tree.
+// When the slot stays empty (nothing retired yet), a spare of current is
+// staged into it in the background (spare.go).
 func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult, error) {
 	c, err := h.resolve(in.HostTarget)
 	if err != nil {
@@ -46,6 +48,8 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 	if err != nil {
 		return nil, nonRetryable(ErrConfig, "%v", err)
 	}
+	// No spare staging writes to releases/ while Prune works there.
+	h.spares.settle(c.releases(), 0)
 	protect := map[string]bool{cur: true}
 	for _, p := range in.Protect {
 		protect[p] = true
@@ -107,12 +111,20 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 	if err != nil {
 		return nil, err
 	}
+	slot := false
 	for _, t := range temps {
+		slot = slot || hostops.IsRecycleSlot(t.ID)
 		if !hostops.IsRecycleSlot(t.ID) && now.Sub(t.ChangedAt) > staleAfter {
 			if err := hostops.RemoveTree(c.releases(), t.ID); err != nil {
 				return nil, fmt.Errorf("remove %s: %w", t.ID, err)
 			}
 		}
+	}
+	if !slot && cur != "" {
+		// Nothing retired yet: stage a spare of current for the next
+		// delta prepare to recycle, after this activity returns.
+		h.spares.start(c.releases(), cur)
+		res.SpareStaging = cur
 	}
 	return res, nil
 }

@@ -100,18 +100,23 @@ func hostNames(cfg *config.Config) []string {
 
 // NewWorker builds the host's agent worker on its own task queue.
 func NewWorker(ctx context.Context, opt Options, c client.Client) (worker.Worker, string, error) {
+	w, _, queue, err := newWorker(ctx, opt, c)
+	return w, queue, err
+}
+
+func newWorker(ctx context.Context, opt Options, c client.Client) (worker.Worker, *agent.HostActivities, string, error) {
 	host, err := NewHostActivities(ctx, opt.Config, opt.Host, opt.Group)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	lb, err := NewLBActivities(opt.Config, opt.Host)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	queue := agent.HostTaskQueue(opt.Host)
 	w := worker.New(c, queue, WorkerOptions())
 	Register(w, host, lb)
-	return w, queue, nil
+	return w, host, queue, nil
 }
 
 // Run runs the agent until ctx is cancelled. It serves no metrics: the
@@ -136,10 +141,12 @@ func Run(ctx context.Context, opt Options) error {
 		}
 		defer c.Close()
 	}
-	w, queue, err := NewWorker(ctx, opt, c)
+	w, host, queue, err := newWorker(ctx, opt, c)
 	if err != nil {
 		return err
 	}
+	// A spare tree half staged when the agent stops is removed.
+	defer agent.StopSpares(host)
 	logger.Info("agent polling", "taskQueue", queue, "namespace", opt.Config.Temporal.Namespace, "host", opt.Host, "group", opt.Group)
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
