@@ -55,8 +55,8 @@ func (h *HostActivities) tryDelta(ctx context.Context, c *resolvedTarget, in Pre
 	}
 	stop := h.heartbeatWhile(ctx, func() any { return HostProgress{Step: "delta from " + base} })
 	ds, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{
-		Recycle: recycle,
-		Base:    c.releaseDir(base), Dst: dst, Size: size, IndexSHA256: in.IndexSHA256, Parallel: deltaParallel,
+		Recycle: recycle, Verified: &h.verified,
+		Base: c.releaseDir(base), Dst: dst, Size: size, IndexSHA256: in.IndexSHA256, Parallel: deltaParallel,
 		Source: artifact.RangeFunc(func(ctx context.Context, off, n int64) ([]byte, error) {
 			return st.GetRange(ctx, key, off, n)
 		}),
@@ -68,7 +68,7 @@ func (h *HostActivities) tryDelta(ctx context.Context, c *resolvedTarget, in Pre
 	t.BytesFetched = ds.BytesFetched
 	if err == nil {
 		t.Mode, t.Base = TransferDelta, base
-		t.FilesLinked, t.FilesWritten, t.FilesCopied = ds.FilesLinked, ds.FilesWritten, ds.FilesCopied
+		t.FilesLinked, t.FilesWritten, t.FilesCopied, t.FilesKnown = ds.FilesLinked, ds.FilesWritten, ds.FilesCopied, ds.BaseFilesKnown
 		if ds.Recycled {
 			t.Recycled = recycled
 		} else if ds.RecycleNote != "" {

@@ -278,11 +278,15 @@ func TestPruneStagesASpareTheNextDeltaRecycles(t *testing.T) {
 	require.Eventually(t, func() bool { _, err := os.Stat(slot); return err == nil }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, os.WriteFile(filepath.Join(slot, "pub/shell.php"), []byte("<?php system($_GET['c']);"), 0o644))
 	current := snapshot(t, p1.ReleaseDir)
+	// Then current's files are hashed, once the spare's links are old
+	// enough: the delta need not read them again.
+	require.Eventually(t, func() bool { return agent.KnownInodes(f.acts) > 0 }, 10*time.Second, 10*time.Millisecond)
 
 	changed := changeTemplate(t, f, "v2")
 	p2 := f.prepare(f.release("2-bbbbbbb"))
 	require.Equal(t, agent.TransferDelta, p2.Transfer.Mode, "%+v", p2.Transfer)
 	require.Equal(t, r1.ID, p2.Transfer.Recycled, "%+v", p2.Transfer)
+	require.Positive(t, p2.Transfer.FilesKnown, "%+v", p2.Transfer)
 	require.NoDirExists(t, slot)
 	require.NoFileExists(t, filepath.Join(p2.ReleaseDir, "pub/shell.php"))
 	b, err := os.ReadFile(filepath.Join(p2.ReleaseDir, changed))

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mageflow/mageflow/activities/internal/heartbeat"
+	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/build/release"
 	"github.com/mageflow/mageflow/internal/build/store"
 	"github.com/mageflow/mageflow/internal/host/hostops"
@@ -49,7 +50,8 @@ type HostActivities struct {
 	// Now is the clock Prune judges leftovers' age by (tests move it).
 	Now func() time.Time
 
-	spares spares // spare trees staged after Prune (spare.go)
+	spares   spares                  // background work after Prune (spare.go)
+	verified artifact.VerifiedInodes // base files hashed by it
 }
 
 func (h *HostActivities) now() time.Time {

@@ -120,11 +120,14 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 			}
 		}
 	}
-	if !slot && cur != "" {
-		// Nothing retired yet: stage a spare of current for the next
-		// delta prepare to recycle, after this activity returns.
-		h.spares.start(c.releases(), cur)
-		res.SpareStaging = cur
+	if cur != "" {
+		// After this activity returns: when nothing was retired yet, a
+		// spare of current for the next delta prepare to recycle; then
+		// current's files hashed, so that delta need not read them.
+		h.spares.start(c.releases(), cur, !slot, &h.verified)
+		if !slot {
+			res.SpareStaging = cur
+		}
 	}
 	return res, nil
 }

@@ -3,12 +3,15 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
@@ -17,27 +20,30 @@ import (
 // than the delta creating every directory itself.
 const spareWait = 10 * time.Second
 
-// spareNice is the staging thread's nice value: the host's PHP and nginx
-// come first.
+// spareNice is the background thread's nice value: the host's PHP and
+// nginx come first.
 const spareNice = 10
 
-// spares stages at most one spare tree per releases directory, in the
-// background after Prune (hostops.StageSpare). Prepare and Prune settle
-// the staging of their releases directory before touching the slot, so
-// nothing else writes to it meanwhile. The zero value is ready to use.
+// spares runs, per releases directory, the background work after Prune
+// (at most one at a time): stage a spare tree into an empty recycle slot
+// (hostops.StageSpare), then hash current's files into the agent's
+// VerifiedInodes once its links and Prune's unlinks are RacyMargin old,
+// so the next delta need not read them. Prepare and Prune settle it
+// before touching releases/. The zero value is ready to use.
 type spares struct {
 	mu      sync.Mutex
 	running map[string]*staging
 }
 
 type staging struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	hashing atomic.Bool // past the staging: cancelling loses nothing
 }
 
-// start stages a spare of release id under releasesDir unless one is
-// being staged there already.
-func (s *spares) start(releasesDir, id string) {
+// start runs the background work for release id under releasesDir
+// (stage: the slot is empty) unless it runs there already.
+func (s *spares) start(releasesDir, id string, stage bool, v *artifact.VerifiedInodes) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.running == nil {
@@ -61,17 +67,42 @@ func (s *spares) start(releasesDir, id string) {
 		// its nice value never reaches other goroutines.
 		runtime.LockOSThread()
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), spareNice)
-		t := time.Now()
-		if err := hostops.StageSpare(ctx, releasesDir, id); err != nil {
-			slog.Warn("no spare tree staged; the next delta prepare creates every directory", "release", id, "error", err)
-			return
+		if stage {
+			t := time.Now()
+			if err := hostops.StageSpare(ctx, releasesDir, id); ctx.Err() != nil {
+				slog.Info("spare staging cancelled: a prepare or prune came first", "release", id)
+				return
+			} else if err != nil {
+				slog.Warn("no spare tree staged; the next delta prepare creates every directory", "release", id, "error", err)
+			} else {
+				slog.Info("spare tree staged for the next delta prepare", "release", id, "seconds", time.Since(t).Seconds())
+			}
 		}
-		slog.Info("spare tree staged for the next delta prepare", "release", id, "seconds", time.Since(t).Seconds())
+		st.hashing.Store(true)
+		hashCurrent(ctx, filepath.Join(releasesDir, id), v)
 	}()
 }
 
-// settle waits up to wait for the staging under releasesDir to finish,
-// then cancels it and waits for it to clean up.
+// hashCurrent waits until the last links and unlinks are RacyMargin old,
+// then hashes the release dir into v.
+func hashCurrent(ctx context.Context, dir string, v *artifact.VerifiedInodes) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(artifact.RacyMargin + 100*time.Millisecond):
+	}
+	t := time.Now()
+	n, err := v.HashTree(ctx, dir)
+	if err != nil && ctx.Err() == nil {
+		slog.Warn("hashing current for the next delta prepare failed; it reads every file", "dir", dir, "error", err)
+		return
+	}
+	slog.Info("current hashed for the next delta prepare", "dir", dir, "files", n, "seconds", time.Since(t).Seconds())
+}
+
+// settle lets the work under releasesDir finish its staging, up to wait,
+// then cancels it (hashing is cancelled at once: what it recorded stays
+// valid) and waits for it to clean up.
 func (s *spares) settle(releasesDir string, wait time.Duration) {
 	s.mu.Lock()
 	st := s.running[releasesDir]
@@ -79,16 +110,27 @@ func (s *spares) settle(releasesDir string, wait time.Duration) {
 	if st == nil {
 		return
 	}
-	select {
-	case <-st.done:
-		return
-	case <-time.After(wait):
+	if !st.hashing.Load() {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+	waiting:
+		for !st.hashing.Load() {
+			select {
+			case <-st.done:
+				return
+			case <-timer.C:
+				break waiting
+			case <-tick.C:
+			}
+		}
 	}
 	st.cancel()
 	<-st.done
 }
 
-// stopAll cancels every staging and waits for each to clean up.
+// stopAll cancels every background work and waits for each to clean up.
 func (s *spares) stopAll() {
 	s.mu.Lock()
 	var all []*staging
@@ -102,8 +144,8 @@ func (s *spares) stopAll() {
 	}
 }
 
-// StopSpares cancels the spare trees being staged in the background and
-// waits until their work directories are removed: on shutdown, and in
-// tests before their directories go. A function, not a method: every
-// exported method of HostActivities is registered as an activity.
+// StopSpares cancels the background work after Prune and waits until a
+// spare tree half staged is removed: on shutdown, and in tests before
+// their directories go. A function, not a method: every exported method
+// of HostActivities is registered as an activity.
 func StopSpares(h *HostActivities) { h.spares.stopAll() }

@@ -45,6 +45,8 @@ type config struct {
 	runs            int
 	cpuProfile      string
 	deltaProfile    string
+	steadyProfile   string
+	profileKnown    bool
 }
 
 func main() {
@@ -57,6 +59,8 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 3, "runs per contender (median reported)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of our full extractions here")
 	flag.StringVar(&c.deltaProfile, "deltaprofile", "", "write a CPU profile of our delta prepares here")
+	flag.StringVar(&c.steadyProfile, "steadyprofile", "", "write a CPU profile of the first case's steady-state delta prepares here (not with -deltaprofile)")
+	flag.BoolVar(&c.profileKnown, "profile-known", false, "with -steadyprofile: profile the prepares with the base hashed in the background")
 	flag.Parse()
 	c.params.Bytes = *mb * 1e6
 	if err := run(c); err != nil {
@@ -130,12 +134,14 @@ func run(c config) error {
 		fmt.Printf("measured: %+v\n", r[0])
 		// The retired release: the other variant (a release that
 		// differs from the base where the other change was made).
-		rr, err := benchRecycled(ctx, c, base, v, vs[1-i], r[0].base)
-		if err != nil {
-			return err
+		for _, known := range []bool{false, true} {
+			rr, err := benchRecycled(ctx, c, base, v, vs[1-i], r[0].base, known)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, rr)
+			fmt.Printf("measured: %+v\n", rr)
 		}
-		rows = append(rows, rr)
-		fmt.Printf("measured: %+v\n", rr)
 	}
 	printTable(c, v1, rows)
 	return nil
@@ -337,7 +343,10 @@ func benchDelta(ctx context.Context, c config, base string, v1, v *variant) ([]r
 // base it holds the release Prune retired last (here: the other variant,
 // built from the base as a host builds it), whose directory tree the delta
 // reuses. The retired tree is rebuilt before each run, untimed.
-func benchRecycled(ctx context.Context, c config, base string, v, other *variant, rsync time.Duration) (row, error) {
+// With known, the base is hashed into a VerifiedInodes first, as the agent
+// does in the background after a deploy (timed apart and printed), and
+// the delta reads only the base files changed since.
+func benchRecycled(ctx context.Context, c config, base string, v, other *variant, rsync time.Duration, known bool) (row, error) {
 	f, err := os.Open(v.art)
 	if err != nil {
 		return row{}, err
@@ -358,11 +367,20 @@ func benchRecycled(ctx context.Context, c config, base string, v, other *variant
 		}); err != nil {
 			return row{}, fmt.Errorf("retired tree for %s: %w", v.name, err)
 		}
+		var verified *artifact.VerifiedInodes
+		if known {
+			if verified, err = hashBase(ctx, base); err != nil {
+				return row{}, err
+			}
+		}
 		dst := filepath.Join(dir, fmt.Sprintf("recycled-%d", i))
+		stop := startSteadyProfile(c, known)
 		t := time.Now()
 		st, err = artifact.ApplyDelta(ctx, artifact.DeltaOptions{
 			Base: base, Dst: dst, Source: artifact.ReaderAtRange{R: f}, Size: v.res.Size, IndexSHA256: v.res.IndexSHA256, Recycle: retired,
+			Verified: verified,
 		})
+		stop()
 		if err != nil {
 			return row{}, fmt.Errorf("%s, recycled: %w", v.name, err)
 		}
@@ -372,7 +390,14 @@ func benchRecycled(ctx context.Context, c config, base string, v, other *variant
 		ours = append(ours, time.Since(t))
 		_ = os.RemoveAll(dst)
 	}
-	return row{what: v.name + ": delta prepare per host, steady state (tree of the retired release reused)", ours: median(ours),
+	what := v.name + ": delta prepare per host, steady state (tree of the retired release reused)"
+	if known {
+		what = v.name + ": the same, base hashed in the background since the last deploy"
+		if st.BaseFilesKnown == 0 {
+			return row{}, fmt.Errorf("%s: no base file was known: %+v", v.name, st)
+		}
+	}
+	return row{what: what, ours: median(ours),
 		baseline: "`rsync -a --link-dest` (above)", base: rsync, fetched: st.BytesFetched, artSize: v.res.Size,
 		linked: st.FilesLinked + st.FilesCopied, written: st.FilesWritten, verifiedMB: float64(st.BaseBytesVerified) / 1e6}, nil
 }
@@ -394,3 +419,41 @@ func printTable(c config, v1 *variant, rows []row) {
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// hashBase hashes the base as the agent does after a deploy, once the
+// retired tree's links are artifact.RacyMargin old, and prints the cost.
+func hashBase(ctx context.Context, base string) (*artifact.VerifiedInodes, error) {
+	time.Sleep(artifact.RacyMargin + 100*time.Millisecond)
+	v := &artifact.VerifiedInodes{}
+	t := time.Now()
+	n, err := v.HashTree(ctx, base)
+	if err != nil {
+		return nil, fmt.Errorf("hash the base: %w", err)
+	}
+	fmt.Printf("background hashing of the base (not timed below): %d files in %s\n", n, time.Since(t).Round(time.Millisecond))
+	return v, nil
+}
+
+// steadyProfiled counts the steady-state prepares profiled so far.
+var steadyProfiled int
+
+// startSteadyProfile profiles one steady-state delta prepare into
+// -steadyprofile (the first one only: a profile cannot be paused); the
+// returned func stops it.
+func startSteadyProfile(c config, known bool) func() {
+	if c.steadyProfile == "" || steadyProfiled > 0 || known != c.profileKnown {
+		return func() {}
+	}
+	steadyProfiled++
+	f, err := os.Create(c.steadyProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "steadyprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "steadyprofile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}

@@ -118,6 +118,9 @@ type DeltaOptions struct {
 	// or not the delta succeeds. Nothing in it is trusted: the result
 	// is the same tree a delta without it builds.
 	Recycle string
+	// Verified, when set, holds base files hashed earlier (verified.go):
+	// one whose inode is unchanged since is not read again.
+	Verified *VerifiedInodes
 }
 
 // DeltaStats say what ApplyDelta did.
@@ -129,7 +132,10 @@ type DeltaStats struct {
 	Symlinks     int
 	// BaseBytesVerified is the content of base files hashed before use.
 	BaseBytesVerified int64
-	FramesFetched     int
+	// BaseFilesKnown counts base files not read again: hashed earlier
+	// (DeltaOptions.Verified) and unchanged since.
+	BaseFilesKnown int
+	FramesFetched  int
 	// BytesFetched counts every byte read from Source: trailer, index
 	// frames and data frames.
 	BytesFetched int64

@@ -84,6 +84,9 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	if err != nil {
 		return fallback(err, "base file %s cannot be reached without following a link", e.Path)
 	}
+	if done, err := w.reuseKnown(e, bdir, dir, name); done || err != nil {
+		return err
+	}
 	fd, err := openBaseFile(bdir, name)
 	if err != nil {
 		return fallback(err, "base file %s is missing or is a link", e.Path)
@@ -97,6 +100,7 @@ func (w *reuser) reuse(e *IndexEntry) error {
 		return err
 	}
 	if w.keptRecycled(&st, e) {
+		w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
 		return nil
 	}
 	odir, err := w.out.open(dir, true)
@@ -125,16 +129,52 @@ func (w *reuser) reuse(e *IndexEntry) error {
 	return w.copy(fd, odir, name, e)
 }
 
+// reuseKnown places e without reading the base file when its inode was
+// hashed earlier (DeltaOptions.Verified) and is unchanged since: kept
+// where a recycled tree holds that very inode, else linked by name and
+// the new name checked to be that inode. false: take the reading path.
+func (w *reuser) reuseKnown(e *IndexEntry, bdir int, dir, name string) (bool, error) {
+	var st unix.Stat_t
+	if w.d.opt.Verified == nil || unix.Fstatat(bdir, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Size != e.Size {
+		return false, nil
+	}
+	if sum, ok := w.d.opt.Verified.lookup(&st); !ok || sum != e.SHA256 || !w.linkable(&st, e) {
+		return false, nil
+	}
+	if w.keptRecycled(&st, e) {
+		w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseFilesKnown++ })
+		return true, nil
+	}
+	if _, held := w.d.kept[e.Path]; held {
+		return false, nil // another inode there: the reading path replaces it
+	}
+	odir, err := w.out.open(dir, true)
+	if err != nil {
+		return false, err
+	}
+	if err := unix.Linkat(bdir, name, odir, name, 0); err != nil {
+		return false, nil
+	}
+	// The name in the base may have been swapped since the fstatat: the
+	// new tree is the agent's alone, so what its name holds now is what
+	// was linked.
+	var got unix.Stat_t
+	if err := unix.Fstatat(odir, name, &got, unix.AT_SYMLINK_NOFOLLOW); err != nil || got.Dev != st.Dev || got.Ino != st.Ino {
+		if err := unix.Unlinkat(odir, name, 0); err != nil {
+			return false, fmt.Errorf("artifact: remove %s linked from a changed base: %w", e.Path, err)
+		}
+		return false, nil
+	}
+	w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseFilesKnown++ })
+	return true, nil
+}
+
 // keptRecycled reports whether a recycled tree already holds, at e.Path,
 // the very base inode just verified, as the new release needs it
 // (linkable): then it stays as it is.
 func (w *reuser) keptRecycled(st *unix.Stat_t, e *IndexEntry) bool {
 	k, ok := w.d.kept[e.Path]
-	if !ok || k.link || k.dir || k.dev != st.Dev || k.ino != st.Ino || !w.linkable(st, e) {
-		return false
-	}
-	w.d.count(func(s *DeltaStats) { s.FilesLinked++; s.BaseBytesVerified += e.Size })
-	return true
+	return ok && !k.link && !k.dir && k.dev == st.Dev && k.ino == st.Ino && w.linkable(st, e)
 }
 
 // openBaseFile opens the base file name below bdir to read it: never

@@ -75,6 +75,9 @@ type Transfer struct {
 	FilesLinked  int   `json:"files_linked,omitempty"`
 	FilesWritten int   `json:"files_written,omitempty"`
 	FilesCopied  int   `json:"files_copied,omitempty"`
+	// FilesKnown counts linked files not read again: hashed by the agent
+	// in the background after the last deploy and unchanged since.
+	FilesKnown int `json:"files_known,omitempty"`
 	// Recycled is the retired release whose directory tree the delta
 	// reused (Prune's recycle slot); RecycleNote says why a slot that
 	// was there was not used.
