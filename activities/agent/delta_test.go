@@ -304,3 +304,38 @@ func TestPruneStagesASpareTheNextDeltaRecycles(t *testing.T) {
 	require.Equal(t, "2-bbbbbbb", pr.SpareStaging)
 	agent.StopSpares(f.acts)
 }
+
+// A slot holding a tree unlike current's (a small release retired after
+// the app grew) is replaced by a spare of current.
+func TestPruneReplacesASlotUnlikeCurrent(t *testing.T) {
+	f := newHostFixture(t, "")
+	deployThree(t, f)
+	for i := range 40 {
+		p := filepath.Join(f.repo, "lib/grown", fmt.Sprintf("Class%d.php", i))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(fmt.Sprintf("<?php class C%d {}\n", i)), 0o644))
+	}
+	r4 := f.release("4-ccccccc")
+	f.prepare(r4)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r4.ID), nil))
+	var pr agent.PruneResult
+	require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 2}, &pr))
+	require.Equal(t, "2-aaaaaa1", pr.SetAside)
+	require.Equal(t, r4.ID, pr.SpareStaging)
+	rels := hostops.ReleasesDir(f.root, "shop")
+	require.Eventually(t, func() bool { id, _ := hostops.RecycleSlot(rels); return id == r4.ID }, 10*time.Second, 10*time.Millisecond)
+	require.NoDirExists(t, filepath.Join(rels, hostops.RecyclePrefix+"2-aaaaaa1"))
+
+	// The next retired release is small too; the one after that is as
+	// large as current, so it stays in the slot.
+	for _, id := range []string{"5-ddddddd", "6-eeeeeee"} {
+		agent.StopSpares(f.acts)
+		r := f.release(id)
+		f.prepare(r)
+		require.NoError(t, f.exec(f.acts.Switch, f.ref(r.ID), nil))
+		pr = agent.PruneResult{}
+		require.NoError(t, f.exec(f.acts.Prune, agent.PruneInput{HostTarget: f.targets, Keep: 2}, &pr))
+	}
+	require.Equal(t, r4.ID, pr.SetAside)
+	require.Empty(t, pr.SpareStaging)
+}

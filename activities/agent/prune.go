@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/mageflow/mageflow/internal/build/artifact"
 	"github.com/mageflow/mageflow/internal/host/hostops"
 )
 
@@ -111,9 +112,11 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 	if err != nil {
 		return nil, err
 	}
-	slot := false
+	slot := ""
 	for _, t := range temps {
-		slot = slot || hostops.IsRecycleSlot(t.ID)
+		if hostops.IsRecycleSlot(t.ID) {
+			slot = strings.TrimPrefix(t.ID, hostops.RecyclePrefix)
+		}
 		if !hostops.IsRecycleSlot(t.ID) && now.Sub(t.ChangedAt) > staleAfter {
 			if err := hostops.RemoveTree(c.releases(), t.ID); err != nil {
 				return nil, fmt.Errorf("remove %s: %w", t.ID, err)
@@ -121,11 +124,17 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 		}
 	}
 	if cur != "" {
-		// After this activity returns: when nothing was retired yet, a
-		// spare of current for the next delta prepare to recycle; then
-		// current's files hashed, so that delta need not read them.
-		h.spares.start(c.releases(), cur, !slot, &h.verified)
-		if !slot {
+		// After this activity returns: when nothing was retired yet (or
+		// the slot's tree is unlike current's), a spare of current for
+		// the next delta prepare to recycle; then current's files
+		// hashed, so that delta need not read them.
+		replace := ""
+		if slot != "" && !hostops.SlotResembles(c.releases(), slot, cur, artifact.IndexName) {
+			replace = slot
+		}
+		stage := slot == "" || replace != ""
+		h.spares.start(c.releases(), cur, stage, replace, &h.verified)
+		if stage {
 			res.SpareStaging = cur
 		}
 	}

@@ -42,8 +42,9 @@ type staging struct {
 }
 
 // start runs the background work for release id under releasesDir
-// (stage: the slot is empty) unless it runs there already.
-func (s *spares) start(releasesDir, id string, stage bool, v *artifact.VerifiedInodes) {
+// (stage: a spare goes into the slot, in place of replace's tree when
+// that is not "") unless it runs there already.
+func (s *spares) start(releasesDir, id string, stage bool, replace string, v *artifact.VerifiedInodes) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.running == nil {
@@ -69,7 +70,7 @@ func (s *spares) start(releasesDir, id string, stage bool, v *artifact.VerifiedI
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), spareNice)
 		if stage {
 			t := time.Now()
-			if err := hostops.StageSpare(ctx, releasesDir, id); ctx.Err() != nil {
+			if err := hostops.StageSpare(ctx, releasesDir, id, replace); ctx.Err() != nil {
 				slog.Info("spare staging cancelled: a prepare or prune came first", "release", id)
 				return
 			} else if err != nil {

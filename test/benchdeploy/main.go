@@ -499,9 +499,9 @@ func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pau
 	fmt.Fprintf(tw, "total (client)\t%.2f\t\n", total.Seconds())
 	tw.Flush()
 	for _, t := range rec.Transfers {
-		fmt.Printf("host %s: %s prepare, %.2f MB fetched of %.2f MB (%.1f%%), %d files linked, %d written%s\n", t.Host, t.Mode,
+		fmt.Printf("host %s: %s prepare, %.2f MB fetched of %.2f MB (%.1f%%), %d files linked (%d of them hashed in the background since the last deploy), %d written%s\n", t.Host, t.Mode,
 			float64(t.BytesFetched)/1e6, float64(t.ArtifactSize)/1e6, 100*float64(t.BytesFetched)/float64(max(t.ArtifactSize, 1)),
-			t.FilesLinked, t.FilesWritten, orReason(t.FallbackReason)+recycled(t.Recycled, t.RecycleNote))
+			t.FilesLinked, t.FilesKnown, t.FilesWritten, orReason(t.FallbackReason)+recycled(t.Recycled, t.RecycleNote))
 	}
 	fmt.Printf("switch skew between the hosts: %s; upgrade needed: %v\n", skew.Round(time.Microsecond), rec.UpgradeNeeded)
 	if load != nil {

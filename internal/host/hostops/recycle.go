@@ -58,6 +58,21 @@ func SetAside(releasesDir, id string) error {
 	return nil
 }
 
+// SlotResembles reports whether the tree in the recycle slot (held for
+// release slotID) looks like release id's: their files named indexName
+// (the artifact's per-file index, one line per entry) differ in size by
+// less than a fifth. A tree that does not (the slot still holds a small
+// release retired before a Magento-sized one) saves the next delta
+// little and is better replaced by a spare of id.
+func SlotResembles(releasesDir, slotID, id, indexName string) bool {
+	a, errA := os.Lstat(filepath.Join(releasesDir, RecyclePrefix+slotID, indexName))
+	b, errB := os.Lstat(filepath.Join(releasesDir, id, indexName))
+	if errA != nil || errB != nil || !a.Mode().IsRegular() || !b.Mode().IsRegular() {
+		return false
+	}
+	return 5*a.Size() >= 4*b.Size() && 4*a.Size() <= 5*b.Size()
+}
+
 // InUse reports a process that uses dir or anything below it: as its
 // working or root directory, through an open file descriptor or a mapped
 // file. Only the processes this one can see are looked at (its PID

@@ -32,9 +32,17 @@ const SpareTmpPrefix = TmpPrefix + "spare-"
 // crossing a mount point, never writing to an existing inode). It builds
 // under a temporary name and renames it into place only if the slot is
 // still empty; a cancelled or failed staging removes its work directory.
-func StageSpare(ctx context.Context, releasesDir, id string) error {
+//
+// replace, when not "", is the release the slot holds now: its tree is
+// removed first.
+func StageSpare(ctx context.Context, releasesDir, id, replace string) error {
 	if IsTemp(id) || id == "" || filepath.Base(id) != id {
 		return fmt.Errorf("stage spare: invalid release id %q", id)
+	}
+	if replace != "" {
+		if err := RemoveTree(releasesDir, RecyclePrefix+filepath.Base(replace)); err != nil {
+			return fmt.Errorf("empty the recycle slot: %w", err)
+		}
 	}
 	tmp := filepath.Join(releasesDir, SpareTmpPrefix+id+"-"+RandSuffix())
 	err := linkTree(ctx, filepath.Join(releasesDir, id), tmp)
