@@ -42,7 +42,6 @@ type options struct {
 	wftPollers      int
 	actPollers      int
 	shards          int
-	gogc            int
 }
 
 func main() {
@@ -59,7 +58,6 @@ func main() {
 	flag.IntVar(&o.wftPollers, "workflow-pollers", 0, "control worker's workflow task pollers (0: workerapp.WorkerOptions, production's)")
 	flag.IntVar(&o.actPollers, "activity-pollers", 0, "control worker's activity task pollers (0: workerapp.WorkerOptions, production's)")
 	flag.IntVar(&o.shards, "shards", 0, "cluster numHistoryShards (0: mageflow cluster's default)")
-	flag.IntVar(&o.gogc, "gogc", -1, "cluster services' GOGC (-1: mageflow cluster's default; 0: Go's)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

@@ -61,9 +61,6 @@ func startCluster(ctx context.Context, o options, dir string) (*server, error) {
 	if o.shards > 0 {
 		cmd.Args = append(cmd.Args, "--shards", fmt.Sprint(o.shards))
 	}
-	if o.gogc >= 0 {
-		cmd.Args = append(cmd.Args, "--gogc", fmt.Sprint(o.gogc))
-	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

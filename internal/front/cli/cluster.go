@@ -51,7 +51,6 @@ func clusterFlags(stderr io.Writer) (*env, *clusterOptions) {
 	fs.IntVar(&o.Ports.UI, "ui-port", o.Ports.UI, "Temporal Web UI port")
 	fs.IntVar(&o.Shards, "shards", o.Shards, "numHistoryShards (fixed when the database is first set up)")
 	fs.BoolVar(&o.NoUI, "no-ui", false, "do not start the Web UI")
-	fs.IntVar(&o.GOGC, "gogc", o.GOGC, "GOGC of the Temporal service processes (0: Go's default); GOGC in the environment wins")
 	fs.IntVar(&o.S3Port, "s3-port", 9000, "port of the SeaweedFS S3 server (bin/weed, data in <dir>/s3) the artifacts are kept in; master, volume, filer +1..+3, gRPC +100..+103; 0 keeps the config's artifact store (never with --temporal-only)")
 	fs.StringVar(&o.S3Bucket, "s3-bucket", "mageflow-artifacts", "the S3 server's artifact bucket (created if missing)")
 	fs.Var(&o.namespaces, "namespace", "also register this namespace with mageflow's search attributes (repeatable)")

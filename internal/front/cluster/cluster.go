@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,10 +51,7 @@ type Options struct {
 	// data in <dir>/s3) on it with S3Bucket created: see s3.go.
 	S3Port   int
 	S3Bucket string
-	// GOGC of the Temporal service processes (0: Go's default, 100);
-	// a GOGC in the environment wins. See serviceEnv.
-	GOGC int
-	Log  io.Writer // progress lines
+	Log      io.Writer // progress lines
 }
 
 // Defaults returns the options `mageflow cluster` starts from.
@@ -321,7 +317,6 @@ func (c *Cluster) startService(name string, old *Proc) (*Proc, error) {
 	cmd := exec.Command(filepath.Join(c.opts.Bin, "temporal-server"), "--root", c.opts.Dir, "--config", "config",
 		"--env", name, "--allow-no-auth", "start", "--service", name)
 	cmd.Dir = c.opts.Dir
-	cmd.Env = serviceEnv(os.Environ(), c.opts.GOGC)
 	p, err := StartProc("temporal-"+name, c.logDir(), cmd)
 	if err != nil {
 		return nil, err
@@ -330,22 +325,6 @@ func (c *Cluster) startService(name string, old *Proc) (*Proc, error) {
 		return nil, errors.Join(err, p.Stop(stopGrace))
 	}
 	return p, c.writePid(p)
-}
-
-// serviceEnv is a Temporal service's environment: environ, plus GOGC
-// when gogc > 0 and environ sets none. Four service processes each pay
-// for their own garbage collection of small, allocation-heavy heaps; a
-// higher GOGC trades memory for CPU (docs/benchmarks.md, Scale).
-func serviceEnv(environ []string, gogc int) []string {
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "GOGC=") {
-			return environ
-		}
-	}
-	if gogc <= 0 {
-		return environ
-	}
-	return append(slices.Clip(environ), "GOGC="+strconv.Itoa(gogc))
 }
 
 // startPostgresProc starts PostgreSQL (in old's place when it replaces

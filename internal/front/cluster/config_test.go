@@ -119,25 +119,3 @@ func TestUIConfigWiresTheCodec(t *testing.T) {
 		t.Error("the UI is not enabled")
 	}
 }
-
-func TestServiceEnvGOGC(t *testing.T) {
-	for _, c := range []struct {
-		environ []string
-		gogc    int
-		want    string
-	}{
-		{[]string{"PATH=/bin"}, 200, "GOGC=200"},
-		{[]string{"PATH=/bin", "GOGC=50"}, 200, "GOGC=50"},
-		{[]string{"PATH=/bin"}, 0, ""},
-	} {
-		got := ""
-		for _, kv := range serviceEnv(c.environ, c.gogc) {
-			if strings.HasPrefix(kv, "GOGC=") {
-				got = kv
-			}
-		}
-		if got != c.want {
-			t.Errorf("%v with %d: got %q, want %q", c.environ, c.gogc, got, c.want)
-		}
-	}
-}
