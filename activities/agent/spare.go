@@ -16,9 +16,10 @@ import (
 )
 
 // spareWait bounds how long a Prepare waits for a spare still being
-// staged before cancelling it: what is left of the staging is less work
-// than the delta creating every directory itself.
-const spareWait = 10 * time.Second
+// staged before cancelling it and creating every directory itself (about
+// a second for a Magento-sized release): a staging at nice 10 on a busy
+// host can take ten (benchdeploy), and a deploy must not wait for it.
+const spareWait = 2 * time.Second
 
 // spareNice is the background thread's nice value: the host's PHP and
 // nginx come first.

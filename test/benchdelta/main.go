@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/mageflow/mageflow/internal/build/artifact"
+	"github.com/mageflow/mageflow/internal/host/hostops"
 	"github.com/mageflow/mageflow/internal/testkit/treegen"
 )
 
@@ -134,8 +135,8 @@ func run(c config) error {
 		fmt.Printf("measured: %+v\n", r[0])
 		// The retired release: the other variant (a release that
 		// differs from the base where the other change was made).
-		for _, known := range []bool{false, true} {
-			rr, err := benchRecycled(ctx, c, base, v, vs[1-i], r[0].base, known)
+		for _, m := range []recycleMode{{}, {known: true}, {known: true, spare: true}} {
+			rr, err := benchRecycled(ctx, c, base, v, vs[1-i], r[0].base, m)
 			if err != nil {
 				return err
 			}
@@ -327,7 +328,7 @@ func benchDelta(ctx context.Context, c config, base string, v1, v *variant) ([]r
 		floor = append(floor, time.Since(t))
 		_ = os.RemoveAll(cpal)
 	}
-	r := row{what: v.name + ": delta prepare per host", ours: median(ours), baseline: "`rsync -a --link-dest`",
+	r := row{what: v.name + ": delta prepare per host, nothing to recycle (no retired release, no spare yet)", ours: median(ours), baseline: "`rsync -a --link-dest`",
 		fetched: st.BytesFetched, artSize: v.res.Size, linked: st.FilesLinked + st.FilesCopied, written: st.FilesWritten, verifiedMB: float64(st.BaseBytesVerified) / 1e6}
 	if len(theirs) > 0 {
 		r.base = median(theirs)
@@ -343,10 +344,17 @@ func benchDelta(ctx context.Context, c config, base string, v1, v *variant) ([]r
 // base it holds the release Prune retired last (here: the other variant,
 // built from the base as a host builds it), whose directory tree the delta
 // reuses. The retired tree is rebuilt before each run, untimed.
-// With known, the base is hashed into a VerifiedInodes first, as the agent
-// does in the background after a deploy (timed apart and printed), and
-// the delta reads only the base files changed since.
-func benchRecycled(ctx context.Context, c config, base string, v, other *variant, rsync time.Duration, known bool) (row, error) {
+// recycleMode is what the host holds before the delta: with known, the
+// base hashed into a VerifiedInodes, as the agent does in the background
+// after a deploy (timed apart and printed), so the delta reads only the
+// base files changed since; with spare, a spare of the base staged by
+// hostops.StageSpare (a host's second to fifth release) instead of a
+// retired release (one that differs from the base where the other change
+// was made).
+type recycleMode struct{ known, spare bool }
+
+func benchRecycled(ctx context.Context, c config, base string, v, other *variant, rsync time.Duration, m recycleMode) (row, error) {
+	known := m.known
 	f, err := os.Open(v.art)
 	if err != nil {
 		return row{}, err
@@ -362,7 +370,12 @@ func benchRecycled(ctx context.Context, c config, base string, v, other *variant
 	dir := filepath.Join(c.outDir, "releases")
 	for i := range c.runs {
 		retired := filepath.Join(dir, fmt.Sprintf(".recycle-%d", i))
-		if _, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{
+		if m.spare {
+			retired = filepath.Join(filepath.Dir(base), hostops.RecyclePrefix+filepath.Base(base))
+			if err := hostops.StageSpare(ctx, filepath.Dir(base), filepath.Base(base), ""); err != nil {
+				return row{}, fmt.Errorf("spare for %s: %w", v.name, err)
+			}
+		} else if _, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{
 			Base: base, Dst: retired, Source: artifact.ReaderAtRange{R: of}, Size: other.res.Size, IndexSHA256: other.res.IndexSHA256,
 		}); err != nil {
 			return row{}, fmt.Errorf("retired tree for %s: %w", v.name, err)
@@ -391,7 +404,9 @@ func benchRecycled(ctx context.Context, c config, base string, v, other *variant
 		_ = os.RemoveAll(dst)
 	}
 	what := v.name + ": delta prepare per host, steady state (tree of the retired release reused)"
-	if known {
+	if m.spare {
+		what = v.name + ": a host's second to fifth release (spare staged and base hashed in the background after the last deploy)"
+	} else if known {
 		what = v.name + ": the same, base hashed in the background since the last deploy"
 		if st.BaseFilesKnown == 0 {
 			return row{}, fmt.Errorf("%s: no base file was known: %+v", v.name, st)
