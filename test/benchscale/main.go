@@ -42,6 +42,7 @@ type options struct {
 	wftPollers      int
 	actPollers      int
 	shards          int
+	profileDeploys  string
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&o.wftPollers, "workflow-pollers", 0, "control worker's workflow task pollers (0: workerapp.WorkerOptions, production's)")
 	flag.IntVar(&o.actPollers, "activity-pollers", 0, "control worker's activity task pollers (0: workerapp.WorkerOptions, production's)")
 	flag.IntVar(&o.shards, "shards", 0, "cluster numHistoryShards (0: mageflow cluster's default)")
+	flag.StringVar(&o.profileDeploys, "profile-deploys", "", "write CPU profiles of this process (workers and agents) during the deploys to FILE.dev and FILE.cluster")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -178,8 +179,10 @@ func runTarget(ctx context.Context, o options, target, dir, repo string) (_ *res
 	if err != nil {
 		return nil, err
 	}
+	stop := profileDeploys(o, target)
 	cpu0 := cpuOf(s.pid)
 	r.deploys = deployAll(ctx, c, cfg, st, rels)
+	stop()
 	fmt.Printf("%s: %d deploys in %s, %d errors %v\n", target, r.deploys.n, r.deploys.wall.Round(time.Millisecond), r.deploys.errors, errOrNil(r.deploys.firstErr))
 	r.deployCPU = cpuSince(cpu0, cpuOf(s.pid))
 	fmt.Printf("%s: deploys used %s\n", target, formatCPU(r.deployCPU))
@@ -326,4 +329,22 @@ func startControl(ctx context.Context, c client.Client, cfg *config.Config, slot
 		return nil, err
 	}
 	return w.Stop, nil
+}
+
+// profileDeploys writes a CPU profile of this process (the control worker
+// and every agent) during target's deploys to -profile-deploys.<target>;
+// the returned func stops it.
+func profileDeploys(o options, target string) func() {
+	if o.profileDeploys == "" {
+		return func() {}
+	}
+	f, err := os.Create(o.profileDeploys + "." + target)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile-deploys:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
