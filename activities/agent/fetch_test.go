@@ -112,7 +112,7 @@ func TestPrepareRefusesLinksOutOfTheRelease(t *testing.T) {
 			require.Contains(t, err.Error(), `"../../../../bait"`, "and where it leads")
 			_, serr := os.Lstat(hostops.ReleaseDir(f.root, "shop", id))
 			require.ErrorIs(t, serr, fs.ErrNotExist)
-			assertNoTemps(t, f.root)
+			assertNoTemps(t, f)
 			unchanged()
 		})
 	}
@@ -202,7 +202,7 @@ func TestPrepareRefusesBombs(t *testing.T) {
 			require.Less(t, peak, int64(maxTempWrite), "a refused bomb may only cost a few MiB of temporary writes")
 			_, serr := os.Lstat(hostops.ReleaseDir(f.root, "shop", id))
 			require.ErrorIs(t, serr, fs.ErrNotExist)
-			assertNoTemps(t, f.root)
+			assertNoTemps(t, f)
 		})
 	}
 }

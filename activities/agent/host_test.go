@@ -324,12 +324,16 @@ func TestHostPrepareInstallsRelease(t *testing.T) {
 	var st agent.HostState
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
 	require.Equal(t, agent.HostState{Releases: []string{m.ID}}, st)
-	assertNoTemps(t, f.root)
+	assertNoTemps(t, f)
 }
 
-func assertNoTemps(t *testing.T, root string) {
+// assertNoTemps: no work directory is left under releases/ once the
+// background work after Prune is stopped (a cancelled spare staging
+// removes its own).
+func assertNoTemps(t *testing.T, f *hostFixture) {
 	t.Helper()
-	ents, err := os.ReadDir(hostops.ReleasesDir(root, "shop"))
+	agent.StopSpares(f.acts)
+	ents, err := os.ReadDir(hostops.ReleasesDir(f.root, "shop"))
 	require.NoError(t, err)
 	for _, e := range ents {
 		require.False(t, strings.HasPrefix(e.Name(), ".") && !hostops.IsRecycleSlot(e.Name()), "leftover %s", e.Name())
@@ -364,7 +368,7 @@ func TestHostPrepareChecksumMismatch(t *testing.T) {
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, err.Error(), m.Artifact.SHA256, "the message names the digest actually read")
 	require.NoDirExists(t, hostops.ReleaseDir(f.root, "shop", m.ID))
-	assertNoTemps(t, f.root)
+	assertNoTemps(t, f)
 }
 
 func TestHostPrepareDiskFull(t *testing.T) {
@@ -377,7 +381,7 @@ func TestHostPrepareDiskFull(t *testing.T) {
 	require.Contains(t, err.Error(), "needed")
 	require.Contains(t, err.Error(), "keep_releases")
 	require.NoDirExists(t, hostops.ReleaseDir(f.root, "shop", m.ID))
-	assertNoTemps(t, f.root)
+	assertNoTemps(t, f)
 }
 
 // TestHostPrepareDiskFullTmpfs puts the host root on a real 16 KiB tmpfs,
@@ -567,7 +571,7 @@ func TestHostPrune(t *testing.T) {
 	require.FileExists(t, filepath.Join(outside, "keep.txt"))
 	require.NoError(t, f.exec(f.acts.State, f.targets, &st))
 	require.Equal(t, []string{ids[0], ids[1], ids[5], ids[6], ids[7]}, st.Releases)
-	assertNoTemps(t, f.root)
+	assertNoTemps(t, f)
 }
 
 func TestHostMaintenanceFlag(t *testing.T) {

@@ -96,9 +96,15 @@ func StartControl(ctx context.Context, c client.Client, cfg *config.Config) (sto
 // host's task queue with the host activities that ship.
 func StartAgents(ctx context.Context, c client.Client, cfg *config.Config, hosts []string) (stop func(), err error) {
 	var workers []worker.Worker
+	var hostActs []*agent.HostActivities
 	stop = func() {
 		for _, w := range workers {
 			w.Stop()
+		}
+		// The background work after Prune (spares, hashing) ends too,
+		// before the caller removes the hosts' directories.
+		for _, a := range hostActs {
+			agent.StopSpares(a)
 		}
 	}
 	for _, h := range hosts {
@@ -108,6 +114,7 @@ func StartAgents(ctx context.Context, c client.Client, cfg *config.Config, hosts
 			return nil, err
 		}
 		acts.HeartbeatEvery = time.Second
+		hostActs = append(hostActs, acts)
 		w := worker.New(c, agent.HostTaskQueue(h), agentapp.WorkerOptions())
 		agentapp.Register(w, acts, nil)
 		if err := w.Start(); err != nil {
