@@ -133,7 +133,7 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 			replace = slot
 		}
 		stage := slot == "" || replace != ""
-		h.spares.start(c.releases(), cur, stage, replace, &h.verified)
+		h.spares.start(c.releases(), cur, stage, replace, max(uint64(max(c.host.MinFreeBytes, 0)), spareMinFree), &h.verified)
 		if stage {
 			res.SpareStaging = cur
 		}

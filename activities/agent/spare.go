@@ -21,6 +21,10 @@ import (
 // host can take ten (benchdeploy), and a deploy must not wait for it.
 const spareWait = 2 * time.Second
 
+// spareMinFree is the least free space a spare staging leaves on the
+// releases' file system (or the host's min_free_bytes when larger).
+const spareMinFree = 1 << 30
+
 // spareNice is the background thread's nice value: the host's PHP and
 // nginx come first.
 const spareNice = 10
@@ -45,7 +49,7 @@ type staging struct {
 // start runs the background work for release id under releasesDir
 // (stage: a spare goes into the slot, in place of replace's tree when
 // that is not "") unless it runs there already.
-func (s *spares) start(releasesDir, id string, stage bool, replace string, v *artifact.VerifiedInodes) {
+func (s *spares) start(releasesDir, id string, stage bool, replace string, minFree uint64, v *artifact.VerifiedInodes) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.running == nil {
@@ -71,7 +75,7 @@ func (s *spares) start(releasesDir, id string, stage bool, replace string, v *ar
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), spareNice)
 		if stage {
 			t := time.Now()
-			if err := hostops.StageSpare(ctx, releasesDir, id, replace); ctx.Err() != nil {
+			if err := hostops.StageSpare(ctx, releasesDir, id, replace, minFree); ctx.Err() != nil {
 				slog.Info("spare staging cancelled: a prepare or prune came first", "release", id)
 				return
 			} else if err != nil {

@@ -372,7 +372,7 @@ func benchRecycled(ctx context.Context, c config, base string, v, other *variant
 		retired := filepath.Join(dir, fmt.Sprintf(".recycle-%d", i))
 		if m.spare {
 			retired = filepath.Join(filepath.Dir(base), hostops.RecyclePrefix+filepath.Base(base))
-			if err := hostops.StageSpare(ctx, filepath.Dir(base), filepath.Base(base), ""); err != nil {
+			if err := hostops.StageSpare(ctx, filepath.Dir(base), filepath.Base(base), "", 0); err != nil {
 				return row{}, fmt.Errorf("spare for %s: %w", v.name, err)
 			}
 		} else if _, err := artifact.ApplyDelta(ctx, artifact.DeltaOptions{

@@ -34,8 +34,11 @@ const SpareTmpPrefix = TmpPrefix + "spare-"
 // still empty; a cancelled or failed staging removes its work directory.
 //
 // replace, when not "", is the release the slot holds now: its tree is
-// removed first.
-func StageSpare(ctx context.Context, releasesDir, id, replace string) error {
+// removed first. The staging stops (and removes what it made) when the
+// file system's free space drops below minFree bytes or its free inodes
+// below a twentieth: a background nicety must never take the disk a
+// store writes to.
+func StageSpare(ctx context.Context, releasesDir, id, replace string, minFree uint64) error {
 	if IsTemp(id) || id == "" || filepath.Base(id) != id {
 		return fmt.Errorf("stage spare: invalid release id %q", id)
 	}
@@ -45,7 +48,7 @@ func StageSpare(ctx context.Context, releasesDir, id, replace string) error {
 		}
 	}
 	tmp := filepath.Join(releasesDir, SpareTmpPrefix+id+"-"+RandSuffix())
-	err := linkTree(ctx, filepath.Join(releasesDir, id), tmp)
+	err := linkTree(ctx, filepath.Join(releasesDir, id), tmp, minFree)
 	if err == nil {
 		var slot string
 		if slot, err = RecycleSlot(releasesDir); err == nil && slot != "" {
@@ -66,7 +69,7 @@ func StageSpare(ctx context.Context, releasesDir, id, replace string) error {
 
 // linkTree creates dst (which must not exist) as a copy of the directory
 // src whose non-directory entries are hard links.
-func linkTree(ctx context.Context, src, dst string) error {
+func linkTree(ctx context.Context, src, dst string, minFree uint64) error {
 	sfd, err := openDir(src)
 	if err != nil {
 		return err
@@ -84,7 +87,7 @@ func linkTree(ctx context.Context, src, dst string) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	t := &treeLinker{ctx: ctx, dev: st.Dev}
+	t := &treeLinker{ctx: ctx, dev: st.Dev, minFree: minFree}
 	if err := t.copyDir(sfd, dfd, src, 0); err != nil {
 		return err
 	}
@@ -104,13 +107,37 @@ func readEntries(dfd int, p string) ([]os.DirEntry, error) {
 }
 
 type treeLinker struct {
-	ctx context.Context
-	dev uint64
+	ctx     context.Context
+	dev     uint64
+	minFree uint64
+	dirs    int
+}
+
+// ErrSpareNoSpace: staging a spare stopped to leave the disk its margin.
+var ErrSpareNoSpace = errors.New("the file system is nearly full")
+
+// roomLeft checks the free space and inodes every 256 directories.
+func (t *treeLinker) roomLeft(fd int) error {
+	t.dirs++
+	if t.dirs%256 != 1 {
+		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return err
+	}
+	if fs.Bavail*uint64(fs.Bsize) < t.minFree || fs.Files > 0 && fs.Ffree < fs.Files/20 {
+		return fmt.Errorf("%w: %d bytes and %d inodes free", ErrSpareNoSpace, fs.Bavail*uint64(fs.Bsize), fs.Ffree)
+	}
+	return nil
 }
 
 // copyDir fills the open directory dfd with the entries of sfd (at p).
 func (t *treeLinker) copyDir(sfd, dfd int, p string, depth int) error {
 	if err := t.ctx.Err(); err != nil {
+		return err
+	}
+	if err := t.roomLeft(dfd); err != nil {
 		return err
 	}
 	if depth >= maxSpareDepth {

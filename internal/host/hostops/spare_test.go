@@ -2,6 +2,7 @@ package hostops
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestStageSpareNeverFollows(t *testing.T) {
 	shadowIno, shadowLinks := inode(t, filepath.Join(bait, "shadow"))
 	keyIno, keyLinks := inode(t, filepath.Join(bait, "keys/id_rsa"))
 
-	must(t, StageSpare(context.Background(), rels, "1-aaaaaaa", ""))
+	must(t, StageSpare(context.Background(), rels, "1-aaaaaaa", "", 0))
 	slot, err := RecycleSlot(rels)
 	must(t, err)
 	if slot != "1-aaaaaaa" {
@@ -84,7 +85,7 @@ func TestStageSpareStopsAtMountPoints(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", filepath.Join(rel, "pub/media")).Run() })
 	must(t, os.WriteFile(filepath.Join(rel, "pub/media/photo.jpg"), []byte("jpg"), 0o644))
-	must(t, StageSpare(context.Background(), rels, "1-aaaaaaa", ""))
+	must(t, StageSpare(context.Background(), rels, "1-aaaaaaa", "", 0))
 	if _, err := os.Lstat(filepath.Join(rels, RecyclePrefix+"1-aaaaaaa", "pub/media")); !os.IsNotExist(err) {
 		t.Errorf("the mount point was copied into the spare: %v", err)
 	}
@@ -96,24 +97,40 @@ func TestStageSpareLeavesNothingWhenItCannotFinish(t *testing.T) {
 	rels := filepath.Join(dir, "releases")
 	must(t, os.MkdirAll(filepath.Join(rels, "2-bbbbbbb", "app"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(rels, RecyclePrefix+"1-aaaaaaa"), 0o755))
-	err := StageSpare(context.Background(), rels, "2-bbbbbbb", "")
+	err := StageSpare(context.Background(), rels, "2-bbbbbbb", "", 0)
 	if err == nil || !strings.Contains(err.Error(), "already holds 1-aaaaaaa") {
 		t.Fatalf("slot taken: got %v", err)
 	}
 	must(t, os.Remove(filepath.Join(rels, RecyclePrefix+"1-aaaaaaa")))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := StageSpare(ctx, rels, "2-bbbbbbb", ""); err == nil {
+	if err := StageSpare(ctx, rels, "2-bbbbbbb", "", 0); err == nil {
 		t.Fatal("a cancelled staging succeeded")
 	}
 	for _, bad := range []string{"", ".recycle-x", "../2-bbbbbbb"} {
-		if err := StageSpare(context.Background(), rels, bad, ""); err == nil {
+		if err := StageSpare(context.Background(), rels, bad, "", 0); err == nil {
 			t.Errorf("release id %q accepted", bad)
 		}
 	}
 	ents, err := os.ReadDir(rels)
 	must(t, err)
 	if len(ents) != 1 || ents[0].Name() != "2-bbbbbbb" {
+		t.Errorf("releases/ holds %v, want only the release", ents)
+	}
+}
+
+// Staging stops before it takes the disk's margin, and leaves nothing.
+func TestStageSpareKeepsTheFreeSpaceMargin(t *testing.T) {
+	dir := t.TempDir()
+	rels := filepath.Join(dir, "releases")
+	must(t, os.MkdirAll(filepath.Join(rels, "1-aaaaaaa", "app/code"), 0o755))
+	err := StageSpare(context.Background(), rels, "1-aaaaaaa", "", 1<<62)
+	if !errors.Is(err, ErrSpareNoSpace) {
+		t.Fatalf("got %v, want ErrSpareNoSpace", err)
+	}
+	ents, err := os.ReadDir(rels)
+	must(t, err)
+	if len(ents) != 1 {
 		t.Errorf("releases/ holds %v, want only the release", ents)
 	}
 }
