@@ -302,12 +302,14 @@ func TestApplyDeltaTamperedFrame(t *testing.T) {
 	}
 }
 
-func TestApplyDeltaBaseFileEditedInPlace(t *testing.T) {
-	fx := newDeltaFixture(t)
+// editInPlace rewrites the base's C.php in place with content of the same
+// size and puts its mtime back: same inode, same size, same mtime, so
+// only the content (or the ctime) tells.
+func editInPlace(t *testing.T, fx *deltaFixture) {
+	t.Helper()
 	p := filepath.Join(fx.base, "vendor/other/pkg/C.php")
 	fi, err := os.Stat(p)
 	require.NoError(t, err)
-	// Same inode, same size, same mtime: only the content tells.
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)
 	require.NoError(t, err)
 	_, err = f.WriteAt([]byte("<?php class X {}\n"), 0)
@@ -315,6 +317,11 @@ func TestApplyDeltaBaseFileEditedInPlace(t *testing.T) {
 	require.NoError(t, f.Close())
 	require.NoError(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
 	fx.baseBefore = snapshotTree(t, fx.base, "")
+}
+
+func TestApplyDeltaBaseFileEditedInPlace(t *testing.T) {
+	fx := newDeltaFixture(t)
+	editInPlace(t, fx)
 	dst, _, err := fx.apply(fx.a2, fx.r2.IndexSHA256)
 	requireFallback(t, fx, dst, err, "vendor/other/pkg/C.php no longer matches")
 }

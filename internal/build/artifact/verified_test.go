@@ -77,16 +77,7 @@ func TestApplyDeltaKnownInodeEditedInPlace(t *testing.T) {
 	v := &VerifiedInodes{}
 	_, err := v.HashTree(context.Background(), fx.base)
 	require.NoError(t, err)
-	p := filepath.Join(fx.base, "vendor/other/pkg/C.php")
-	fi, err := os.Stat(p)
-	require.NoError(t, err)
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	_, err = f.WriteAt([]byte("<?php class X {}\n"), 0)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-	require.NoError(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
-	fx.baseBefore = snapshotTree(t, fx.base, "")
+	editInPlace(t, fx)
 	dst := filepath.Join(fx.dir, "releases", "2")
 	_, err = ApplyDelta(context.Background(), DeltaOptions{Base: fx.base, Dst: dst, Source: ReaderAtRange{bytes.NewReader(fx.a2)},
 		Size: int64(len(fx.a2)), IndexSHA256: fx.r2.IndexSHA256, Verified: v})
