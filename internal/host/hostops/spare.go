@@ -70,9 +70,10 @@ func StageSpare(ctx context.Context, releasesDir, id, replace string, minFree ui
 // linkTree creates dst (which must not exist) as a copy of the directory
 // src whose non-directory entries are hard links.
 func linkTree(ctx context.Context, src, dst string, minFree uint64) error {
-	sfd, err := openDir(src)
+	// The release itself is never a link either (O_NOFOLLOW).
+	sfd, err := unix.Open(src, dirFlags, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: src, Err: err}
 	}
 	defer unix.Close(sfd)
 	var st unix.Stat_t
@@ -82,9 +83,9 @@ func linkTree(ctx context.Context, src, dst string, minFree uint64) error {
 	if err := unix.Mkdir(dst, 0o700); err != nil {
 		return err
 	}
-	dfd, err := openDir(dst)
+	dfd, err := unix.Open(dst, dirFlags, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dst, Err: err}
 	}
 	defer unix.Close(dfd)
 	t := &treeLinker{ctx: ctx, dev: st.Dev, minFree: minFree}

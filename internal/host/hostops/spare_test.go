@@ -107,6 +107,12 @@ func TestStageSpareLeavesNothingWhenItCannotFinish(t *testing.T) {
 	if err := StageSpare(ctx, rels, "2-bbbbbbb", "", 0); err == nil {
 		t.Fatal("a cancelled staging succeeded")
 	}
+	// A release name that is a link to a tree elsewhere is not copied.
+	must(t, os.Symlink(filepath.Join(rels, "2-bbbbbbb"), filepath.Join(rels, "3-ccccccc")))
+	if err := StageSpare(context.Background(), rels, "3-ccccccc", "", 0); err == nil {
+		t.Error("a release that is a symlink was staged")
+	}
+	must(t, os.Remove(filepath.Join(rels, "3-ccccccc")))
 	for _, bad := range []string{"", ".recycle-x", "../2-bbbbbbb"} {
 		if err := StageSpare(context.Background(), rels, bad, "", 0); err == nil {
 			t.Errorf("release id %q accepted", bad)
