@@ -128,11 +128,15 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 		// the slot's tree is unlike current's), a spare of current for
 		// the next delta prepare to recycle; then current's files
 		// hashed, so that delta need not read them.
+		// A release without the per-file index (built before it, or
+		// a hand-made one) is no delta base, so a spare of it would
+		// only cost disk: the slot is left as it is.
+		indexed := hostops.HasRegularFile(c.releases(), cur, artifact.IndexName)
 		replace := ""
-		if slot != "" && !hostops.SlotResembles(c.releases(), slot, cur, artifact.IndexName) {
+		if indexed && slot != "" && !hostops.SlotResembles(c.releases(), slot, cur, artifact.IndexName) {
 			replace = slot
 		}
-		stage := slot == "" || replace != ""
+		stage := indexed && (slot == "" || replace != "")
 		h.spares.start(c.releases(), cur, stage, replace, max(uint64(max(c.host.MinFreeBytes, 0)), spareMinFree), &h.verified)
 		if stage {
 			res.SpareStaging = cur

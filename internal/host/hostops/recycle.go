@@ -73,6 +73,14 @@ func SlotResembles(releasesDir, slotID, id, indexName string) bool {
 	return 5*a.Size() >= 4*b.Size() && 4*a.Size() <= 5*b.Size()
 }
 
+// HasRegularFile reports whether release id holds a regular file at
+// name (a path relative to the release), without following a symlink
+// at name itself.
+func HasRegularFile(releasesDir, id, name string) bool {
+	fi, err := os.Lstat(filepath.Join(releasesDir, id, name))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // InUse reports a process that uses dir or anything below it: as its
 // working or root directory, through an open file descriptor or a mapped
 // file. Only the processes this one can see are looked at (its PID

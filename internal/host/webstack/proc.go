@@ -24,6 +24,11 @@ const (
 	startTimeout  = 20 * time.Second
 	reloadTimeout = 20 * time.Second
 	stopTimeout   = 15 * time.Second
+	// headerTimeout is nginx's client_header_timeout: how long a
+	// connection may take to send its request header. A connection that
+	// sent nothing yet keeps an old worker (and its old config) alive
+	// after a reload until then, so it must stay well below reloadTimeout.
+	headerTimeout = 8 * time.Second
 )
 
 // NginxBinary finds nginx: /usr/sbin/nginx (Debian), then $PATH.
@@ -387,6 +392,10 @@ http {
     default_type application/octet-stream;
     sendfile on;
     keepalive_timeout 65s;
+    # An old worker lives on after a reload while any connection of its
+    # has not sent a full request header; this bounds that (and
+    # slowloris-style clients) well below Reload's wait (reloadTimeout).
+    client_header_timeout {{.HeaderTimeout}}s;
     server_tokens off;
     log_format mageflow '$remote_addr "$request" $status $body_bytes_sent $request_time "$upstream_addr" $upstream_response_time "$sent_http_x_mageflow_host"';
     access_log {{.Dir}}/access.log mageflow;
@@ -414,7 +423,7 @@ func writeNginxConf(dir string, confs []string) error {
 	if err := writeSecrets(dir, secretFiles); err != nil {
 		return err
 	}
-	data := map[string]any{"Dir": dir, "Confs": confs}
+	data := map[string]any{"Dir": dir, "Confs": confs, "HeaderTimeout": int(headerTimeout / time.Second)}
 	if _, err := os.Stat("/etc/nginx/mime.types"); err == nil {
 		data["MimeTypes"] = "/etc/nginx/mime.types"
 	}
