@@ -11,7 +11,7 @@ import (
 
 // TestServerConfigsDoNotCollide renders every service's config and checks
 // what separate processes on one machine need: each its own metrics port,
-// no port used twice, everything on the loopback address, the postgres12
+// no port used twice, everything on the loopback address, the postgres12_pgx
 // plugin for both stores.
 func TestServerConfigsDoNotCollide(t *testing.T) {
 	o := Defaults()
@@ -65,7 +65,7 @@ func TestServerConfigsDoNotCollide(t *testing.T) {
 			t.Errorf("%s persistence %+v", svc.Name, cfg.Persistence)
 		}
 		for name, ds := range cfg.Persistence.Datastores {
-			if ds.SQL.PluginName != "postgres12" || ds.SQL.Password != "s3cret" || ds.SQL.ConnectAddr != "127.0.0.1:5433" {
+			if ds.SQL.PluginName != "postgres12_pgx" || ds.SQL.Password != "s3cret" || ds.SQL.ConnectAddr != "127.0.0.1:5433" {
 				t.Errorf("%s datastore %s: %+v", svc.Name, name, ds.SQL)
 			}
 		}
