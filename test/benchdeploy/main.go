@@ -512,9 +512,14 @@ func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pau
 		seconds := map[string]bool{}
 		for _, s := range samples {
 			if !s.OK() {
-				// nginx's and php-fpm's time stamps.
-				seconds[s.Start.Format("2006/01/02 15:04:05")] = true
-				seconds[s.Start.Format("[02-Jan-2006 15:04:05]")] = true
+				// nginx's and php-fpm's time stamps, from 3 s
+				// before (the balancer marks a host down for its
+				// fail_timeout, 2 s, after one failure).
+				for back := 3; back >= 0; back-- {
+					t := s.Start.Add(-time.Duration(back) * time.Second)
+					seconds[t.Format("2006/01/02 15:04:05")] = true
+					seconds[t.Format("[02-Jan-2006 15:04:05]")] = true
+				}
 				if shown < 5 {
 					fmt.Printf("  failed: %s (deploy started %s)\n", s, start.Format("15:04:05.000"))
 					shown++
@@ -527,8 +532,9 @@ func (b *bench) deployBig(ctx context.Context, m *release.Meta, clients int, pau
 }
 
 // printLogLines prints the daemons' log lines (nginx, php-fpm, the
-// balancer) written in the seconds of failed requests, but nginx's
-// notices, so a failure can be told apart afterwards.
+// balancer) written in the seconds of failed requests and the three
+// before, but nginx's and php-fpm's routine notices (reloads and worker
+// exits stay), so a failure can be told apart afterwards.
 func printLogLines(logs string, seconds map[string]bool) {
 	if len(seconds) == 0 {
 		return
@@ -537,7 +543,9 @@ func printLogLines(logs string, seconds map[string]bool) {
 	n := 0
 	for _, l := range strings.Split(logs, "\n") {
 		match := (len(l) >= 19 && seconds[l[:19]]) || (len(l) >= 22 && seconds[l[:22]])
-		if match && !strings.Contains(l, "[notice]") && !strings.Contains(l, "NOTICE") && n < 40 {
+		routine := (strings.Contains(l, "[notice]") || strings.Contains(l, "NOTICE")) &&
+			!strings.Contains(l, "signal") && !strings.Contains(l, "exited") && !strings.Contains(l, "reconfiguring")
+		if match && !routine && n < 60 {
 			fmt.Println("    " + l)
 			n++
 		}
