@@ -340,6 +340,15 @@ upstream {{.U.Name}} {
     # No members: nginx needs one server, and this one is never tried.
     server {{.Placeholder}} down;
 {{- end}}
+{{- if .Members}}
+    # The same members as backups without failure accounting: after every
+    # member above failed, nginx tries them again one request at a time,
+    # and without these every other request of that moment got 502 "no
+    # live upstreams".
+{{- end}}
+{{- range .Members}}
+    server {{.Addr}} backup max_fails=0;
+{{- end}}
     keepalive {{.Keepalive}};
 }
 

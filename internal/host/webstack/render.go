@@ -616,6 +616,13 @@ upstream mageflow_{{.ID}} {
 {{- range .B.Upstreams}}
     server {{.}} max_fails=1 fail_timeout=2s;
 {{- end}}
+    # The same hosts as backups without failure accounting: after every
+    # host above failed, nginx tries them again one request at a time, and
+    # without these every other request of that moment got 502 "no live
+    # upstreams".
+{{- range .B.Upstreams}}
+    server {{.}} backup max_fails=0;
+{{- end}}
     keepalive {{.Keepalive}};
 }
 
