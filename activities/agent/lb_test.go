@@ -22,6 +22,7 @@ import (
 	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/host/lbconf"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 // lbMember is an instance behind the balancer: it answers its id, and
@@ -48,9 +49,8 @@ type lbFixture struct {
 
 func newLBFixture(t *testing.T, ids ...string) *lbFixture {
 	t.Helper()
-	if _, err := webstack.NginxBinary(); err != nil {
-		t.Fatalf("%v (the balancer tests run a real nginx: apt-get install nginx-light)", err)
-	}
+	_, err := webstack.NginxBinary()
+	testenv.ToolOrSkip(t, err)
 	dir := t.TempDir()
 	f := &lbFixture{t: t, members: map[string]*lbMember{}, file: filepath.Join(dir, "upstream-web.conf")}
 	for _, id := range ids {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/host/lbconf"
 	"github.com/mageflow/mageflow/internal/host/webstack"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 func upstream(t *testing.T) lbconf.Upstream {
@@ -117,9 +118,8 @@ func TestRenderRejectsBadInput(t *testing.T) {
 // nginx (placeholder) and answers an empty body, and traffic through the
 // upstream reaches the member.
 func TestNginxServesTheInclude(t *testing.T) {
-	if _, err := webstack.NginxBinary(); err != nil {
-		t.Fatal(err)
-	}
+	_, err := webstack.NginxBinary()
+	testenv.ToolOrSkip(t, err)
 	dir := t.TempDir()
 	u := upstream(t)
 	member := memberServer(t, "i-a")

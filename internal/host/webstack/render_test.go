@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the renderers")
@@ -204,9 +206,7 @@ func TestLongNamesStayWithinNginxLimits(t *testing.T) {
 		}
 	}
 	bin, err := NginxBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.ToolOrSkip(t, err)
 	dir := t.TempDir()
 	confs, files, err := splitSecrets([]string{conf})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 	"github.com/mageflow/mageflow/test/fixtures"
 )
 
@@ -109,12 +110,10 @@ func (h hostTree) maintenance(t *testing.T, on bool) {
 
 func requireStack(t *testing.T) {
 	t.Helper()
-	if _, err := NginxBinary(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := PHPFPMBinary(); err != nil {
-		t.Fatal(err)
-	}
+	_, err := NginxBinary()
+	testenv.ToolOrSkip(t, err)
+	_, err = PHPFPMBinary()
+	testenv.ToolOrSkip(t, err)
 }
 
 func freeAddr(t *testing.T) string {

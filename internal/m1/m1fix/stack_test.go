@@ -20,6 +20,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 const (
@@ -140,12 +141,10 @@ type stack struct {
 func needStackTools(t *testing.T) {
 	t.Helper()
 	needRoot(t)
-	if _, err := webstack.NginxBinary(); err != nil {
-		t.Skipf("needs nginx (make deps-test, which make test runs): %v", err)
-	}
-	if _, err := webstack.PHPFPMBinary(); err != nil {
-		t.Skipf("needs php-fpm (make deps-test, which make test runs): %v", err)
-	}
+	_, err := webstack.NginxBinary()
+	testenv.ToolOrSkip(t, err)
+	_, err = webstack.PHPFPMBinary()
+	testenv.ToolOrSkip(t, err)
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Skip("needs /usr/sbin/sshd: install openssh-server (make deps-test, which make test runs)")
 	}

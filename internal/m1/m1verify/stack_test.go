@@ -12,6 +12,7 @@ import (
 
 	"github.com/mageflow/mageflow/internal/host/webstack"
 	"github.com/mageflow/mageflow/internal/m1/m1audit"
+	"github.com/mageflow/mageflow/internal/testkit/testenv"
 )
 
 const (
@@ -187,12 +188,10 @@ type store struct {
 // startStore serves a fresh tree with real nginx and php-fpm under conf.
 func startStore(t *testing.T, conf string) store {
 	t.Helper()
-	if _, err := webstack.NginxBinary(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := webstack.PHPFPMBinary(); err != nil {
-		t.Fatal(err)
-	}
+	_, err := webstack.NginxBinary()
+	testenv.ToolOrSkip(t, err)
+	_, err = webstack.PHPFPMBinary()
+	testenv.ToolOrSkip(t, err)
 	root := newStore(t)
 	base := t.TempDir()
 	pool := webstack.Pool{Dir: filepath.Join(base, "fpm"), PM: "static", MaxChildren: 4, ProcessControlTimeout: 5 * time.Second}

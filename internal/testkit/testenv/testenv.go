@@ -137,3 +137,19 @@ func WeedOrSkip(t TB) string {
 	}
 	return p
 }
+
+// ToolOrSkip handles err from finding a system tool that `make deps-test`
+// installs (nginx, php-fpm): nil goes on; on a fresh checkout (`go test
+// ./...`, TEMPORAL_CLI unset) the test skips, naming the make target; under
+// `make test`, which exports TEMPORAL_CLI, a missing tool is a failure.
+func ToolOrSkip(t TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("TEMPORAL_CLI") == "" {
+		t.Skip(fmt.Errorf("%w (%v): run `make test`, which installs it (make deps-test) and runs this test", ErrNotInstalled, err))
+		return
+	}
+	t.Fatal(err)
+}

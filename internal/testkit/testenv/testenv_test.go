@@ -43,3 +43,31 @@ func TestWeed(t *testing.T) {
 		t.Errorf("present: %q, %v", p, err)
 	}
 }
+
+// fakeTB records what ToolOrSkip asked of its test.
+type fakeTB struct{ skipped, failed bool }
+
+func (f *fakeTB) Helper()           {}
+func (f *fakeTB) Skip(args ...any)  { f.skipped = true }
+func (f *fakeTB) Fatal(args ...any) { f.failed = true }
+
+func TestToolOrSkip(t *testing.T) {
+	missing := errors.New("nginx: not found")
+	for _, tc := range []struct {
+		cli          string
+		err          error
+		skip, failed bool
+	}{
+		{"", nil, false, false},
+		{"/x/bin/temporal", nil, false, false},
+		{"", missing, true, false},                // go test ./... on a fresh checkout
+		{"/x/bin/temporal", missing, false, true}, // make test promised it
+	} {
+		t.Setenv("TEMPORAL_CLI", tc.cli)
+		var f fakeTB
+		ToolOrSkip(&f, tc.err)
+		if f.skipped != tc.skip || f.failed != tc.failed {
+			t.Errorf("TEMPORAL_CLI=%q err=%v: skipped %v failed %v, want %v %v", tc.cli, tc.err, f.skipped, f.failed, tc.skip, tc.failed)
+		}
+	}
+}
