@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/mageflow/mageflow/activities/agent"
 	"github.com/mageflow/mageflow/internal/build/artifact"
@@ -338,4 +340,52 @@ func TestPruneReplacesASlotUnlikeCurrent(t *testing.T) {
 	}
 	require.Equal(t, r4.ID, pr.SetAside)
 	require.Empty(t, pr.SpareStaging)
+}
+
+// An agent restarted after a deploy (its staging was stopped and removed,
+// its hashes were in memory) rebuilds both as it starts: the first delta
+// after the restart recycles a spare and reads no base file again.
+func TestWarmUpAfterAgentRestart(t *testing.T) {
+	f := newHostFixture(t, "")
+	changeTemplate(t, f, "v1")
+	r1 := f.release("1-aaaaaa0")
+	f.prepare(r1)
+	require.NoError(t, f.exec(f.acts.Switch, f.ref(r1.ID), nil))
+	// The old agent stops before Prune's background work could run.
+	agent.StopSpares(f.acts)
+	rels := hostops.ReleasesDir(f.root, "shop")
+	slot, err := hostops.RecycleSlot(rels)
+	require.NoError(t, err)
+	require.Empty(t, slot)
+
+	restarted := agent.Restarted(f.acts)
+	require.Zero(t, agent.KnownInodes(restarted))
+	agent.WarmUp(t.Context(), restarted)
+	slot, err = hostops.RecycleSlot(rels)
+	require.NoError(t, err)
+	require.Equal(t, r1.ID, slot, "a spare of current is staged")
+	require.Positive(t, agent.KnownInodes(restarted), "current is hashed")
+
+	f.acts = restarted
+	f.env.RegisterActivityWithOptions(restarted, activity.RegisterOptions{DisableAlreadyRegisteredCheck: true})
+	changeTemplate(t, f, "v2")
+	p2 := f.prepare(f.release("2-bbbbbbb"))
+	require.Equal(t, agent.TransferDelta, p2.Transfer.Mode, "%+v", p2.Transfer)
+	require.Equal(t, r1.ID, p2.Transfer.Recycled, "%+v", p2.Transfer)
+	require.Positive(t, p2.Transfer.FilesKnown, "%+v", p2.Transfer)
+	g := newHostFixture(t, "")
+	changeTemplate(t, g, "v2")
+	pg := g.prepare(g.release("2-bbbbbbb"))
+	require.Equal(t, contentOf(t, pg.ReleaseDir, g.dir), contentOf(t, p2.ReleaseDir, f.dir))
+
+	// Stopping the agent during the warm-up leaves nothing half done.
+	require.NoError(t, f.exec(f.acts.Switch, f.ref("2-bbbbbbb"), nil))
+	again := agent.Restarted(f.acts)
+	ctx, cancel := context.WithCancel(t.Context())
+	warm := make(chan struct{})
+	go func() { defer close(warm); agent.WarmUp(ctx, again) }()
+	cancel() // what agentapp.Run does on shutdown
+	<-warm
+	agent.StopSpares(again)
+	assertNoTemps(t, f)
 }

@@ -123,26 +123,30 @@ func (h *HostActivities) Prune(ctx context.Context, in PruneInput) (*PruneResult
 			}
 		}
 	}
-	if cur != "" {
-		// After this activity returns: when nothing was retired yet (or
-		// the slot's tree is unlike current's), a spare of current for
-		// the next delta prepare to recycle; then current's files
-		// hashed, so that delta need not read them.
-		// A release without the per-file index (built before it, or
-		// a hand-made one) is no delta base, so a spare of it would
-		// only cost disk: the slot is left as it is.
-		indexed := hostops.HasRegularFile(c.releases(), cur, artifact.IndexName)
-		replace := ""
-		if indexed && slot != "" && !hostops.SlotResembles(c.releases(), slot, cur, artifact.IndexName) {
-			replace = slot
-		}
-		stage := indexed && (slot == "" || replace != "")
-		h.spares.start(c.releases(), cur, stage, replace, max(uint64(max(c.host.MinFreeBytes, 0)), spareMinFree), &h.verified)
-		if stage {
-			res.SpareStaging = cur
-		}
+	if cur != "" && h.startBackground(c, cur, slot) {
+		res.SpareStaging = cur
 	}
 	return res, nil
+}
+
+// startBackground starts, after this activity returns, the background
+// work for current release cur (slot: the release the recycle slot holds,
+// "" when empty): when nothing was retired yet, or the slot's tree is
+// unlike current's, a spare of current for the next delta prepare to
+// recycle; then current's files hashed, so that delta need not read them.
+// It reports whether a spare is being staged.
+func (h *HostActivities) startBackground(c *resolvedTarget, cur, slot string) bool {
+	// A release without the per-file index (built before it, or a
+	// hand-made one) is no delta base, so a spare of it would only cost
+	// disk: the slot is left as it is.
+	indexed := hostops.HasRegularFile(c.releases(), cur, artifact.IndexName)
+	replace := ""
+	if indexed && slot != "" && !hostops.SlotResembles(c.releases(), slot, cur, artifact.IndexName) {
+		replace = slot
+	}
+	stage := indexed && (slot == "" || replace != "")
+	h.spares.start(c.releases(), cur, stage, replace, max(uint64(max(c.host.MinFreeBytes, 0)), spareMinFree), &h.verified)
+	return stage
 }
 
 // State reports current and the releases on disk that Prepare finished,

@@ -150,6 +150,55 @@ func (s *spares) stopAll() {
 	}
 }
 
+// WarmUp does, for every app with a current release on this agent's
+// host, the background work Prune starts after a deploy: a spare of
+// current when the recycle slot is empty (a staging the last agent
+// stopped was removed, not finished) or unlike current, and the hashing
+// of current's files, whose record lives in memory only. Without it the
+// first delta after an agent restart reads every base file, and may find
+// nothing to recycle. One app at a time, until ctx ends; Prepare and
+// Prune settle it like the work after Prune. The agent runs it once as it
+// starts. A function, not a method, for the reason StopSpares gives.
+func WarmUp(ctx context.Context, h *HostActivities) {
+	if h.Config == nil {
+		return
+	}
+	for _, name := range h.Config.AppNames() {
+		if ctx.Err() != nil {
+			return
+		}
+		c, err := h.resolve(HostTarget{Host: h.Host, App: name})
+		if err != nil {
+			return // the host is not configured: every activity says so
+		}
+		cur, err := hostops.ReadCurrent(c.root, name)
+		if err != nil || cur == "" {
+			continue // not deployed here, or current is not ours
+		}
+		slot, err := hostops.RecycleSlot(c.releases())
+		if err != nil {
+			slog.Warn("warm-up: cannot read the recycle slot", "app", name, "error", err)
+			continue
+		}
+		h.startBackground(c, cur, slot)
+		h.spares.wait(ctx, c.releases())
+	}
+}
+
+// wait returns once the work under releasesDir ended, or ctx did.
+func (s *spares) wait(ctx context.Context, releasesDir string) {
+	s.mu.Lock()
+	st := s.running[releasesDir]
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+	}
+}
+
 // StopSpares cancels the background work after Prune and waits until a
 // spare tree half staged is removed: on shutdown, and in tests before
 // their directories go. A function, not a method: every exported method

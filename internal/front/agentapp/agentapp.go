@@ -145,8 +145,13 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	// A spare tree half staged when the agent stops is removed.
-	defer agent.StopSpares(host)
+	// The spares and hashes the previous agent's memory held, rebuilt in
+	// the background; a spare tree half staged when the agent stops is
+	// removed.
+	wctx, cancel := context.WithCancel(ctx)
+	warm := make(chan struct{})
+	go func() { defer close(warm); agent.WarmUp(wctx, host) }()
+	defer func() { cancel(); <-warm; agent.StopSpares(host) }()
 	logger.Info("agent polling", "taskQueue", queue, "namespace", opt.Config.Temporal.Namespace, "host", opt.Host, "group", opt.Group)
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
