@@ -389,3 +389,32 @@ func TestWarmUpAfterAgentRestart(t *testing.T) {
 	agent.StopSpares(again)
 	assertNoTemps(t, f)
 }
+
+// A local user (or a broken hand edit) points current at a release that
+// is a symlink to another tree: the warm-up of a starting agent stages no
+// spare of that tree and links none of its files.
+func TestWarmUpNeverFollowsASymlinkedRelease(t *testing.T) {
+	f := newHostFixture(t, "")
+	changeTemplate(t, f, "v1")
+	r1 := f.release("1-aaaaaa0")
+	p1 := f.prepare(r1)
+	outside := filepath.Join(f.dir, "outside")
+	require.NoError(t, os.CopyFS(outside, os.DirFS(p1.ReleaseDir)))
+	bait := filepath.Join(outside, artifact.IndexName)
+	var before syscall.Stat_t
+	require.NoError(t, syscall.Stat(bait, &before))
+	rels := hostops.ReleasesDir(f.root, "shop")
+	require.NoError(t, os.Symlink(outside, filepath.Join(rels, "9-fffffff")))
+	require.NoError(t, hostops.SwitchCurrent(f.root, "shop", "9-fffffff"))
+
+	restarted := agent.Restarted(f.acts)
+	agent.WarmUp(t.Context(), restarted)
+	agent.StopSpares(restarted)
+	slot, err := hostops.RecycleSlot(rels)
+	require.NoError(t, err)
+	require.Empty(t, slot, "no spare of the tree behind the link")
+	var after syscall.Stat_t
+	require.NoError(t, syscall.Stat(bait, &after))
+	require.Equal(t, before.Nlink, after.Nlink, "nothing outside was linked")
+	assertNoTemps(t, f)
+}
